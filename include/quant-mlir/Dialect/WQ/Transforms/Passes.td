@@ -1,0 +1,45 @@
+//===- Passes.td - wq transformation passes -----------------*- tablegen -*-===//
+// Passes that rewrite wq IR in place (scheme assignment, decomposition).
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD
+#define QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def WQAssignScheme : Pass<"wq-assign-scheme", "mlir::ModuleOp"> {
+  let summary = "Choose each wq.linear's quantization scheme, with per-module overrides";
+  let description = [{
+    Sets the `scheme` attribute of every `wq.linear` from the options. Layers
+    whose `name` matches a `skip` glob (by default lm_head and embeddings)
+    get no scheme and stay in float. `overrides` entries have the form
+    `GLOB:key=value[:key=value...]` with keys `bits`, `group-size`,
+    `zero-point` (0/1), `act-order` (0/1) or the bare key `skip`; later
+    entries win. An invalid resulting scheme is an error naming the layer.
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", "4", "Bits per weight: 2, 3, 4 or 8">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "Input channels per group: 32, 64, 128, 256, or -1 for per-channel">,
+    Option<"zeroPoint", "zero-point", "bool", "false",
+           "Asymmetric quantization with a stored zero point per group">,
+    Option<"actOrder", "act-order", "bool", "false",
+           "Quantize columns in order of decreasing Hessian diagonal (desc_act)">,
+    ListOption<"skip", "skip", "std::string",
+               "Globs of layer names left in float (default: lm_head, embeddings)">,
+    ListOption<"overrides", "overrides", "std::string",
+               "Per-module overrides: GLOB:key=value[:key=value]">,
+  ];
+  let dependentDialects = [];
+}
+
+def WQExpandQuantizedLinear
+    : Pass<"wq-expand-quantized-linear", "mlir::ModuleOp"> {
+  let summary = "Rewrite wq.quantized_linear as wq.dequantize + wq.linear";
+  let description = [{
+    The reference semantics of a quantized layer, used by the CPU lowering
+    and by fake-quant evaluation.
+  }];
+}
+
+#endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD

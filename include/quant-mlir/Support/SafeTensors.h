@@ -1,0 +1,131 @@
+//===- SafeTensors.h - safetensors weight archives --------------*- C++ -*-===//
+// Reads (mmapped, validated up front) and writes (atomic, deterministic)
+// safetensors weight files; also the f16/bf16 conversions all tools share.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_SUPPORT_SAFETENSORS_H
+#define QUANT_MLIR_SUPPORT_SAFETENSORS_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <cassert>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace quant_mlir::safetensors {
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+/// The spec's spelling: "F32", "BF16", "BOOL", ...
+llvm::StringRef dtypeName(DType dtype);
+std::optional<DType> parseDType(llvm::StringRef name);
+size_t dtypeSize(DType dtype);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  llvm::SmallVector<int64_t> shape;
+  /// Byte offsets relative to the start of the data section; [begin, end).
+  uint64_t begin = 0, end = 0;
+
+  /// Product of the dims; 1 for a scalar (0-d) tensor.
+  int64_t numElements() const;
+  uint64_t numBytes() const { return end - begin; }
+};
+
+class Reader {
+public:
+  /// Maps `path` and validates header, dtypes, shapes and offsets so that
+  /// later accessors cannot fail.
+  static llvm::Expected<std::unique_ptr<Reader>> open(llvm::StringRef path);
+
+  /// Sorted by name.
+  llvm::ArrayRef<TensorInfo> tensors() const { return tensorList; }
+  /// nullptr if there is no tensor of that name.
+  const TensorInfo *lookup(llvm::StringRef name) const;
+
+  /// `info` must come from this reader (tensors() or lookup()). The result is
+  /// always aligned to dtypeSize(info.dtype): tensors that the file stores
+  /// misaligned (legal in safetensors) are copied once at open().
+  llvm::ArrayRef<uint8_t> bytes(const TensorInfo &info) const;
+
+  /// Typed view of the little-endian payload; T must match the element size.
+  template <typename T> llvm::ArrayRef<T> as(const TensorInfo &info) const {
+    assert(sizeof(T) == dtypeSize(info.dtype) && "element type size mismatch");
+    llvm::ArrayRef<uint8_t> raw = bytes(info);
+    return {reinterpret_cast<const T *>(raw.data()), raw.size() / sizeof(T)};
+  }
+
+  /// The "__metadata__" string map (empty if absent).
+  const std::map<std::string, std::string> &metadata() const { return meta; }
+  llvm::StringRef path() const { return filePath; }
+
+private:
+  Reader() = default;
+  size_t indexOf(const TensorInfo &info) const;
+
+  std::string filePath;
+  std::unique_ptr<llvm::MemoryBuffer> buffer;
+  std::vector<TensorInfo> tensorList;
+  /// Parallel to tensorList: where each payload lives (the mapping or a copy).
+  std::vector<const uint8_t *> payloads;
+  std::vector<std::unique_ptr<uint64_t[]>> alignedCopies;
+  std::map<std::string, std::string> meta;
+};
+
+class Writer {
+public:
+  /// Non-owning: `bytes` must stay alive until write(), which lets tools stream
+  /// straight from mmapped inputs. Rejects empty, duplicate, reserved
+  /// ("__metadata__") and non-UTF-8 names, negative dims, and a byte count
+  /// that does not match the shape.
+  llvm::Error add(llvm::StringRef name, DType dtype,
+                  llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<uint8_t> bytes);
+  /// Owning variant of add().
+  llvm::Error addOwned(llvm::StringRef name, DType dtype,
+                       llvm::ArrayRef<int64_t> shape,
+                       std::vector<uint8_t> bytes);
+  void setMetadata(llvm::StringRef key, llvm::StringRef value);
+
+  /// Writes to a unique temp file beside `path` and renames it over `path`.
+  /// On failure the temp file is removed and `path` is left untouched.
+  /// Output is byte-identical for identical contents, whatever the add order.
+  llvm::Error write(llvm::StringRef path) const;
+
+  size_t size() const { return entries.size(); }
+
+private:
+  struct Entry {
+    DType dtype;
+    llvm::SmallVector<int64_t> shape;
+    llvm::ArrayRef<uint8_t> bytes;
+    std::vector<uint8_t> owned; // backs `bytes` for addOwned()
+  };
+  llvm::Expected<Entry &> insert(llvm::StringRef name, DType dtype,
+                                 llvm::ArrayRef<int64_t> shape,
+                                 size_t numBytes);
+  std::string headerJSON() const;
+
+  std::map<std::string, Entry> entries; // ordered: defines the file layout
+  std::map<std::string, std::string> meta;
+};
+
+/// Bit-exact IEEE conversions; f32 -> f16/bf16 round to nearest, ties to even,
+/// overflow to infinity, and keep NaN payloads (forcing a quiet bit only when
+/// the truncated payload would otherwise read as infinity).
+uint16_t floatToHalf(float value);
+float halfToFloat(uint16_t bits);
+uint16_t floatToBF16(float value);
+float bf16ToFloat(uint16_t bits);
+
+} // namespace quant_mlir::safetensors
+
+#endif // QUANT_MLIR_SUPPORT_SAFETENSORS_H

@@ -1,0 +1,444 @@
+//===- SafeTensors.cpp - safetensors reader and writer --------------------===//
+// Format: u64 little-endian header length N, N bytes of JSON header, then the
+// data section that the header's data_offsets index into.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/SmallString.h"
+#include "llvm/Support/Endian.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Signals.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstring>
+#include <numeric>
+
+using namespace llvm;
+
+namespace quant_mlir::safetensors {
+
+// Typed views (Reader::as) reinterpret the little-endian payload in place.
+static_assert(sys::IsLittleEndianHost,
+              "safetensors payloads are little-endian");
+
+// Same cap as the reference implementation: guards against allocating or
+// parsing gigabytes because of a corrupt length field.
+static constexpr uint64_t kMaxHeaderSize = 100'000'000;
+static constexpr StringLiteral kMetadataKey = "__metadata__";
+
+namespace {
+struct DTypeDesc {
+  DType dtype;
+  StringLiteral name;
+  size_t size;
+};
+} // namespace
+
+static constexpr DTypeDesc kDTypes[] = {
+    {DType::F64, "F64", 8},   {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+    {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
+    {DType::BOOL, "BOOL", 1}};
+
+StringRef dtypeName(DType dtype) { return kDTypes[size_t(dtype)].name; }
+size_t dtypeSize(DType dtype) { return kDTypes[size_t(dtype)].size; }
+
+std::optional<DType> parseDType(StringRef name) {
+  for (const DTypeDesc &desc : kDTypes)
+    if (desc.name == name)
+      return desc.dtype;
+  return std::nullopt;
+}
+
+int64_t TensorInfo::numElements() const {
+  return std::accumulate(shape.begin(), shape.end(), int64_t(1),
+                         std::multiplies<int64_t>());
+}
+
+static std::string formatShape(ArrayRef<int64_t> shape) {
+  std::string out = "[";
+  raw_string_ostream os(out);
+  interleaveComma(shape, os);
+  os << "]";
+  return out;
+}
+
+// Byte size of a tensor, or an error naming what is wrong with the shape.
+// Shared by reader and writer so both accept exactly the same tensors.
+static Expected<uint64_t> checkedByteSize(DType dtype,
+                                          ArrayRef<int64_t> shape) {
+  int64_t count = 1;
+  for (int64_t dim : shape) {
+    if (dim < 0)
+      return createStringError("negative dimension " + Twine(dim) +
+                               " in shape " + formatShape(shape));
+    if (MulOverflow(count, dim, count))
+      return createStringError("element count of shape " + formatShape(shape) +
+                               " overflows");
+  }
+  int64_t bytes;
+  if (MulOverflow(count, int64_t(dtypeSize(dtype)), bytes))
+    return createStringError("byte size of shape " + formatShape(shape) +
+                             " overflows");
+  return uint64_t(bytes);
+}
+
+//===----------------------------------------------------------------------===//
+// Reader
+//===----------------------------------------------------------------------===//
+
+// Parses one header entry; errors are relative to the tensor (no path yet).
+static Expected<TensorInfo> parseEntry(StringRef name, const json::Value &value,
+                                       uint64_t dataSize) {
+  auto fail = [&](const Twine &msg) {
+    return createStringError("tensor '" + name + "': " + msg);
+  };
+  const json::Object *entry = value.getAsObject();
+  if (!entry)
+    return fail("header entry is not a JSON object");
+
+  TensorInfo info;
+  info.name = name.str();
+  std::optional<StringRef> dtypeStr = entry->getString("dtype");
+  if (!dtypeStr)
+    return fail("missing or non-string \"dtype\"");
+  std::optional<DType> dtype = parseDType(*dtypeStr);
+  if (!dtype)
+    return fail("unknown dtype '" + *dtypeStr + "'");
+  info.dtype = *dtype;
+
+  const json::Array *shape = entry->getArray("shape");
+  if (!shape)
+    return fail("missing or non-array \"shape\"");
+  for (const json::Value &dim : *shape) {
+    std::optional<int64_t> n = dim.getAsInteger();
+    if (!n)
+      return fail("\"shape\" must contain only integers");
+    info.shape.push_back(*n);
+  }
+
+  const json::Array *offsets = entry->getArray("data_offsets");
+  std::optional<uint64_t> begin, end;
+  if (offsets && offsets->size() == 2) {
+    begin = (*offsets)[0].getAsUINT64();
+    end = (*offsets)[1].getAsUINT64();
+  }
+  if (!begin || !end)
+    return fail("\"data_offsets\" must be [begin, end] with non-negative "
+                "integers");
+  if (*begin > *end)
+    return fail("data_offsets begin " + Twine(*begin) + " > end " +
+                Twine(*end));
+  if (*end > dataSize)
+    return fail("data_offsets end " + Twine(*end) +
+                " is past the end of the data section (" + Twine(dataSize) +
+                " bytes; file truncated?)");
+  info.begin = *begin;
+  info.end = *end;
+
+  Expected<uint64_t> expected = checkedByteSize(info.dtype, info.shape);
+  if (!expected)
+    return fail(toString(expected.takeError()));
+  if (info.numBytes() != *expected)
+    return fail("data_offsets span " + Twine(info.numBytes()) +
+                " bytes but shape " + formatShape(info.shape) + " of " +
+                *dtypeStr + " needs " + Twine(*expected));
+  return info;
+}
+
+static Error parseMetadata(const json::Value &value,
+                           std::map<std::string, std::string> &out) {
+  const json::Object *object = value.getAsObject();
+  if (!object)
+    return createStringError("\"__metadata__\" is not a JSON object");
+  for (const auto &[key, val] : *object) {
+    std::optional<StringRef> str = val.getAsString();
+    if (!str)
+      return createStringError("\"__metadata__\" value for key '" + key.str() +
+                               "' is not a string");
+    out[key.str()] = str->str();
+  }
+  return Error::success();
+}
+
+// json::parse silently keeps one of several equal keys, which would drop a
+// tensor; count the top-level members of the (already valid) text instead.
+static size_t countTopLevelMembers(StringRef json) {
+  size_t depth = 0, commas = 0;
+  bool inString = false, escaped = false, empty = true;
+  for (char c : json) {
+    if (inString) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        inString = false;
+      continue;
+    }
+    if (c == '"') {
+      inString = true;
+      empty &= depth != 1;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    } else if (c == ',' && depth == 1) {
+      ++commas;
+    }
+  }
+  return empty ? 0 : commas + 1;
+}
+
+Expected<std::unique_ptr<Reader>> Reader::open(StringRef path) {
+  auto fail = [&](const Twine &msg) {
+    return createStringError(path + ": " + msg);
+  };
+  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
+      MemoryBuffer::getFile(path, /*IsText=*/false,
+                            /*RequiresNullTerminator=*/false,
+                            /*IsVolatile=*/false);
+  if (!buffer)
+    return createStringError(
+        buffer.getError(),
+        path + ": cannot open: " + buffer.getError().message());
+
+  std::unique_ptr<Reader> reader(new Reader());
+  reader->filePath = path.str();
+  reader->buffer = std::move(*buffer);
+  StringRef file = reader->buffer->getBuffer();
+
+  if (file.size() < 8)
+    return fail("file is " + Twine(file.size()) +
+                " bytes, too short to hold the 8-byte header length");
+  uint64_t headerSize = support::endian::read64le(file.data());
+  if (headerSize > kMaxHeaderSize)
+    return fail("header length " + Twine(headerSize) +
+                " is implausibly large (limit " + Twine(kMaxHeaderSize) + ")");
+  if (headerSize > file.size() - 8)
+    return fail("header length " + Twine(headerSize) +
+                " runs past the end of the file (" + Twine(file.size()) +
+                " bytes)");
+  StringRef data = file.drop_front(8 + headerSize);
+
+  Expected<json::Value> root = json::parse(file.substr(8, headerSize));
+  if (!root)
+    return fail("header is not valid JSON: " + toString(root.takeError()));
+  const json::Object *header = root->getAsObject();
+  if (!header)
+    return fail("header is not a JSON object");
+  if (countTopLevelMembers(file.substr(8, headerSize)) != header->size())
+    return fail("header has duplicate tensor names");
+
+  for (const auto &[key, value] : *header) {
+    if (StringRef(key) == kMetadataKey) {
+      if (Error err = parseMetadata(value, reader->meta))
+        return fail(toString(std::move(err)));
+      continue;
+    }
+    Expected<TensorInfo> info = parseEntry(key, value, data.size());
+    if (!info)
+      return fail(toString(info.takeError()));
+    reader->tensorList.push_back(std::move(*info));
+  }
+  std::vector<TensorInfo> &list = reader->tensorList;
+
+  // Overlap check on a copy sorted by position; empty tensors occupy nothing.
+  std::vector<const TensorInfo *> byOffset;
+  for (const TensorInfo &t : list)
+    if (t.numBytes())
+      byOffset.push_back(&t);
+  llvm::sort(byOffset, [](const TensorInfo *a, const TensorInfo *b) {
+    return a->begin < b->begin;
+  });
+  for (size_t i = 1; i < byOffset.size(); ++i)
+    if (byOffset[i]->begin < byOffset[i - 1]->end)
+      return fail("tensor '" + byOffset[i]->name + "' (data_offsets [" +
+                  Twine(byOffset[i]->begin) + ", " + Twine(byOffset[i]->end) +
+                  "]) overlaps tensor '" + byOffset[i - 1]->name + "'");
+
+  llvm::sort(list, [](const TensorInfo &a, const TensorInfo &b) {
+    return StringRef(a.name) < StringRef(b.name);
+  });
+
+  // safetensors packs tensors back to back, so an F32 after an odd-length F16
+  // sits misaligned; copy those once so as<T>() never hands out such pointers.
+  for (const TensorInfo &t : list) {
+    const uint8_t *src = data.bytes_begin() + t.begin;
+    if (!t.numBytes()) {
+      reader->payloads.push_back(nullptr);
+    } else if (reinterpret_cast<uintptr_t>(src) % dtypeSize(t.dtype) == 0) {
+      reader->payloads.push_back(src);
+    } else {
+      auto copy = std::make_unique<uint64_t[]>((t.numBytes() + 7) / 8);
+      std::memcpy(copy.get(), src, t.numBytes());
+      reader->payloads.push_back(reinterpret_cast<uint8_t *>(copy.get()));
+      reader->alignedCopies.push_back(std::move(copy));
+    }
+  }
+  return std::move(reader);
+}
+
+const TensorInfo *Reader::lookup(StringRef name) const {
+  auto it =
+      llvm::lower_bound(tensorList, name, [](const TensorInfo &t, StringRef n) {
+        return StringRef(t.name) < n;
+      });
+  return it != tensorList.end() && it->name == name ? &*it : nullptr;
+}
+
+size_t Reader::indexOf(const TensorInfo &info) const {
+  if (&info >= tensorList.data() &&
+      &info < tensorList.data() + tensorList.size())
+    return &info - tensorList.data();
+  // A copy of one of our entries: find the original by name.
+  const TensorInfo *own = lookup(info.name);
+  assert(own && own->begin == info.begin && own->end == info.end &&
+         "TensorInfo does not belong to this Reader");
+  return own - tensorList.data();
+}
+
+ArrayRef<uint8_t> Reader::bytes(const TensorInfo &info) const {
+  size_t index = indexOf(info);
+  return {payloads[index], tensorList[index].numBytes()};
+}
+
+//===----------------------------------------------------------------------===//
+// Writer
+//===----------------------------------------------------------------------===//
+
+Expected<Writer::Entry &> Writer::insert(StringRef name, DType dtype,
+                                         ArrayRef<int64_t> shape,
+                                         size_t numBytes) {
+  auto fail = [&](const Twine &msg) {
+    return createStringError("cannot add tensor '" + name + "': " + msg);
+  };
+  if (name.empty())
+    return createStringError("cannot add a tensor with an empty name");
+  if (name == kMetadataKey)
+    return fail("the name is reserved for the metadata map");
+  if (!json::isUTF8(name))
+    return fail("the name is not valid UTF-8");
+  if (entries.count(name.str()))
+    return fail("duplicate tensor name");
+  Expected<uint64_t> expected = checkedByteSize(dtype, shape);
+  if (!expected)
+    return fail(toString(expected.takeError()));
+  if (numBytes != *expected)
+    return fail("got " + Twine(numBytes) + " bytes but shape " +
+                formatShape(shape) + " of " + dtypeName(dtype) + " needs " +
+                Twine(*expected));
+  Entry &entry = entries[name.str()];
+  entry.dtype = dtype;
+  entry.shape.assign(shape.begin(), shape.end());
+  return entry;
+}
+
+Error Writer::add(StringRef name, DType dtype, ArrayRef<int64_t> shape,
+                  ArrayRef<uint8_t> bytes) {
+  Expected<Entry &> entry = insert(name, dtype, shape, bytes.size());
+  if (!entry)
+    return entry.takeError();
+  entry->bytes = bytes;
+  return Error::success();
+}
+
+Error Writer::addOwned(StringRef name, DType dtype, ArrayRef<int64_t> shape,
+                       std::vector<uint8_t> bytes) {
+  Expected<Entry &> entry = insert(name, dtype, shape, bytes.size());
+  if (!entry)
+    return entry.takeError();
+  entry->owned = std::move(bytes);
+  entry->bytes = entry->owned;
+  return Error::success();
+}
+
+void Writer::setMetadata(StringRef key, StringRef value) {
+  meta[key.str()] = value.str();
+}
+
+// json::Object prints in hash order, so the header is emitted by hand in a
+// fixed order: metadata first, then tensors by name, fields as in the spec.
+std::string Writer::headerJSON() const {
+  std::string out;
+  raw_string_ostream os(out);
+  json::OStream json(os);
+  uint64_t offset = 0;
+  json.object([&] {
+    if (!meta.empty())
+      json.attributeObject(kMetadataKey, [&] {
+        for (const auto &[key, value] : meta)
+          json.attribute(key, value);
+      });
+    for (const auto &item : entries) {
+      const Entry &entry = item.second; // C++17 lambdas cannot capture bindings
+      json.attributeObject(item.first, [&] {
+        json.attribute("dtype", dtypeName(entry.dtype));
+        json.attributeArray("shape", [&] {
+          for (int64_t dim : entry.shape)
+            json.value(dim);
+        });
+        json.attributeArray("data_offsets", [&] {
+          json.value(offset);
+          offset += entry.bytes.size();
+          json.value(offset);
+        });
+      });
+    }
+  });
+  // The spec allows trailing spaces; padding to 8 keeps the data section
+  // 8-byte aligned in the file and hence in the mapping.
+  out.append(alignTo(out.size(), 8) - out.size(), ' ');
+  return out;
+}
+
+Error Writer::write(StringRef path) const {
+  auto fail = [&](const Twine &msg, std::error_code ec) {
+    return createStringError(path + ": " + msg + ": " + ec.message());
+  };
+  for (const auto &[key, value] : meta)
+    if (!json::isUTF8(key) || !json::isUTF8(value))
+      return createStringError(path + ": metadata entry '" + key +
+                               "' is not valid UTF-8");
+  std::string header = headerJSON();
+
+  // Same directory as the target, so the final rename cannot cross devices.
+  int fd;
+  SmallString<256> tmpPath;
+  if (std::error_code ec =
+          sys::fs::createUniqueFile(path + ".tmp-%%%%%%%%", fd, tmpPath))
+    return fail("cannot create temporary file", ec);
+  sys::RemoveFileOnSignal(tmpPath);
+  auto cleanup = [&](Error err) {
+    sys::fs::remove(tmpPath);
+    sys::DontRemoveFileOnSignal(tmpPath);
+    return err;
+  };
+
+  {
+    raw_fd_ostream os(fd, /*shouldClose=*/true);
+    char size[8];
+    support::endian::write64le(size, header.size());
+    os.write(size, sizeof(size));
+    os << header;
+    for (const auto &[name, entry] : entries)
+      os.write(reinterpret_cast<const char *>(entry.bytes.data()),
+               entry.bytes.size());
+    os.close(); // reports deferred write errors, which only show on close
+    if (std::error_code ec = os.error()) {
+      os.clear_error(); // otherwise ~raw_fd_ostream aborts
+      return cleanup(fail("cannot write temporary file " + tmpPath, ec));
+    }
+  }
+  if (std::error_code ec = sys::fs::rename(tmpPath, path))
+    return cleanup(fail("cannot rename " + tmpPath + " into place", ec));
+  sys::DontRemoveFileOnSignal(tmpPath);
+  return Error::success();
+}
+
+} // namespace quant_mlir::safetensors

@@ -1,0 +1,26 @@
+//===- quant-opt.cpp - the quant-mlir optimizer driver ----------------------===//
+// Upstream dialects and passes plus the wq dialect and every quant-mlir pass.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Conversion/Passes.h"
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+
+int main(int argc, char **argv) {
+  mlir::registerAllPasses();
+  quant_mlir::wq::registerWQPasses();
+  quant_mlir::registerQuantMLIRConversionPasses();
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<quant_mlir::wq::WQDialect>();
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "quant-mlir optimizer driver\n", registry));
+}
