@@ -303,3 +303,13 @@ func.func @f(%x: tensor<2x64xf16>, %c: tensor<8x16xi32>, %s: tensor<1x16xf16>) {
   %y = wq.quantized_linear %x, %c, %s {name = "q", packing = #wq.packing<gptq>, scheme = #wq.scheme<bits = 4, group_size = -1>} : (tensor<2x64xf16>, tensor<8x16xi32>, tensor<1x16xf16>) -> tensor<2x8xf16>
   return
 }
+
+// -----
+
+// expected-error @+1 {{unknown wq dialect argument attribute 'wq.weights'}}
+func.func @f(%a: tensor<4xf32> {wq.weights = "w"}) { return }
+
+// -----
+
+// expected-error @+1 {{argument #0 'wq.weight' must be a non-empty archive tensor name}}
+func.func @f(%a: tensor<4xf32> {wq.weight = 3 : i32}) { return }

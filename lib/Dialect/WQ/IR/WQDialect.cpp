@@ -44,6 +44,21 @@ LogicalResult WQDialect::verifyOperationAttribute(Operation *op,
   return success();
 }
 
+LogicalResult WQDialect::verifyRegionArgAttribute(Operation *op,
+                                                  unsigned regionIndex,
+                                                  unsigned argIndex,
+                                                  NamedAttribute attr) {
+  if (attr.getName() != kWeightArgAttrName)
+    return op->emitError() << "unknown wq dialect argument attribute '"
+                           << attr.getName().getValue() << "'";
+  auto name = dyn_cast<StringAttr>(attr.getValue());
+  if (!name || name.getValue().empty())
+    return op->emitError() << "argument #" << argIndex << " '"
+                           << kWeightArgAttrName
+                           << "' must be a non-empty archive tensor name";
+  return success();
+}
+
 LogicalResult
 SchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError, unsigned bits,
                    int64_t groupSize, bool symmetric, bool actOrder) {

@@ -21,11 +21,14 @@ def WQ_Dialect : Dialect {
   }];
   let useDefaultAttributePrinterParser = 1;
   let hasOperationAttrVerify = 1;
+  let hasRegionArgAttrVerify = 1;
   let extraClassDeclaration = [{
     /// Module attribute naming the weight archive (a safetensors file).
     static constexpr ::llvm::StringLiteral kArchiveAttrName = "wq.archive";
     /// Module attribute naming the calibration statistics archive.
     static constexpr ::llvm::StringLiteral kStatsArchiveAttrName = "wq.stats_archive";
+    /// Argument attribute: the argument is bound to this archive tensor.
+    static constexpr ::llvm::StringLiteral kWeightArgAttrName = "wq.weight";
   }];
 }
 

@@ -42,4 +42,15 @@ def WQExpandQuantizedLinear
   }];
 }
 
+def WQWeightsToArguments : Pass<"wq-weights-to-arguments", "mlir::ModuleOp"> {
+  let summary = "Turn wq.weight references into function arguments";
+  let description = [{
+    Each distinct archive tensor a function references becomes a new trailing
+    argument carrying `{wq.weight = "name"}`, so the compiled code holds no
+    weight bytes and the runner binds the mmapped archive tensors at call
+    time (zero copy). Functions with wq.weight that are called from elsewhere
+    are rejected: inline them first.
+  }];
+}
+
 #endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD
