@@ -12,11 +12,7 @@ echo "== 1. wq-assign-scheme (4-bit, group 128; lm_head/embeddings skipped)"
 echo "== 2. wq-expand-quantized-linear (reference semantics of packed layers)"
 "$OPT" "$IN" --wq-expand-quantized-linear
 echo "== 3. weights to arguments, convert-wq-to-linalg, bufferized and lowered to the LLVM dialect"
-"$OPT" "$IN" --wq-weights-to-arguments --convert-wq-to-linalg --convert-elementwise-to-linalg \
-  --one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" \
-  --convert-linalg-to-loops --convert-scf-to-cf --expand-strided-metadata --lower-affine \
-  --finalize-memref-to-llvm --convert-arith-to-llvm --convert-index-to-llvm \
-  --convert-cf-to-llvm --convert-func-to-llvm --reconcile-unrealized-casts \
+"$OPT" "$IN" --wq-weights-to-arguments --quant-cpu-lowering \
   | grep -c "llvm\\." | xargs printf "   %s LLVM dialect ops\n"
 echo "   weights bound at run time, in argument order:"
 "$OPT" "$IN" --wq-weights-to-arguments | grep -o 'wq.weight = "[^"]*"' | sed 's/^/     /'

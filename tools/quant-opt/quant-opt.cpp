@@ -5,6 +5,7 @@
 #include "quant-mlir/Conversion/Passes.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -16,6 +17,7 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   quant_mlir::wq::registerWQPasses();
   quant_mlir::registerQuantMLIRConversionPasses();
+  quant_mlir::registerPipelines();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

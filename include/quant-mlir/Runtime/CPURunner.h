@@ -1,0 +1,83 @@
+//===- CPURunner.h - JIT-compile and run wq modules on the CPU ---*- C++ -*-===//
+// Lowers a tensor-level module, JITs it with MLIR's ExecutionEngine and calls
+// its functions with weights bound zero-copy from the mmapped archive.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_RUNTIME_CPURUNNER_H
+#define QUANT_MLIR_RUNTIME_CPURUNNER_H
+
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/Support/Error.h"
+
+#include <memory>
+#include <vector>
+
+namespace mlir {
+class ExecutionEngine;
+} // namespace mlir
+
+namespace quant_mlir {
+
+/// A dense row-major host tensor (inputs and outputs of a run).
+struct HostTensor {
+  safetensors::DType dtype = safetensors::DType::F32;
+  llvm::SmallVector<int64_t> shape;
+  std::vector<uint8_t> data;
+
+  int64_t numElements() const;
+  template <typename T> llvm::ArrayRef<T> as() const {
+    return {reinterpret_cast<const T *>(data.data()), data.size() / sizeof(T)};
+  }
+  template <typename T>
+  static HostTensor from(safetensors::DType dtype,
+                         llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<T> v) {
+    HostTensor t{dtype, llvm::SmallVector<int64_t>(shape), {}};
+    t.data.assign(reinterpret_cast<const uint8_t *>(v.data()),
+                  reinterpret_cast<const uint8_t *>(v.data() + v.size()));
+    return t;
+  }
+};
+
+/// One function's calling convention, recorded before lowering.
+struct FunctionSignature {
+  std::string name;
+  llvm::SmallVector<mlir::RankedTensorType> inputs;  // user inputs
+  llvm::SmallVector<std::string> weights;            // archive names, in order
+  llvm::SmallVector<mlir::RankedTensorType> weightTypes;
+  llvm::SmallVector<mlir::RankedTensorType> results;
+};
+
+class CPUModule {
+public:
+  /// Takes a tensor-level module whose `wq.archive` is resolved relative to
+  /// `baseDir`, binds weights to arguments, lowers and JIT-compiles it.
+  /// The archive is opened (mmapped) and every weight is checked against the
+  /// IR's type here, so a bad archive fails before anything runs.
+  static llvm::Expected<std::unique_ptr<CPUModule>>
+  compile(mlir::OwningOpRef<mlir::ModuleOp> module, llvm::StringRef baseDir,
+          unsigned optLevel = 3);
+  ~CPUModule();
+
+  /// Runs `func` on `inputs` (shapes must match the signature's static dims).
+  llvm::Expected<std::vector<HostTensor>>
+  run(llvm::StringRef func, llvm::ArrayRef<HostTensor> inputs) const;
+
+  const FunctionSignature *lookup(llvm::StringRef func) const;
+  const safetensors::Reader &archive() const { return *weights; }
+
+private:
+  CPUModule() = default;
+  std::unique_ptr<safetensors::Reader> weights;
+  std::unique_ptr<mlir::ExecutionEngine> engine;
+  std::vector<FunctionSignature> signatures;
+};
+
+/// Maps an MLIR element type to the archive dtype (F32, F16, BF16, I64, ...).
+std::optional<safetensors::DType> dtypeFor(mlir::Type type);
+
+} // namespace quant_mlir
+
+#endif // QUANT_MLIR_RUNTIME_CPURUNNER_H

@@ -1,0 +1,80 @@
+//===- ImportONNX.h - ONNX model importer -----------------------*- C++ -*-===//
+// Turns an ONNX model into a func/tensor/linalg/arith/math + wq module and a
+// safetensors archive holding its weights (see docs/importer.md).
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_TARGET_ONNX_IMPORTONNX_H
+#define QUANT_MLIR_TARGET_ONNX_IMPORTONNX_H
+
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace mlir {
+class MLIRContext;
+class DialectRegistry;
+} // namespace mlir
+
+namespace quant_mlir::onnx_import {
+
+struct ImportOptions {
+  /// Value of the module's `wq.archive` attribute (relative to the .mlir).
+  std::string archiveName = "model.safetensors";
+  /// Run CSE + canonicalization on the imported function.
+  bool cleanup = true;
+};
+
+struct ImportStats {
+  int64_t nodes = 0;
+  int64_t linears = 0;
+  int64_t tensors = 0; // archive entries
+  uint64_t bytes = 0;  // archive payload bytes
+  int64_t opset = 0;
+};
+
+class ImportedModel {
+public:
+  ~ImportedModel();
+  ImportedModel(const ImportedModel &) = delete;
+  ImportedModel &operator=(const ImportedModel &) = delete;
+
+  mlir::ModuleOp getModule() { return *module; }
+  /// The archive; its entries may point into buffers this object owns
+  /// (the parsed protobuf, mmapped external data), so write it before
+  /// destroying the ImportedModel.
+  const safetensors::Writer &getArchive() const { return archive; }
+  const ImportStats &getStats() const { return stats; }
+
+private:
+  friend class Importer;
+  friend llvm::Expected<std::unique_ptr<ImportedModel>>
+  importONNXModel(llvm::StringRef, mlir::MLIRContext *, const ImportOptions &);
+  ImportedModel();
+
+  struct Storage;
+  std::unique_ptr<Storage> storage;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  safetensors::Writer archive;
+  ImportStats stats;
+};
+
+/// Registers the dialects the importer emits.
+void registerImportDialects(mlir::DialectRegistry &registry);
+
+/// Parses `path` (an .onnx file; external data is resolved relative to its
+/// directory) and builds the module and archive. Errors name the offending
+/// node (`node '<name>' (<OpType>): ...`) or initializer.
+llvm::Expected<std::unique_ptr<ImportedModel>>
+importONNXModel(llvm::StringRef path, mlir::MLIRContext *context,
+                const ImportOptions &options = {});
+
+} // namespace quant_mlir::onnx_import
+
+#endif // QUANT_MLIR_TARGET_ONNX_IMPORTONNX_H

@@ -1,0 +1,298 @@
+//===- CPURunner.cpp - JIT-compile and run wq modules on the CPU ------------===//
+// Binds archive tensors to weight arguments as memref descriptors pointing
+// into the mmapped file, so a run copies no weights.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Pipelines/Pipelines.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/TargetSelect.h"
+
+#include <cstdlib>
+
+using namespace mlir;
+using namespace quant_mlir;
+using safetensors::DType;
+
+static llvm::Error makeError(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+int64_t HostTensor::numElements() const {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+std::optional<DType> quant_mlir::dtypeFor(Type type) {
+  if (type.isF64())
+    return DType::F64;
+  if (type.isF32())
+    return DType::F32;
+  if (type.isF16())
+    return DType::F16;
+  if (type.isBF16())
+    return DType::BF16;
+  if (type.isInteger(64))
+    return DType::I64;
+  if (type.isInteger(32))
+    return DType::I32;
+  if (type.isInteger(16))
+    return DType::I16;
+  if (type.isSignlessInteger(8) || type.isSignedInteger(8))
+    return DType::I8;
+  if (type.isUnsignedInteger(8))
+    return DType::U8;
+  if (type.isInteger(1))
+    return DType::BOOL;
+  return std::nullopt;
+}
+
+static std::string shapeStr(ArrayRef<int64_t> shape) {
+  std::string s = "[";
+  for (auto [i, d] : llvm::enumerate(shape))
+    s += (i ? ", " : "") + (ShapedType::isDynamic(d) ? std::string("?")
+                                                      : std::to_string(d));
+  return s + "]";
+}
+
+namespace {
+/// A ranked memref descriptor as the LLVM lowering lays it out:
+/// {allocated, aligned, offset, sizes[rank], strides[rank]}, all 8 bytes.
+struct Descriptor {
+  std::vector<int64_t> words;
+
+  Descriptor(const void *data, ArrayRef<int64_t> shape) {
+    int64_t rank = shape.size();
+    words.resize(3 + 2 * rank);
+    words[0] = words[1] = reinterpret_cast<intptr_t>(data);
+    words[2] = 0;
+    int64_t stride = 1;
+    for (int64_t i = rank - 1; i >= 0; --i) {
+      words[3 + i] = shape[i];
+      words[3 + rank + i] = stride;
+      stride *= shape[i];
+    }
+  }
+};
+
+/// Copies a strided result out of a descriptor into a dense HostTensor.
+HostTensor readResult(const int64_t *words, int64_t rank, DType dtype) {
+  HostTensor t;
+  t.dtype = dtype;
+  auto *aligned = reinterpret_cast<const uint8_t *>(words[1]);
+  int64_t offset = words[2];
+  t.shape.assign(words + 3, words + 3 + rank);
+  const int64_t *strides = words + 3 + rank;
+  size_t elem = safetensors::dtypeSize(dtype);
+  t.data.resize(t.numElements() * elem);
+  SmallVector<int64_t> index(rank, 0);
+  for (int64_t linear = 0, n = t.numElements(); linear < n; ++linear) {
+    int64_t src = offset;
+    for (int64_t d = 0; d < rank; ++d)
+      src += index[d] * strides[d];
+    std::memcpy(t.data.data() + linear * elem, aligned + src * elem, elem);
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      if (++index[d] < t.shape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  return t;
+}
+} // namespace
+
+CPUModule::~CPUModule() = default;
+
+const FunctionSignature *CPUModule::lookup(StringRef func) const {
+  for (const FunctionSignature &sig : signatures)
+    if (sig.name == func)
+      return &sig;
+  return nullptr;
+}
+
+llvm::Expected<std::unique_ptr<CPUModule>>
+CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
+                   unsigned optLevel) {
+  std::unique_ptr<CPUModule> result(new CPUModule());
+  MLIRContext *ctx = module->getContext();
+
+  StringRef archiveName = wq::getArchivePath(*module);
+  if (!archiveName.empty()) {
+    SmallString<256> path(archiveName);
+    if (llvm::sys::path::is_relative(path)) {
+      path = baseDir;
+      llvm::sys::path::append(path, archiveName);
+    }
+    auto reader = safetensors::Reader::open(path);
+    if (!reader)
+      return reader.takeError();
+    result->weights = std::move(*reader);
+  }
+
+  PassManager bind(ctx);
+  bind.addPass(wq::createWQWeightsToArguments());
+  if (failed(bind.run(*module)))
+    return makeError("binding weights to arguments failed");
+
+  // Record each function's calling convention and check every weight
+  // against the archive before any code is generated.
+  for (auto func : module->getOps<func::FuncOp>()) {
+    if (func.isExternal() || func.isPrivate())
+      continue;
+    FunctionSignature sig;
+    sig.name = func.getSymName().str();
+    for (auto [i, type] : llvm::enumerate(func.getArgumentTypes())) {
+      auto tensor = dyn_cast<RankedTensorType>(type);
+      if (!tensor || !dtypeFor(tensor.getElementType()))
+        return makeError("function '" + sig.name + "' argument #" +
+                         Twine(i) + " is not a ranked tensor of a supported "
+                                    "element type");
+      auto name = func.getArgAttrOfType<StringAttr>(
+          i, wq::WQDialect::kWeightArgAttrName);
+      if (name) {
+        const safetensors::TensorInfo *info =
+            result->weights ? result->weights->lookup(name.getValue())
+                            : nullptr;
+        if (!info)
+          return makeError("weight '" + name.getValue() +
+                           "' is not in the archive" +
+                           (result->weights
+                                ? " '" + result->weights->path() + "'"
+                                : Twine(" (the module names no wq.archive)")));
+        if (info->dtype != *dtypeFor(tensor.getElementType()) ||
+            ArrayRef<int64_t>(info->shape) != tensor.getShape())
+          return makeError(
+              "weight '" + name.getValue() + "' is " +
+              safetensors::dtypeName(info->dtype) + " " +
+              shapeStr(info->shape) + " in the archive but the IR expects " +
+              safetensors::dtypeName(*dtypeFor(tensor.getElementType())) +
+              " " + shapeStr(tensor.getShape()));
+        sig.weights.push_back(name.getValue().str());
+        sig.weightTypes.push_back(tensor);
+      } else {
+        if (!sig.weights.empty())
+          return makeError("function '" + sig.name +
+                           "': inputs must precede weight arguments");
+        sig.inputs.push_back(tensor);
+      }
+      // Inputs and the read-only mmapped archive are never written in place.
+      func.setArgAttr(i, "bufferization.writable", BoolAttr::get(ctx, false));
+    }
+    for (Type type : func.getResultTypes()) {
+      auto tensor = dyn_cast<RankedTensorType>(type);
+      if (!tensor || !dtypeFor(tensor.getElementType()))
+        return makeError("function '" + sig.name +
+                         "' returns something other than a ranked tensor");
+      sig.results.push_back(tensor);
+    }
+    func->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
+    result->signatures.push_back(std::move(sig));
+  }
+
+  PassManager lower(ctx);
+  buildCPULoweringPipeline(lower);
+  if (failed(lower.run(*module)))
+    return makeError("lowering to the LLVM dialect failed");
+
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  DialectRegistry registry;
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  ctx->appendDialectRegistry(registry);
+
+  auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
+                                               /*targetMachine=*/nullptr);
+  ExecutionEngineOptions options;
+  options.transformer = transformer;
+  options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
+  auto engine = ExecutionEngine::create(*module, options);
+  if (!engine)
+    return engine.takeError();
+  result->engine = std::move(*engine);
+  return result;
+}
+
+llvm::Expected<std::vector<HostTensor>>
+CPUModule::run(StringRef func, ArrayRef<HostTensor> inputs) const {
+  const FunctionSignature *sig = lookup(func);
+  if (!sig)
+    return makeError("no public function '" + func + "' in the module");
+  if (inputs.size() != sig->inputs.size())
+    return makeError("function '" + func + "' takes " +
+                     Twine(sig->inputs.size()) + " inputs, got " +
+                     Twine(inputs.size()));
+
+  std::vector<Descriptor> descriptors;
+  for (auto [i, input, type] : llvm::enumerate(inputs, sig->inputs)) {
+    bool shapeOk = input.shape.size() == size_t(type.getRank());
+    for (int64_t d = 0; shapeOk && d < type.getRank(); ++d)
+      shapeOk = type.isDynamicDim(d) || type.getDimSize(d) == input.shape[d];
+    if (!shapeOk || input.dtype != *dtypeFor(type.getElementType()))
+      return makeError("input #" + Twine(i) + " of '" + func + "' is " +
+                       safetensors::dtypeName(input.dtype) + " " +
+                       shapeStr(input.shape) + ", expected " +
+                       safetensors::dtypeName(*dtypeFor(type.getElementType())) +
+                       " " + shapeStr(type.getShape()));
+    if (input.data.size() !=
+        size_t(input.numElements()) * safetensors::dtypeSize(input.dtype))
+      return makeError("input #" + Twine(i) + " of '" + func +
+                       "' holds the wrong number of bytes");
+    descriptors.emplace_back(input.data.data(), input.shape);
+  }
+  for (const std::string &name : sig->weights) {
+    const safetensors::TensorInfo *info = weights->lookup(name);
+    descriptors.emplace_back(weights->bytes(*info).data(), info->shape);
+  }
+
+  // Results come back through one pointer to a struct of descriptors.
+  std::vector<size_t> resultOffsets;
+  size_t resultWords = 0;
+  for (RankedTensorType type : sig->results) {
+    resultOffsets.push_back(resultWords);
+    resultWords += 3 + 2 * type.getRank();
+  }
+  std::vector<int64_t> resultStorage(std::max<size_t>(resultWords, 1), 0);
+
+  SmallVector<void *> descPtrs;
+  void *resultPtr = resultStorage.data();
+  SmallVector<void *> packed;
+  if (!sig->results.empty())
+    packed.push_back(&resultPtr);
+  for (Descriptor &d : descriptors)
+    descPtrs.push_back(d.words.data());
+  for (void *&p : descPtrs)
+    packed.push_back(&p);
+  if (llvm::Error err = engine->invokePacked(("_mlir_ciface_" + func).str(),
+                                             packed))
+    return std::move(err);
+
+  std::vector<HostTensor> outputs;
+  llvm::DenseSet<intptr_t> freed;
+  for (auto [type, offset] : llvm::zip(sig->results, resultOffsets)) {
+    const int64_t *words = resultStorage.data() + offset;
+    outputs.push_back(
+        readResult(words, type.getRank(), *dtypeFor(type.getElementType())));
+    // The callee mallocs its results; free each allocation once, never an
+    // input or archive buffer it may have returned as-is.
+    intptr_t allocated = words[0];
+    bool borrowed = llvm::any_of(descriptors, [&](const Descriptor &d) {
+      return d.words[0] == allocated;
+    });
+    if (!borrowed && allocated && freed.insert(allocated).second)
+      std::free(reinterpret_cast<void *>(allocated));
+  }
+  return outputs;
+}
