@@ -66,6 +66,7 @@ public:
   run(llvm::StringRef func, llvm::ArrayRef<HostTensor> inputs) const;
 
   const FunctionSignature *lookup(llvm::StringRef func) const;
+  llvm::ArrayRef<FunctionSignature> functions() const { return signatures; }
   const safetensors::Reader &archive() const { return *weights; }
 
 private:

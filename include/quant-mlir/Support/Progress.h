@@ -1,0 +1,48 @@
+//===- Progress.h - progress bar with ETA on stderr --------------*- C++ -*-===//
+// For long work (calibration, evaluation, quantization): shown only when
+// stderr is a terminal and not silenced, so logs and CI output stay clean.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_SUPPORT_PROGRESS_H
+#define QUANT_MLIR_SUPPORT_PROGRESS_H
+
+#include "llvm/ADT/StringRef.h"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace quant_mlir {
+
+class Progress {
+public:
+  /// `enabled` is usually `!quiet`; the bar is also off when stderr is not a
+  /// terminal.
+  Progress(llvm::StringRef label, int64_t total, bool enabled = true);
+  ~Progress();
+
+  /// Advances by `n` units and redraws at most ~10 times a second.
+  void advance(int64_t n = 1);
+  /// Erases the bar (idempotent).
+  void finish();
+  bool isShown() const { return shown; }
+  double elapsedSeconds() const;
+
+  /// Formats "mm:ss" (or "h:mm:ss").
+  static std::string formatDuration(double seconds);
+  /// The line drawn for `done` of `total` after `elapsed` seconds.
+  static std::string render(llvm::StringRef label, int64_t done, int64_t total,
+                            double elapsed, unsigned width = 30);
+
+private:
+  void draw();
+
+  std::string label;
+  int64_t total, done = 0;
+  bool shown;
+  std::chrono::steady_clock::time_point start, lastDraw;
+};
+
+} // namespace quant_mlir
+
+#endif // QUANT_MLIR_SUPPORT_PROGRESS_H

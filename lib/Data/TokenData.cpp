@@ -1,0 +1,351 @@
+//===- TokenData.cpp - tokenizers and token-id datasets ---------------------===//
+
+#include "quant-mlir/Data/TokenData.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+#include <sentencepiece_processor.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+
+using namespace quant_mlir::data;
+using llvm::StringRef;
+
+static llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+Tokenizer::~Tokenizer() = default;
+
+namespace {
+class SentencePieceTokenizer : public Tokenizer {
+public:
+  sentencepiece::SentencePieceProcessor sp;
+  llvm::Expected<std::vector<int64_t>> encode(StringRef text,
+                                              bool addBos) const override {
+    std::vector<int> ids;
+    auto status = sp.Encode(std::string_view(text.data(), text.size()), &ids);
+    if (!status.ok())
+      return fail("sentencepiece: " + status.ToString());
+    std::vector<int64_t> out;
+    if (addBos && sp.bos_id() >= 0)
+      out.push_back(sp.bos_id());
+    out.insert(out.end(), ids.begin(), ids.end());
+    return out;
+  }
+  int64_t vocabSize() const override { return sp.GetPieceSize(); }
+  int64_t bosId() const override { return sp.bos_id(); }
+};
+
+/// llama2.c's tokenizer.bin: int32 max_token_length, then per token a float
+/// score, an int32 length and the bytes. Encoding follows run.c: a leading
+/// space, bytes to pieces (byte fallback <0xXX> at id byte+3), then greedy
+/// merges of the adjacent pair with the highest score.
+class Llama2cTokenizer : public Tokenizer {
+public:
+  std::vector<std::string> vocab;
+  std::vector<float> scores;
+  std::map<std::string, int64_t> index;
+
+  int64_t lookup(const std::string &piece) const {
+    auto it = index.find(piece);
+    return it == index.end() ? -1 : it->second;
+  }
+  llvm::Expected<std::vector<int64_t>> encode(StringRef text,
+                                              bool addBos) const override {
+    std::vector<int64_t> ids;
+    if (!text.empty()) {
+      if (int64_t space = lookup(" "); space >= 0)
+        ids.push_back(space);
+    }
+    // UTF-8 code points become pieces; unknown ones fall back to bytes.
+    for (size_t i = 0; i < text.size();) {
+      size_t len = 1;
+      while (i + len < text.size() && (text[i + len] & 0xC0) == 0x80 && len < 4)
+        ++len;
+      int64_t id = lookup(text.substr(i, len).str());
+      if (id >= 0) {
+        ids.push_back(id);
+      } else {
+        for (size_t b = 0; b < len; ++b)
+          ids.push_back(static_cast<unsigned char>(text[i + b]) + 3);
+      }
+      i += len;
+    }
+    while (true) {
+      float best = -1e10f;
+      int64_t bestId = -1, bestAt = -1;
+      for (size_t i = 0; i + 1 < ids.size(); ++i) {
+        int64_t id = lookup(vocab[ids[i]] + vocab[ids[i + 1]]);
+        if (id >= 0 && scores[id] > best) {
+          best = scores[id];
+          bestId = id;
+          bestAt = i;
+        }
+      }
+      if (bestAt < 0)
+        break;
+      ids[bestAt] = bestId;
+      ids.erase(ids.begin() + bestAt + 1);
+    }
+    if (addBos)
+      ids.insert(ids.begin(), 1);
+    return ids;
+  }
+  int64_t vocabSize() const override { return vocab.size(); }
+  int64_t bosId() const override { return 1; }
+};
+
+llvm::Expected<std::unique_ptr<Tokenizer>>
+openLlama2c(StringRef path, llvm::MemoryBuffer &buf, int64_t vocabSize) {
+  auto tok = std::make_unique<Llama2cTokenizer>();
+  StringRef data = buf.getBuffer();
+  size_t pos = 4;
+  auto read = [&](void *dst, size_t n) {
+    if (pos + n > data.size())
+      return false;
+    std::memcpy(dst, data.data() + pos, n);
+    pos += n;
+    return true;
+  };
+  while (pos < data.size() && (vocabSize < 0 || int64_t(tok->vocab.size()) < vocabSize)) {
+    float score;
+    int32_t len;
+    if (!read(&score, 4) || !read(&len, 4) || len < 0 ||
+        pos + size_t(len) > data.size())
+      return fail("'" + path + "': truncated llama2.c tokenizer at token " +
+                  llvm::Twine(tok->vocab.size()));
+    std::string piece(data.data() + pos, len);
+    pos += len;
+    tok->index.emplace(piece, tok->vocab.size());
+    tok->vocab.push_back(std::move(piece));
+    tok->scores.push_back(score);
+  }
+  if (tok->vocab.size() < 259)
+    return fail("'" + path + "': a llama2.c tokenizer needs at least 259 "
+                "tokens (3 special + 256 bytes), found " +
+                llvm::Twine(tok->vocab.size()));
+  return std::unique_ptr<Tokenizer>(std::move(tok));
+}
+} // namespace
+
+llvm::Expected<std::unique_ptr<Tokenizer>> Tokenizer::open(StringRef path) {
+  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                         /*RequiresNullTerminator=*/false);
+  if (!buf)
+    return fail("cannot read tokenizer '" + path + "': " +
+                buf.getError().message());
+  auto sp = std::make_unique<SentencePieceTokenizer>();
+  StringRef bytes = (*buf)->getBuffer();
+  if (sp->sp.LoadFromSerializedProto(std::string_view(bytes.data(), bytes.size())).ok())
+    return std::unique_ptr<Tokenizer>(std::move(sp));
+  if (bytes.size() >= 8)
+    return openLlama2c(path, **buf, -1);
+  return fail("'" + path + "' is neither a sentencepiece model nor a "
+              "llama2.c tokenizer");
+}
+
+namespace {
+llvm::Expected<std::vector<int64_t>> parseIntList(StringRef text,
+                                                  StringRef path) {
+  std::vector<int64_t> out;
+  llvm::SmallVector<StringRef> words;
+  text.split(words, ' ', -1, false);
+  for (StringRef w : words) {
+    w = w.trim();
+    if (w.empty())
+      continue;
+    int64_t v;
+    if (w.getAsInteger(10, v))
+      return fail("'" + path + "': '" + w + "' is not a token id");
+    out.push_back(v);
+  }
+  return out;
+}
+
+bool allIntegers(StringRef text) {
+  for (char c : text)
+    if (!llvm::isDigit(c) && !llvm::isSpace(c) && c != '-')
+      return false;
+  return true;
+}
+
+/// numpy's .npy v1/v2/v3: magic, version, header length, a Python dict.
+llvm::Expected<std::vector<int64_t>> loadNpy(StringRef path, StringRef data) {
+  if (data.size() < 10 || !data.starts_with("\x93NUMPY"))
+    return fail("'" + path + "' is not a .npy file (bad magic)");
+  unsigned major = static_cast<unsigned char>(data[6]);
+  size_t headerLen, offset;
+  if (major == 1) {
+    headerLen = uint8_t(data[8]) | (uint8_t(data[9]) << 8);
+    offset = 10;
+  } else {
+    if (data.size() < 12)
+      return fail("'" + path + "': truncated .npy header");
+    headerLen = uint32_t(uint8_t(data[8])) | (uint32_t(uint8_t(data[9])) << 8) |
+                (uint32_t(uint8_t(data[10])) << 16) |
+                (uint32_t(uint8_t(data[11])) << 24);
+    offset = 12;
+  }
+  if (offset + headerLen > data.size())
+    return fail("'" + path + "': .npy header runs past the end of the file");
+  StringRef header = data.substr(offset, headerLen);
+  auto field = [&](StringRef key) -> StringRef {
+    size_t at = header.find(("'" + key + "'").str());
+    if (at == StringRef::npos)
+      return {};
+    StringRef rest = header.substr(at + key.size() + 2).ltrim(" :");
+    return rest;
+  };
+  StringRef descr = field("descr");
+  if (descr.empty() || descr[0] != '\'')
+    return fail("'" + path + "': .npy header has no descr");
+  descr = descr.drop_front().take_until([](char c) { return c == '\''; });
+  if (field("fortran_order").starts_with("True"))
+    return fail("'" + path + "': Fortran-ordered .npy arrays are not supported");
+  StringRef shapeText = field("shape");
+  shapeText = shapeText.drop_front().take_until([](char c) { return c == ')'; });
+  int64_t count = 1;
+  llvm::SmallVector<StringRef> dims;
+  shapeText.split(dims, ',', -1, false);
+  for (StringRef d : dims) {
+    int64_t v;
+    if (d.trim().empty())
+      continue;
+    if (d.trim().getAsInteger(10, v) || v < 0)
+      return fail("'" + path + "': bad .npy shape '" + shapeText + "'");
+    count *= v;
+  }
+  if (descr.size() < 3 || (descr[0] != '<' && descr[0] != '|' && descr[0] != '='))
+    return fail("'" + path + "': unsupported .npy dtype '" + descr +
+                "' (little-endian integers only)");
+  char kind = descr[1];
+  unsigned width;
+  if ((kind != 'i' && kind != 'u') || descr.substr(2).getAsInteger(10, width) ||
+      (width != 1 && width != 2 && width != 4 && width != 8))
+    return fail("'" + path + "': unsupported .npy dtype '" + descr +
+                "' (token ids must be integers)");
+  size_t begin = offset + headerLen;
+  if (begin + size_t(count) * width != data.size())
+    return fail("'" + path + "': .npy data holds " +
+                llvm::Twine(data.size() - begin) + " bytes, expected " +
+                llvm::Twine(count * width));
+  std::vector<int64_t> out(count);
+  for (int64_t i = 0; i < count; ++i) {
+    const char *p = data.data() + begin + i * width;
+    uint64_t raw = 0;
+    std::memcpy(&raw, p, width);
+    if (kind == 'i' && width < 8 && (raw >> (width * 8 - 1)) & 1)
+      raw |= ~uint64_t(0) << (width * 8);
+    out[i] = static_cast<int64_t>(raw);
+  }
+  return out;
+}
+} // namespace
+
+llvm::Expected<std::vector<int64_t>>
+quant_mlir::data::loadTokens(StringRef path, const Tokenizer *tokenizer) {
+  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                         /*RequiresNullTerminator=*/false);
+  if (!buf)
+    return fail("cannot read '" + path + "': " + buf.getError().message());
+  StringRef data = (*buf)->getBuffer();
+  std::vector<int64_t> tokens;
+  StringRef ext = llvm::sys::path::extension(path);
+  if (ext == ".npy") {
+    auto ids = loadNpy(path, data);
+    if (!ids)
+      return ids.takeError();
+    tokens = std::move(*ids);
+  } else if (ext == ".jsonl") {
+    llvm::SmallVector<StringRef> lines;
+    data.split(lines, '\n');
+    for (auto [lineNo, line] : llvm::enumerate(lines)) {
+      if (line.trim().empty())
+        continue;
+      auto where = [&, lineNo = lineNo] {
+        return "'" + path.str() + "' line " + std::to_string(lineNo + 1);
+      };
+      auto value = llvm::json::parse(line);
+      if (!value)
+        return fail(where() + ": " + llvm::toString(value.takeError()));
+      const llvm::json::Array *ids = value->getAsArray();
+      if (auto *obj = value->getAsObject()) {
+        ids = obj->getArray("input_ids");
+        if (!ids) {
+          std::optional<StringRef> text = obj->getString("text");
+          if (!text)
+            return fail(where() + ": expected an \"input_ids\" array or a "
+                                  "\"text\" string");
+          if (!tokenizer)
+            return fail(where() + ": text needs a tokenizer (--tokenizer)");
+          auto enc = tokenizer->encode(*text, /*addBos=*/true);
+          if (!enc)
+            return enc.takeError();
+          tokens.insert(tokens.end(), enc->begin(), enc->end());
+          continue;
+        }
+      }
+      if (!ids)
+        return fail(where() + ": expected an array of token ids or an object");
+      for (const llvm::json::Value &v : *ids) {
+        std::optional<int64_t> id = v.getAsInteger();
+        if (!id)
+          return fail(where() + ": token ids must be integers");
+        tokens.push_back(*id);
+      }
+    }
+  } else if (allIntegers(data)) {
+    std::string flat = data.str();
+    for (char &c : flat)
+      if (llvm::isSpace(c))
+        c = ' ';
+    auto ids = parseIntList(flat, path);
+    if (!ids)
+      return ids.takeError();
+    tokens = std::move(*ids);
+  } else {
+    if (!tokenizer)
+      return fail("'" + path + "' holds text, which needs a tokenizer "
+                  "(--tokenizer), or token ids separated by whitespace");
+    auto enc = tokenizer->encode(data, /*addBos=*/true);
+    if (!enc)
+      return enc.takeError();
+    tokens = std::move(*enc);
+  }
+  if (tokens.empty())
+    return fail("'" + path + "' holds no tokens");
+  return tokens;
+}
+
+llvm::Error quant_mlir::data::checkVocabulary(llvm::ArrayRef<int64_t> tokens,
+                                              int64_t vocab, StringRef path) {
+  for (auto [i, t] : llvm::enumerate(tokens))
+    if (t < 0 || t >= vocab)
+      return fail("'" + path + "': token #" + llvm::Twine(i) + " is " +
+                  llvm::Twine(t) + ", outside the model's vocabulary [0, " +
+                  llvm::Twine(vocab) + ")");
+  return llvm::Error::success();
+}
+
+llvm::Expected<std::vector<int64_t>>
+quant_mlir::data::sampleWindows(int64_t numTokens, int64_t seqLen,
+                                int64_t count, uint64_t seed, StringRef path) {
+  if (seqLen <= 0 || count <= 0)
+    return fail("sample length and count must be positive");
+  if (numTokens < seqLen)
+    return fail("'" + path + "' holds " + llvm::Twine(numTokens) +
+                " tokens, fewer than one sample of " + llvm::Twine(seqLen));
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> starts(count);
+  // Modulo keeps the draw platform-independent (std distributions are not).
+  uint64_t range = uint64_t(numTokens - seqLen) + 1;
+  for (int64_t &s : starts)
+    s = static_cast<int64_t>(rng() % range);
+  return starts;
+}

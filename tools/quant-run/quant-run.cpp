@@ -1,0 +1,245 @@
+//===- quant-run.cpp - run an imported or quantized model on the CPU --------===//
+// Perplexity, tokens/s and peak memory of a model directory (model.mlir +
+// its weight archive), JIT-compiled through the CPU lowering.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Support/Progress.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Parser/Parser.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+
+using namespace quant_mlir;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory category("quant-run options");
+static cl::opt<std::string> modelDir(cl::Positional, cl::Required,
+                                     cl::desc("<model dir (model.mlir + archive)>"),
+                                     cl::cat(category));
+static cl::opt<std::string> evalData("eval-data", cl::Required,
+                                     cl::desc("Evaluation data: token ids (.npy, .jsonl, .txt) or text"),
+                                     cl::cat(category));
+static cl::opt<std::string> tokenizerPath("tokenizer",
+                                          cl::desc("sentencepiece tokenizer.model or llama2.c tokenizer.bin, for text data"),
+                                          cl::cat(category));
+static cl::opt<int64_t> seqLen("seq-len", cl::init(512),
+                               cl::desc("Tokens per evaluation window"),
+                               cl::cat(category));
+static cl::opt<int64_t> maxWindows("max-windows", cl::init(0),
+                                   cl::desc("Evaluate at most this many windows (0: all)"),
+                                   cl::cat(category));
+static cl::opt<std::string> funcName("func", cl::init(""),
+                                     cl::desc("Entry function (default: the only public one)"),
+                                     cl::cat(category));
+static cl::opt<bool> jsonOut("json", cl::desc("Print the results as JSON"),
+                             cl::cat(category));
+static cl::opt<bool> quiet("quiet", cl::desc("No progress bar"), cl::cat(category));
+static cl::opt<std::string> dumpLogits("dump-logits",
+                                       cl::desc("Run the whole data as one sequence and write its logits [1, n, vocab] as .npy"),
+                                       cl::cat(category));
+
+static int fail(const llvm::Twine &msg) {
+  llvm::errs() << "quant-run: error: " << msg << "\n";
+  return 1;
+}
+
+static double peakRSSMiB() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0; // Linux reports KiB.
+}
+
+/// Mean negative log-likelihood terms of one window: -log softmax(logits[t])
+/// at token t+1, for every t but the last, accumulated in float64.
+static void accumulateNLL(llvm::ArrayRef<float> logits, int64_t vocab,
+                          llvm::ArrayRef<int64_t> window, double &sum,
+                          int64_t &count) {
+  for (size_t t = 0; t + 1 < window.size(); ++t) {
+    const float *row = logits.data() + t * vocab;
+    double maxLogit = row[0];
+    for (int64_t v = 1; v < vocab; ++v)
+      maxLogit = std::max(maxLogit, double(row[v]));
+    double z = 0;
+    for (int64_t v = 0; v < vocab; ++v)
+      z += std::exp(double(row[v]) - maxLogit);
+    sum += maxLogit + std::log(z) - double(row[window[t + 1]]);
+    ++count;
+  }
+}
+
+static llvm::Error writeNpyF32(llvm::StringRef path, const HostTensor &t) {
+  std::string shape;
+  for (int64_t d : t.shape)
+    shape += std::to_string(d) + ", ";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       shape + "), }";
+  size_t total = 10 + header.size() + 1;
+  header += std::string((64 - total % 64) % 64, ' ') + "\n";
+  std::error_code ec;
+  llvm::ToolOutputFile out(path, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return llvm::createStringError(ec, "cannot write '" + path + "'");
+  out.os() << "\x93NUMPY" << char(1) << char(0) << char(header.size() & 0xff)
+           << char(header.size() >> 8) << header;
+  out.os().write(reinterpret_cast<const char *>(t.data.data()), t.data.size());
+  out.keep();
+  return llvm::Error::success();
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "quant-run: perplexity, tokens/s and peak memory "
+                              "of a model directory on the CPU\n");
+  if (seqLen < 2)
+    return fail("--seq-len must be at least 2");
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<wq::WQDialect>();
+  mlir::MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  llvm::SmallString<256> mlirPath(modelDir);
+  llvm::sys::path::append(mlirPath, "model.mlir");
+  llvm::SourceMgr sourceMgr;
+  mlir::SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
+  auto module = mlir::parseSourceFile<mlir::ModuleOp>(mlirPath, sourceMgr,
+                                                      &context);
+  if (!module)
+    return fail("cannot load '" + mlirPath + "'");
+
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  if (!tokenizerPath.empty()) {
+    auto tok = data::Tokenizer::open(tokenizerPath);
+    if (!tok)
+      return fail(llvm::toString(tok.takeError()));
+    tokenizer = std::move(*tok);
+  }
+  auto tokens = data::loadTokens(evalData, tokenizer.get());
+  if (!tokens)
+    return fail(llvm::toString(tokens.takeError()));
+
+  auto compileStart = std::chrono::steady_clock::now();
+  auto compiled = CPUModule::compile(std::move(module), modelDir);
+  if (!compiled)
+    return fail(llvm::toString(compiled.takeError()));
+  double compileSeconds = std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - compileStart)
+                              .count();
+
+  // The entry: the named function, else the only public one.
+  const FunctionSignature *sig = nullptr;
+  if (!funcName.empty()) {
+    sig = (*compiled)->lookup(funcName);
+    if (!sig)
+      return fail("no public function '" + funcName + "'");
+  } else if ((*compiled)->functions().size() == 1) {
+    sig = &(*compiled)->functions().front();
+  } else {
+    return fail("the model has " +
+                llvm::Twine((*compiled)->functions().size()) +
+                " public functions; pick one with --func");
+  }
+  if (sig->inputs.size() != 1 || !sig->inputs[0].getElementType().isInteger(64) ||
+      sig->inputs[0].getRank() != 2 || sig->results.size() != 1 ||
+      sig->results[0].getRank() != 3 || !sig->results[0].getElementType().isF32())
+    return fail("function '" + sig->name +
+                "' must map token ids tensor<BxSxi64> to logits "
+                "tensor<BxSxVxf32>");
+  int64_t vocab = sig->results[0].getDimSize(2);
+  if (mlir::ShapedType::isDynamic(vocab))
+    return fail("the vocabulary size (logits' last dimension) must be static");
+  if (llvm::Error err = data::checkVocabulary(*tokens, vocab, evalData))
+    return fail(llvm::toString(std::move(err)));
+
+  if (!dumpLogits.empty()) {
+    int64_t n = tokens->size();
+    auto out = (*compiled)->run(
+        sig->name, {HostTensor::from<int64_t>(safetensors::DType::I64, {1, n}, *tokens)});
+    if (!out)
+      return fail(llvm::toString(out.takeError()));
+    if (llvm::Error err = writeNpyF32(dumpLogits, (*out)[0]))
+      return fail(llvm::toString(std::move(err)));
+    return 0;
+  }
+
+  int64_t windows = int64_t(tokens->size()) / seqLen;
+  if (windows == 0)
+    return fail("'" + evalData + "' holds " + llvm::Twine(tokens->size()) +
+                " tokens, fewer than one window of --seq-len " +
+                llvm::Twine(seqLen));
+  if (maxWindows > 0)
+    windows = std::min<int64_t>(windows, maxWindows);
+
+  double nllSum = 0;
+  int64_t predicted = 0;
+  Progress progress("perplexity", windows, !quiet);
+  auto evalStart = std::chrono::steady_clock::now();
+  for (int64_t w = 0; w < windows; ++w) {
+    llvm::ArrayRef<int64_t> window(tokens->data() + w * seqLen, seqLen);
+    auto out = (*compiled)->run(
+        sig->name,
+        {HostTensor::from<int64_t>(safetensors::DType::I64, {1, seqLen}, window)});
+    if (!out)
+      return fail(llvm::toString(out.takeError()));
+    accumulateNLL((*out)[0].as<float>(), vocab, window, nllSum, predicted);
+    progress.advance();
+  }
+  progress.finish();
+  double evalSeconds = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - evalStart)
+                           .count();
+  double meanNLL = nllSum / predicted;
+  double ppl = std::exp(meanNLL);
+  double tokensPerSecond = windows * seqLen / evalSeconds;
+
+  if (jsonOut) {
+    llvm::json::Object result{
+        {"model", modelDir.getValue()},
+        {"eval_data", evalData.getValue()},
+        {"seq_len", seqLen.getValue()},
+        {"windows", windows},
+        {"predicted_tokens", predicted},
+        {"mean_nll", meanNLL},
+        {"perplexity", ppl},
+        {"tokens_per_second", tokensPerSecond},
+        {"compile_seconds", compileSeconds},
+        {"eval_seconds", evalSeconds},
+        {"peak_rss_mib", peakRSSMiB()}};
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(result)))
+                 << "\n";
+    return 0;
+  }
+  llvm::outs() << llvm::format("%-22s %s\n", "model", modelDir.c_str())
+               << llvm::format("%-22s %lld x %lld tokens (%lld predicted)\n",
+                               "windows", (long long)windows,
+                               (long long)seqLen.getValue(),
+                               (long long)predicted)
+               << llvm::format("%-22s %.6f\n", "mean NLL (nats)", meanNLL)
+               << llvm::format("%-22s %.4f\n", "perplexity", ppl)
+               << llvm::format("%-22s %.1f\n", "tokens/s", tokensPerSecond)
+               << llvm::format("%-22s %.2f s\n", "compile", compileSeconds)
+               << llvm::format("%-22s %.1f MiB\n", "peak RSS", peakRSSMiB());
+  return 0;
+}
