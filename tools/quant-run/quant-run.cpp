@@ -56,6 +56,10 @@ static cl::opt<std::string> dumpLogits("dump-logits",
                                        cl::desc("Run the whole data as one sequence and write its logits [1, n, vocab] as .npy"),
                                        cl::cat(category));
 
+static cl::opt<bool> printTokens("print-tokens",
+                                 cl::desc("Print the token ids of --eval-data (after tokenization) and exit"),
+                                 cl::cat(category));
+
 static int fail(const llvm::Twine &msg) {
   llvm::errs() << "quant-run: error: " << msg << "\n";
   return 1;
@@ -120,15 +124,6 @@ int main(int argc, char **argv) {
   mlir::MLIRContext context(registry);
   context.loadAllAvailableDialects();
 
-  llvm::SmallString<256> mlirPath(modelDir);
-  llvm::sys::path::append(mlirPath, "model.mlir");
-  llvm::SourceMgr sourceMgr;
-  mlir::SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
-  auto module = mlir::parseSourceFile<mlir::ModuleOp>(mlirPath, sourceMgr,
-                                                      &context);
-  if (!module)
-    return fail("cannot load '" + mlirPath + "'");
-
   std::unique_ptr<data::Tokenizer> tokenizer;
   if (!tokenizerPath.empty()) {
     auto tok = data::Tokenizer::open(tokenizerPath);
@@ -139,6 +134,22 @@ int main(int argc, char **argv) {
   auto tokens = data::loadTokens(evalData, tokenizer.get());
   if (!tokens)
     return fail(llvm::toString(tokens.takeError()));
+
+  if (printTokens) {
+    for (auto [i, t] : llvm::enumerate(*tokens))
+      llvm::outs() << (i ? " " : "") << t;
+    llvm::outs() << "\n";
+    return 0;
+  }
+
+  llvm::SmallString<256> mlirPath(modelDir);
+  llvm::sys::path::append(mlirPath, "model.mlir");
+  llvm::SourceMgr sourceMgr;
+  mlir::SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
+  auto module = mlir::parseSourceFile<mlir::ModuleOp>(mlirPath, sourceMgr,
+                                                      &context);
+  if (!module)
+    return fail("cannot load '" + mlirPath + "'");
 
   auto compileStart = std::chrono::steady_clock::now();
   auto compiled = CPUModule::compile(std::move(module), modelDir);
