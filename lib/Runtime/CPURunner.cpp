@@ -15,6 +15,7 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/ExecutionEngine/Orc/Mangling.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/TargetSelect.h"
 
@@ -120,6 +121,17 @@ const FunctionSignature *CPUModule::lookup(StringRef func) const {
     if (sig.name == func)
       return &sig;
   return nullptr;
+}
+
+llvm::Error CPUModule::registerSymbol(StringRef name, void *address) {
+  std::string symbol = name.str();
+  engine->registerSymbols([&](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap map;
+    map[interner(symbol)] = {llvm::orc::ExecutorAddr::fromPtr(address),
+                             llvm::JITSymbolFlags::Exported};
+    return map;
+  });
+  return llvm::Error::success();
 }
 
 llvm::Expected<std::unique_ptr<CPUModule>>

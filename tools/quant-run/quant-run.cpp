@@ -5,7 +5,9 @@
 
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Support/Progress.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -13,6 +15,7 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
@@ -34,9 +37,26 @@ static cl::OptionCategory category("quant-run options");
 static cl::opt<std::string> modelDir(cl::Positional, cl::Required,
                                      cl::desc("<model dir (model.mlir + archive)>"),
                                      cl::cat(category));
-static cl::opt<std::string> evalData("eval-data", cl::Required,
+static cl::opt<std::string> evalData("eval-data",
                                      cl::desc("Evaluation data: token ids (.npy, .jsonl, .txt) or text"),
                                      cl::cat(category));
+static cl::opt<bool> calibrate("calibrate",
+                               cl::desc("Record calibration statistics instead of evaluating"),
+                               cl::cat(category));
+static cl::opt<std::string> calibData("calib-data",
+                                      cl::desc("Calibration data (same formats as --eval-data)"),
+                                      cl::cat(category));
+static cl::opt<int64_t> calibSamples("calib-samples", cl::init(128),
+                                     cl::desc("Calibration samples of --seq-len tokens"),
+                                     cl::cat(category));
+static cl::opt<int64_t> sampleRows("sample-rows", cl::init(512),
+                                   cl::desc("Input rows kept per layer (seeded reservoir sample, for AWQ)"),
+                                   cl::cat(category));
+static cl::opt<uint64_t> seed("seed", cl::init(0),
+                              cl::desc("Seed of the sample choice"), cl::cat(category));
+static cl::opt<std::string> statsName("stats-archive", cl::init("stats.safetensors"),
+                                      cl::desc("Statistics archive written into the model dir"),
+                                      cl::cat(category));
 static cl::opt<std::string> tokenizerPath("tokenizer",
                                           cl::desc("sentencepiece tokenizer.model or llama2.c tokenizer.bin, for text data"),
                                           cl::cat(category));
@@ -108,6 +128,78 @@ static llvm::Error writeNpyF32(llvm::StringRef path, const HostTensor &t) {
   return llvm::Error::success();
 }
 
+/// Runs the seeded calibration samples through the instrumented module and
+/// writes the statistics archive, then the model IR referencing it (each
+/// write atomic; the archive first, so the IR never names a missing file).
+static int runCalibration(CPUModule &compiled, const FunctionSignature &sig,
+                          mlir::ModuleOp original,
+                          llvm::ArrayRef<std::string> layers,
+                          llvm::ArrayRef<int64_t> tokens,
+                          llvm::StringRef mlirPath) {
+  auto starts = data::sampleWindows(tokens.size(), seqLen, calibSamples, seed,
+                                    calibData);
+  if (!starts)
+    return fail(llvm::toString(starts.takeError()));
+  CalibrationRecorder recorder(layers, sampleRows, seed);
+  if (llvm::Error err = recorder.attach(compiled))
+    return fail(llvm::toString(std::move(err)));
+
+  Progress progress("calibration", starts->size(), !quiet);
+  for (int64_t start : *starts) {
+    auto out = compiled.run(
+        sig.name, {HostTensor::from<int64_t>(safetensors::DType::I64,
+                                             {1, seqLen},
+                                             tokens.slice(start, seqLen))});
+    if (!out)
+      return fail(llvm::toString(out.takeError()));
+    progress.advance();
+  }
+  progress.finish();
+  double seconds = progress.elapsedSeconds();
+
+  std::string startList;
+  for (auto [i, s] : llvm::enumerate(*starts))
+    startList += (i ? "," : "") + std::to_string(s);
+  std::map<std::string, std::string> metadata = {
+      {"calib_data", calibData.getValue()},
+      {"seed", std::to_string(seed)},
+      {"seq_len", std::to_string(seqLen)},
+      {"samples", std::to_string(calibSamples)},
+      {"sample_starts", startList},
+      {"sample_rows", std::to_string(sampleRows)}};
+  llvm::SmallString<256> statsPath(modelDir);
+  llvm::sys::path::append(statsPath, statsName);
+  if (llvm::Error err = recorder.write(statsPath, metadata))
+    return fail(llvm::toString(std::move(err)));
+
+  mlir::MLIRContext *ctx = original.getContext();
+  std::map<std::string, int64_t> index;
+  for (auto [i, name] : llvm::enumerate(layers))
+    index[name] = i;
+  original.walk([&](wq::LinearOp op) {
+    auto it = index.find(op.getName().value_or("").str());
+    if (it == index.end())
+      return;
+    op.setStatsAttr(wq::StatsAttr::get(ctx, it->first,
+                                       recorder.numTokens(it->second),
+                                       recorder.numSampledRows(it->second)));
+  });
+  original->setAttr(wq::WQDialect::kStatsArchiveAttrName,
+                    mlir::StringAttr::get(ctx, statsName));
+  if (llvm::Error err = llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
+        original.print(os);
+        return llvm::Error::success();
+      }))
+    return fail("cannot write '" + mlirPath + "': " +
+                llvm::toString(std::move(err)));
+  if (!quiet)
+    llvm::errs() << "calibrated " << layers.size() << " layers on "
+                 << starts->size() << " x " << seqLen << " tokens in "
+                 << llvm::format("%.2f", seconds) << " s -> " << statsPath
+                 << "\n";
+  return 0;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
@@ -131,7 +223,12 @@ int main(int argc, char **argv) {
       return fail(llvm::toString(tok.takeError()));
     tokenizer = std::move(*tok);
   }
-  auto tokens = data::loadTokens(evalData, tokenizer.get());
+  if (calibrate && calibData.empty())
+    return fail("--calibrate needs --calib-data");
+  if (!calibrate && evalData.empty())
+    return fail("give --eval-data (or --calibrate --calib-data)");
+  const std::string &dataPath = calibrate ? calibData : evalData;
+  auto tokens = data::loadTokens(dataPath, tokenizer.get());
   if (!tokens)
     return fail(llvm::toString(tokens.takeError()));
 
@@ -150,6 +247,24 @@ int main(int argc, char **argv) {
                                                       &context);
   if (!module)
     return fail("cannot load '" + mlirPath + "'");
+
+  // Calibration compiles an instrumented copy; the original gets the stats
+  // references afterwards.
+  mlir::OwningOpRef<mlir::ModuleOp> original;
+  std::vector<std::string> layers;
+  if (calibrate) {
+    original = module->clone();
+    mlir::PassManager pm(&context);
+    pm.addPass(wq::createWQInstrumentCalibration());
+    if (failed(pm.run(*module)))
+      return fail("cannot instrument '" + mlirPath + "' for calibration");
+    if (auto names = (*module)->getAttrOfType<mlir::ArrayAttr>(
+            wq::WQDialect::kCalibLayersAttrName))
+      for (auto name : names.getAsValueRange<mlir::StringAttr>())
+        layers.push_back(name.str());
+    if (layers.empty())
+      return fail("'" + mlirPath + "' has no wq.linear layer to calibrate");
+  }
 
   auto compileStart = std::chrono::steady_clock::now();
   auto compiled = CPUModule::compile(std::move(module), modelDir);
@@ -181,8 +296,12 @@ int main(int argc, char **argv) {
   int64_t vocab = sig->results[0].getDimSize(2);
   if (mlir::ShapedType::isDynamic(vocab))
     return fail("the vocabulary size (logits' last dimension) must be static");
-  if (llvm::Error err = data::checkVocabulary(*tokens, vocab, evalData))
+  if (llvm::Error err = data::checkVocabulary(*tokens, vocab, dataPath))
     return fail(llvm::toString(std::move(err)));
+
+  if (calibrate)
+    return runCalibration(**compiled, *sig, *original, layers, *tokens,
+                          mlirPath);
 
   if (!dumpLogits.empty()) {
     int64_t n = tokens->size();

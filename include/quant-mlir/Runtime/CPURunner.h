@@ -66,6 +66,9 @@ public:
   run(llvm::StringRef func, llvm::ArrayRef<HostTensor> inputs) const;
 
   const FunctionSignature *lookup(llvm::StringRef func) const;
+  /// Makes `address` the definition of the external symbol `name` (runtime
+  /// hooks such as the calibration recorder). Call before the first run.
+  llvm::Error registerSymbol(llvm::StringRef name, void *address);
   llvm::ArrayRef<FunctionSignature> functions() const { return signatures; }
   const safetensors::Reader &archive() const { return *weights; }
 

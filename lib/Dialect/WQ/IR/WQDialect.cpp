@@ -31,6 +31,15 @@ void WQDialect::initialize() {
 LogicalResult WQDialect::verifyOperationAttribute(Operation *op,
                                                   NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
+  if (name == kCalibLayersAttrName) {
+    auto names = dyn_cast<ArrayAttr>(attr.getValue());
+    if (!isa<ModuleOp>(op) || !names ||
+        !llvm::all_of(names, [](Attribute a) { return isa<StringAttr>(a); }))
+      return op->emitError() << "'" << name
+                             << "' must be an array of layer names on a "
+                                "builtin.module";
+    return success();
+  }
   if (name != kArchiveAttrName && name != kStatsArchiveAttrName)
     return op->emitError() << "unknown wq dialect attribute '" << name << "'";
   if (!isa<ModuleOp>(op))

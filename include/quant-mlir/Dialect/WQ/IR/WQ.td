@@ -29,6 +29,8 @@ def WQ_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kStatsArchiveAttrName = "wq.stats_archive";
     /// Argument attribute: the argument is bound to this archive tensor.
     static constexpr ::llvm::StringLiteral kWeightArgAttrName = "wq.weight";
+    /// Module attribute of instrumented modules: layer names by index.
+    static constexpr ::llvm::StringLiteral kCalibLayersAttrName = "wq.calib_layers";
   }];
 }
 

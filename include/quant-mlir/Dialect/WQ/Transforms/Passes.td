@@ -53,4 +53,20 @@ def WQWeightsToArguments : Pass<"wq-weights-to-arguments", "mlir::ModuleOp"> {
   }];
 }
 
+def WQInstrumentCalibration
+    : Pass<"wq-instrument-calibration", "mlir::ModuleOp"> {
+  let summary = "Record the input of every wq.linear through a runtime hook";
+  let description = [{
+    Before each named `wq.linear`, the input is flattened to `[rows, K]`,
+    converted to f32 and passed to the external function
+    `wq_calib_record(layer: i64, x: tensor<?x?xf32>)`, which the runner
+    provides (it accumulates H = 2/n sum x x^T in float64, mean |x| and a
+    seeded sample of rows). The module attribute `wq.calib_layers` lists the
+    layer names by index. Layers without a name are an error.
+  }];
+  let dependentDialects = ["mlir::func::FuncDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
 #endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD

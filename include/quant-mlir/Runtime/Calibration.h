@@ -1,0 +1,69 @@
+//===- Calibration.h - per-layer activation statistics -----------*- C++ -*-===//
+// Accumulates, for every instrumented linear layer, the statistics all
+// quantization methods share: H = 2/n sum x x^T (float64), mean |x| per input
+// channel, and a seeded reservoir sample of input rows.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_RUNTIME_CALIBRATION_H
+#define QUANT_MLIR_RUNTIME_CALIBRATION_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace quant_mlir {
+class CPUModule;
+
+class CalibrationRecorder {
+public:
+  /// `layers` are the names in the module's `wq.calib_layers` order;
+  /// `sampleRows` rows per layer are kept (reservoir sampling, seeded).
+  CalibrationRecorder(llvm::ArrayRef<std::string> layers, int64_t sampleRows,
+                      uint64_t seed);
+
+  /// Adds `m` rows of `k` features (row-major with `rowStride`).
+  llvm::Error record(int64_t layer, const float *rows, int64_t m, int64_t k,
+                     int64_t rowStride);
+
+  /// Routes the module's `wq_calib_record` hook to this recorder while it is
+  /// alive (one recorder at a time).
+  llvm::Error attach(CPUModule &module);
+  ~CalibrationRecorder();
+
+  /// Writes `<layer>.hessian` (F64 [K, K]), `<layer>.absmean` (F32 [K]) and
+  /// `<layer>.inputs` (F32 [rows, K]) for every layer that saw data, plus
+  /// `metadata`, atomically. Layers that saw no rows are an error.
+  llvm::Error write(llvm::StringRef path,
+                    const std::map<std::string, std::string> &metadata) const;
+
+  int64_t numTokens(int64_t layer) const { return stats[layer].n; }
+  int64_t numSampledRows(int64_t layer) const {
+    return std::min<int64_t>(stats[layer].seen, sampleRows);
+  }
+  /// H = 2/n sum x x^T, full symmetric [K, K].
+  std::vector<double> hessian(int64_t layer) const;
+  llvm::ArrayRef<std::string> layerNames() const { return names; }
+
+private:
+  struct LayerStats {
+    int64_t k = -1, n = 0, seen = 0;
+    std::vector<double> xtx;     // upper triangle of sum x x^T
+    std::vector<double> absSum;  // sum |x| per channel
+    std::vector<float> samples;  // [sampleRows, K]
+    std::mt19937_64 rng;
+  };
+  std::vector<std::string> names;
+  std::vector<LayerStats> stats;
+  int64_t sampleRows;
+  std::vector<double> scratch;
+};
+
+} // namespace quant_mlir
+
+#endif // QUANT_MLIR_RUNTIME_CALIBRATION_H

@@ -1,0 +1,159 @@
+//===- Calibration.cpp - per-layer activation statistics --------------------===//
+// The Hessian of GPTQ (arXiv 2210.17323, eq. 1: H = 2 X X^T) is accumulated
+// with BLAS dsyrk in float64; AWQ reads mean |x| and the sampled rows.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <cstring>
+
+using namespace quant_mlir;
+
+static llvm::Error makeError(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+namespace {
+/// The descriptor of a memref<?x?xf32> with identity layout, as passed to
+/// `_mlir_ciface_` functions.
+struct MemRef2D {
+  float *allocated, *aligned;
+  int64_t offset, sizes[2], strides[2];
+};
+
+CalibrationRecorder *activeRecorder = nullptr;
+llvm::Error pendingError = llvm::Error::success();
+
+extern "C" void wqCalibRecordHook(int64_t layer, MemRef2D *x) {
+  if (!activeRecorder)
+    return;
+  if (llvm::Error err = activeRecorder->record(
+          layer, x->aligned + x->offset, x->sizes[0], x->sizes[1],
+          x->strides[0])) {
+    if (!pendingError)
+      pendingError = std::move(err);
+    else
+      llvm::consumeError(std::move(err));
+  }
+}
+} // namespace
+
+CalibrationRecorder::CalibrationRecorder(llvm::ArrayRef<std::string> layers,
+                                         int64_t sampleRows, uint64_t seed)
+    : names(layers.begin(), layers.end()), stats(layers.size()),
+      sampleRows(std::max<int64_t>(sampleRows, 0)) {
+  for (auto [i, s] : llvm::enumerate(stats))
+    s.rng.seed(seed * 0x9E3779B97F4A7C15ull + i);
+}
+
+CalibrationRecorder::~CalibrationRecorder() {
+  if (activeRecorder == this)
+    activeRecorder = nullptr;
+}
+
+llvm::Error CalibrationRecorder::attach(CPUModule &module) {
+  if (activeRecorder && activeRecorder != this)
+    return makeError("another calibration recorder is active");
+  activeRecorder = this;
+  return module.registerSymbol("_mlir_ciface_wq_calib_record",
+                               reinterpret_cast<void *>(&wqCalibRecordHook));
+}
+
+llvm::Error CalibrationRecorder::record(int64_t layer, const float *rows,
+                                        int64_t m, int64_t k,
+                                        int64_t rowStride) {
+  if (layer < 0 || layer >= int64_t(stats.size()))
+    return makeError("calibration hook called for unknown layer #" +
+                     llvm::Twine(layer));
+  LayerStats &s = stats[layer];
+  if (s.k < 0) {
+    s.k = k;
+    s.xtx.assign(k * k, 0.0);
+    s.absSum.assign(k, 0.0);
+  } else if (s.k != k) {
+    return makeError("layer '" + names[layer] + "' saw " + llvm::Twine(k) +
+                     " input features after " + llvm::Twine(s.k));
+  }
+  scratch.resize(m * k);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < k; ++c) {
+      double v = rows[r * rowStride + c];
+      if (!std::isfinite(v))
+        return makeError("layer '" + names[layer] +
+                         "' received a non-finite activation");
+      scratch[r * k + c] = v;
+      s.absSum[c] += std::abs(v);
+    }
+  // sum x x^T over the rows: X^T X, upper triangle.
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, k, m, 1.0, scratch.data(),
+              k, 1.0, s.xtx.data(), k);
+  // Reservoir sampling (Algorithm R) keeps a uniform, seeded sample.
+  for (int64_t r = 0; r < m; ++r, ++s.seen) {
+    int64_t slot = s.seen;
+    if (slot >= sampleRows) {
+      slot = static_cast<int64_t>(s.rng() % uint64_t(s.seen + 1));
+      if (slot >= sampleRows)
+        continue;
+    }
+    if (int64_t(s.samples.size()) < (slot + 1) * k)
+      s.samples.resize((slot + 1) * k);
+    std::memcpy(s.samples.data() + slot * k, rows + r * rowStride,
+                k * sizeof(float));
+  }
+  s.n += m;
+  return llvm::Error::success();
+}
+
+std::vector<double> CalibrationRecorder::hessian(int64_t layer) const {
+  const LayerStats &s = stats[layer];
+  std::vector<double> h(s.xtx.size());
+  double scale = s.n > 0 ? 2.0 / double(s.n) : 0.0;
+  for (int64_t i = 0; i < s.k; ++i)
+    for (int64_t j = i; j < s.k; ++j)
+      h[i * s.k + j] = h[j * s.k + i] = s.xtx[i * s.k + j] * scale;
+  return h;
+}
+
+llvm::Error CalibrationRecorder::write(
+    llvm::StringRef path,
+    const std::map<std::string, std::string> &metadata) const {
+  if (llvm::Error err = std::move(pendingError))
+    return err;
+  safetensors::Writer writer;
+  for (auto [i, s] : llvm::enumerate(stats)) {
+    if (s.n == 0)
+      return makeError("layer '" + names[i] +
+                       "' saw no calibration data (is it reachable from the "
+                       "entry function?)");
+    auto asBytes = [](const auto &v) {
+      const auto *p = reinterpret_cast<const uint8_t *>(v.data());
+      return std::vector<uint8_t>(p, p + v.size() * sizeof(v[0]));
+    };
+    std::vector<float> absMean(s.k);
+    for (int64_t c = 0; c < s.k; ++c)
+      absMean[c] = static_cast<float>(s.absSum[c] / double(s.n));
+    int64_t rows = std::min<int64_t>(s.seen, sampleRows);
+    std::vector<float> samples(s.samples.begin(), s.samples.begin() + rows * s.k);
+    if (llvm::Error err = writer.addOwned(names[i] + ".hessian",
+                                          safetensors::DType::F64, {s.k, s.k},
+                                          asBytes(hessian(i))))
+      return err;
+    if (llvm::Error err = writer.addOwned(names[i] + ".absmean",
+                                          safetensors::DType::F32, {s.k},
+                                          asBytes(absMean)))
+      return err;
+    if (rows > 0)
+      if (llvm::Error err = writer.addOwned(names[i] + ".inputs",
+                                            safetensors::DType::F32,
+                                            {rows, s.k}, asBytes(samples)))
+        return err;
+  }
+  for (const auto &[key, value] : metadata)
+    writer.setMetadata(key, value);
+  return writer.write(path);
+}
