@@ -193,6 +193,8 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
               " " + shapeStr(tensor.getShape()));
         sig.weights.push_back(name.getValue().str());
         sig.weightTypes.push_back(tensor);
+        // Recorded; the LLVM translation has no use for it.
+        func.removeArgAttr(i, wq::WQDialect::kWeightArgAttrName);
       } else {
         if (!sig.weights.empty())
           return makeError("function '" + sig.name +

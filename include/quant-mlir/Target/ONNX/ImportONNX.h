@@ -52,13 +52,15 @@ public:
   const safetensors::Writer &getArchive() const { return archive; }
   const ImportStats &getStats() const { return stats; }
 
+  /// Opaque to users: the buffers the module and archive refer to.
+  struct Storage;
+
 private:
   friend class Importer;
   friend llvm::Expected<std::unique_ptr<ImportedModel>>
   importONNXModel(llvm::StringRef, mlir::MLIRContext *, const ImportOptions &);
   ImportedModel();
 
-  struct Storage;
   std::unique_ptr<Storage> storage;
   mlir::OwningOpRef<mlir::ModuleOp> module;
   safetensors::Writer archive;

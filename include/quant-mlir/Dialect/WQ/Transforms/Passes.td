@@ -69,4 +69,58 @@ def WQInstrumentCalibration
                            "mlir::arith::ArithDialect"];
 }
 
+defvar WQQuantizeOptions = [
+  Option<"bits", "bits", "unsigned", "4", "Bits per weight: 2, 3, 4 or 8">,
+  Option<"groupSize", "group-size", "int64_t", "128",
+         "Input channels per group: 32, 64, 128, 256, or -1 for per-channel">,
+  Option<"zeroPoint", "zero-point", "bool", "false",
+         "Asymmetric quantization with a stored zero point per group">,
+  Option<"descAct", "desc-act", "bool", "false",
+         "Act-order: quantize columns by decreasing Hessian diagonal, record g_idx">,
+  ListOption<"skip", "skip", "std::string",
+             "Globs of layer names left in float (default: lm_head, embeddings)">,
+  ListOption<"overrides", "overrides", "std::string",
+             "Per-module overrides: GLOB:key=value[:key=value] (bits, group-size, zero-point, act-order, skip)">,
+  Option<"output", "output", "std::string", "\"\"",
+         "Weight archive to write (required); becomes the module's wq.archive">,
+  Option<"baseDir", "base-dir", "std::string", "\"\"",
+         "Directory that relative archive paths are resolved against">,
+  Option<"fakeQuant", "fake-quant", "bool", "false",
+         "Write dequantized float weights instead of packed codes (research)">,
+  Option<"scaleType", "scale-dtype", "std::string", "\"auto\"",
+         "Scale dtype: f16, bf16, f32, or auto (the weight's)">,
+  Option<"report", "report", "std::string", "\"\"",
+         "Write a per-layer error table (CSV) here">,
+];
+
+def WQRTN : Pass<"wq-rtn", "mlir::ModuleOp"> {
+  let summary = "Round-to-nearest quantization of every selected wq.linear";
+  let description = [{
+    Rewrites each selected `wq.linear` into `wq.quantized_linear` on gptq-
+    packed codes, scales, zeros (zero-point) and g_idx (act-order), written
+    with every untouched tensor to the `output` archive. A layer's own
+    `scheme` attribute (from wq-assign-scheme) wins over the options. With
+    `fake-quant` the IR keeps `wq.linear` and the archive holds the
+    dequantized weights.
+  }];
+  let options = WQQuantizeOptions;
+}
+
+def WQGPTQ : Pass<"wq-gptq", "mlir::ModuleOp"> {
+  let summary = "GPTQ quantization (arXiv 2210.17323) of every selected wq.linear";
+  let description = [{
+    Like wq-rtn, with the error feedback of GPTQ driven by each layer's
+    Hessian from its `#wq.stats` (the module's `wq.stats_archive`, written by
+    `quant-run --calibrate`). A layer without statistics is an error.
+  }];
+  let options = WQQuantizeOptions # [
+    Option<"dampPercent", "damp-percent", "double", "0.01",
+           "Dampening: damp-percent * mean(diag H) is added to diag H">,
+    Option<"blockSize", "block-size", "int64_t", "128",
+           "Columns per lazy batch update">,
+    Option<"staticGroups", "static-groups", "bool", "false",
+           "Compute every group's scale and zero up front on the original weights">,
+  ];
+}
+
 #endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD

@@ -1,0 +1,48 @@
+//===- SchemeSelection.h - per-layer scheme from options ---------*- C++ -*-===//
+// The rules every quantization pass shares: default scheme, skip globs
+// (lm_head and embeddings by default) and GLOB:key=value overrides.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_DIALECT_WQ_TRANSFORMS_SCHEMESELECTION_H
+#define QUANT_MLIR_DIALECT_WQ_TRANSFORMS_SCHEMESELECTION_H
+
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+
+#include "llvm/Support/GlobPattern.h"
+
+#include <optional>
+
+namespace quant_mlir::wq {
+
+class SchemeSelector {
+public:
+  struct Options {
+    int64_t bits = 4, groupSize = 128;
+    bool zeroPoint = false, actOrder = false;
+    /// std::nullopt: the default skip list (lm_head, *embed*).
+    std::optional<llvm::SmallVector<std::string>> skip;
+    llvm::SmallVector<std::string> overrides;
+  };
+
+  /// Parses globs and overrides; errors go through `emitError`.
+  static mlir::FailureOr<SchemeSelector>
+  create(const Options &options,
+         llvm::function_ref<mlir::InFlightDiagnostic()> emitError);
+
+  /// The scheme for `op` (by its name), a null attribute when the layer is
+  /// skipped, or failure (with a diagnostic naming the layer).
+  mlir::FailureOr<SchemeAttr> select(LinearOp op) const;
+
+private:
+  struct Override {
+    llvm::GlobPattern glob;
+    llvm::SmallVector<std::pair<std::string, std::string>> settings;
+  };
+  Options options;
+  llvm::SmallVector<llvm::GlobPattern> skips;
+  llvm::SmallVector<Override> parsed;
+};
+
+} // namespace quant_mlir::wq
+
+#endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_SCHEMESELECTION_H

@@ -1,0 +1,393 @@
+//===- Quantize.cpp - wq-rtn and wq-gptq ------------------------------------===//
+// Rewrites float linear layers into packed quantized layers: reads weights
+// (and Hessians) from the archives, quantizes with the QuantMLIRQuant
+// numerics, and writes one new archive atomically once every layer succeeded.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
+#include "quant-mlir/Quant/GPTQ.h"
+#include "quant-mlir/Quant/Packing.h"
+#include "quant-mlir/Quant/Quantizer.h"
+#include "quant-mlir/Support/Progress.h"
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
+
+#include <map>
+
+namespace quant_mlir::wq {
+#define GEN_PASS_DEF_WQRTN
+#define GEN_PASS_DEF_WQGPTQ
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h.inc"
+} // namespace quant_mlir::wq
+
+using namespace mlir;
+using namespace quant_mlir;
+using namespace quant_mlir::wq;
+using safetensors::DType;
+
+namespace {
+struct QuantizeConfig {
+  SchemeSelector::Options select;
+  std::string output, baseDir, scaleType, report;
+  bool fakeQuant = false;
+  bool gptq = false;
+  quant::GPTQOptions gptqOptions;
+};
+
+std::string resolve(StringRef baseDir, StringRef path) {
+  if (baseDir.empty() || llvm::sys::path::is_absolute(path))
+    return path.str();
+  SmallString<256> full(baseDir);
+  llvm::sys::path::append(full, path);
+  return std::string(full);
+}
+
+std::vector<float> toFloats(const safetensors::Reader &reader,
+                            const safetensors::TensorInfo &info) {
+  std::vector<float> out(info.numElements());
+  if (info.dtype == DType::F32) {
+    auto v = reader.as<float>(info);
+    std::copy(v.begin(), v.end(), out.begin());
+  } else {
+    auto v = reader.as<uint16_t>(info);
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = info.dtype == DType::F16 ? safetensors::halfToFloat(v[i])
+                                        : safetensors::bf16ToFloat(v[i]);
+  }
+  return out;
+}
+
+std::vector<uint8_t> fromFloats(ArrayRef<float> v, DType dtype) {
+  std::vector<uint8_t> out;
+  if (dtype == DType::F32) {
+    out.resize(v.size() * 4);
+    std::memcpy(out.data(), v.data(), out.size());
+    return out;
+  }
+  out.resize(v.size() * 2);
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint16_t h = dtype == DType::F16 ? safetensors::floatToHalf(v[i])
+                                     : safetensors::floatToBF16(v[i]);
+    std::memcpy(out.data() + 2 * i, &h, 2);
+  }
+  return out;
+}
+
+template <typename T> std::vector<uint8_t> bytesOf(const std::vector<T> &v) {
+  const auto *p = reinterpret_cast<const uint8_t *>(v.data());
+  return {p, p + v.size() * sizeof(T)};
+}
+
+Type elementTypeOf(Builder &b, DType dtype) {
+  switch (dtype) {
+  case DType::F16:
+    return b.getF16Type();
+  case DType::BF16:
+    return b.getBF16Type();
+  default:
+    return b.getF32Type();
+  }
+}
+
+/// Relative errors of one layer: ||dW||_F / ||W||_F and, given H, the GPTQ
+/// objective tr(dW H dW^T) / tr(W H W^T) (arXiv 2210.17323, eq. 1).
+struct LayerError {
+  double weight = 0, output = -1;
+};
+
+LayerError measure(ArrayRef<float> w, ArrayRef<float> wq, int64_t n,
+                   int64_t k, ArrayRef<double> h) {
+  LayerError e;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    double d = double(w[i]) - double(wq[i]);
+    num += d * d;
+    den += double(w[i]) * double(w[i]);
+  }
+  e.weight = den > 0 ? std::sqrt(num / den) : 0;
+  if (h.empty())
+    return e;
+  double outNum = 0, outDen = 0;
+  std::vector<double> d(k), wd(k);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < k; ++c) {
+      wd[c] = w[r * k + c];
+      d[c] = wd[c] - double(wq[r * k + c]);
+    }
+    for (int64_t i = 0; i < k; ++i) {
+      double hd = 0, hw = 0;
+      const double *row = h.data() + i * k;
+      for (int64_t j = 0; j < k; ++j) {
+        hd += row[j] * d[j];
+        hw += row[j] * wd[j];
+      }
+      outNum += d[i] * hd;
+      outDen += wd[i] * hw;
+    }
+  }
+  e.output = outDen > 0 ? outNum / outDen : 0;
+  return e;
+}
+
+LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
+                          StringRef passName) {
+  MLIRContext *ctx = module.getContext();
+  if (cfg.output.empty())
+    return module.emitError() << passName
+                              << " needs output=<archive> for the quantized "
+                                 "weights";
+  StringRef archive = getArchivePath(module);
+  if (archive.empty())
+    return module.emitError() << passName
+                              << ": the module names no wq.archive";
+  auto in = safetensors::Reader::open(resolve(cfg.baseDir, archive));
+  if (!in)
+    return module.emitError() << llvm::toString(in.takeError());
+  std::unique_ptr<safetensors::Reader> stats;
+  if (cfg.gptq) {
+    if (auto path = module->getAttrOfType<StringAttr>(
+            WQDialect::kStatsArchiveAttrName)) {
+      auto reader = safetensors::Reader::open(resolve(cfg.baseDir, path));
+      if (!reader)
+        return module.emitError() << llvm::toString(reader.takeError());
+      stats = std::move(*reader);
+    }
+  }
+  std::optional<DType> scaleType;
+  if (cfg.scaleType == "f16")
+    scaleType = DType::F16;
+  else if (cfg.scaleType == "bf16")
+    scaleType = DType::BF16;
+  else if (cfg.scaleType == "f32")
+    scaleType = DType::F32;
+  else if (cfg.scaleType != "auto")
+    return module.emitError() << "scale-dtype must be f16, bf16, f32 or auto, "
+                                 "got '"
+                              << cfg.scaleType << "'";
+
+  auto selector = SchemeSelector::create(cfg.select,
+                                         [&] { return module.emitError(); });
+  if (failed(selector))
+    return failure();
+  SmallVector<std::pair<LinearOp, SchemeAttr>> work;
+  WalkResult walk = module.walk([&](LinearOp op) {
+    if (SchemeAttr explicitScheme = op.getSchemeAttr()) {
+      work.push_back({op, explicitScheme});
+      return WalkResult::advance();
+    }
+    FailureOr<SchemeAttr> scheme = selector->select(op);
+    if (failed(scheme))
+      return WalkResult::interrupt();
+    if (*scheme)
+      work.push_back({op, *scheme});
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+
+  std::map<std::string, std::vector<uint8_t>> fresh; // name -> bytes
+  std::map<std::string, std::pair<DType, SmallVector<int64_t>>> freshInfo;
+  llvm::StringSet<> dropped;
+  std::string reportText =
+      "layer,n,k,bits,group_size,symmetric,act_order,method,"
+      "weight_rel_err,output_rel_err\n";
+  auto addFresh = [&](const std::string &name, DType dtype,
+                      ArrayRef<int64_t> shape, std::vector<uint8_t> bytes) {
+    fresh[name] = std::move(bytes);
+    freshInfo[name] = {dtype, SmallVector<int64_t>(shape)};
+  };
+
+  Progress progress(passName, work.size());
+  for (auto [op, scheme] : work) {
+    StringRef layer = op.getName().value_or("");
+    auto weightOp = op.getWeight().getDefiningOp<WeightOp>();
+    if (!weightOp)
+      return op.emitError() << "layer '" << layer
+                            << "': the weight is not a wq.weight archive "
+                               "reference";
+    if (layer.empty())
+      layer = weightOp.getName();
+    const safetensors::TensorInfo *info = (*in)->lookup(weightOp.getName());
+    if (!info || info->shape.size() != 2 ||
+        (info->dtype != DType::F32 && info->dtype != DType::F16 &&
+         info->dtype != DType::BF16))
+      return op.emitError() << "layer '" << layer << "': weight '"
+                            << weightOp.getName()
+                            << "' is not a 2-D float tensor of the archive";
+    int64_t n = info->shape[0], k = info->shape[1];
+    std::vector<float> w = toFloats(**in, *info);
+    quant::Scheme qs{scheme.getBits(), scheme.getGroupSize(),
+                     scheme.getSymmetric(), scheme.getActOrder()};
+
+    std::vector<double> hessian;
+    if (cfg.gptq) {
+      std::optional<StatsAttr> statsAttr = op.getStats();
+      if (!statsAttr || !stats)
+        return op.emitError() << "layer '" << layer
+                              << "' has no calibration statistics; run "
+                                 "quant-run --calibrate first";
+      const safetensors::TensorInfo *h =
+          stats->lookup(statsAttr->getHessianKey());
+      if (!h || h->dtype != DType::F64 ||
+          h->shape != SmallVector<int64_t>{k, k})
+        return op.emitError() << "layer '" << layer << "': statistics '"
+                              << statsAttr->getHessianKey()
+                              << "' must be an F64 [" << k << ", " << k
+                              << "] Hessian";
+      auto hv = stats->as<double>(*h);
+      hessian.assign(hv.begin(), hv.end());
+    }
+    if (!cfg.fakeQuant && ((k * qs.bits) % 32 != 0 ||
+                           (!qs.symmetric && (n * qs.bits) % 32 != 0)))
+      return op.emitError() << "layer '" << layer << "': " << qs.bits
+                            << "-bit gptq packing needs K * bits (" << k
+                            << " * " << qs.bits << ")"
+                            << (qs.symmetric ? "" : " and N * bits")
+                            << " to be a multiple of 32; skip the layer "
+                               "(skip= or overrides=GLOB:skip)";
+    auto quantized =
+        cfg.gptq ? quant::quantizeGPTQ(w, n, k, hessian, qs, cfg.gptqOptions,
+                                       layer)
+                 : quant::quantizeRTN(w, n, k, qs);
+    if (!quantized)
+      return op.emitError() << llvm::toString(quantized.takeError());
+    std::vector<float> deq = quantized->dequantize();
+    LayerError err = measure(w, deq, n, k, hessian);
+    reportText += (llvm::Twine(layer) + "," + llvm::Twine(n) + "," +
+                   llvm::Twine(k) + "," + llvm::Twine(qs.bits) + "," +
+                   llvm::Twine(qs.groupSize) + "," +
+                   llvm::Twine(int(qs.symmetric)) + "," +
+                   llvm::Twine(int(qs.actOrder)) + "," +
+                   (cfg.gptq ? "gptq" : "rtn") + ",")
+                      .str() +
+                  llvm::formatv("{0:e6},{1:e6}\n", err.weight, err.output).str();
+
+    if (cfg.fakeQuant) {
+      addFresh(weightOp.getName().str(), info->dtype, info->shape,
+               fromFloats(deq, info->dtype));
+      op.setSchemeAttr(scheme);
+      progress.advance();
+      continue;
+    }
+
+    DType sType = scaleType.value_or(info->dtype);
+    std::string prefix = layer.str();
+    OpBuilder b(op);
+    auto ref = [&](const std::string &name, Type elem,
+                   ArrayRef<int64_t> shape) -> Value {
+      return WeightOp::create(b, op.getLoc(), RankedTensorType::get(shape, elem),
+                              name);
+    };
+    int64_t groups = quantized->numGroups();
+    std::vector<int32_t> codes = quant::packCodesGPTQ(*quantized);
+    SmallVector<int64_t> codesShape{k * qs.bits / 32, n};
+    addFresh(prefix + ".qweight", DType::I32, codesShape, bytesOf(codes));
+    Value codesV = ref(prefix + ".qweight", b.getI32Type(), codesShape);
+    addFresh(prefix + ".scales", sType, {groups, n},
+             fromFloats(quantized->scales, sType));
+    Value scalesV = ref(prefix + ".scales", elementTypeOf(b, sType), {groups, n});
+    Value zerosV, gIdxV;
+    if (!qs.symmetric) {
+      std::vector<int32_t> zeros = quant::packZerosGPTQ(*quantized);
+      SmallVector<int64_t> shape{groups, n * qs.bits / 32};
+      addFresh(prefix + ".qzeros", DType::I32, shape, bytesOf(zeros));
+      zerosV = ref(prefix + ".qzeros", b.getI32Type(), shape);
+    }
+    if (qs.actOrder) {
+      addFresh(prefix + ".g_idx", DType::I32, {k}, bytesOf(quantized->gIdx));
+      gIdxV = ref(prefix + ".g_idx", b.getI32Type(), {k});
+    }
+    auto qop = QuantizedLinearOp::create(
+        b, op.getLoc(), op.getType(), op.getInput(), codesV, scalesV, zerosV,
+        gIdxV, op.getBias(), scheme, PackingAttr::get(ctx, Packing::gptq),
+        op.getNameAttr());
+    op.replaceAllUsesWith(qop.getResult());
+    op.erase();
+    if (weightOp->use_empty()) {
+      dropped.insert(weightOp.getName());
+      weightOp.erase();
+    }
+    progress.advance();
+  }
+  progress.finish();
+
+  // Float weights still referenced elsewhere (tied embeddings) are kept.
+  module.walk([&](WeightOp op) { dropped.erase(op.getName()); });
+  safetensors::Writer out;
+  for (const safetensors::TensorInfo &t : (*in)->tensors()) {
+    if (dropped.contains(t.name) || fresh.count(t.name))
+      continue;
+    if (llvm::Error e = out.add(t.name, t.dtype, t.shape, (*in)->bytes(t)))
+      return module.emitError() << llvm::toString(std::move(e));
+  }
+  for (auto &[name, bytes] : fresh) {
+    auto &[dtype, shape] = freshInfo[name];
+    if (llvm::Error e = out.addOwned(name, dtype, shape, std::move(bytes)))
+      return module.emitError() << llvm::toString(std::move(e));
+  }
+  for (const auto &[key, value] : (*in)->metadata())
+    out.setMetadata(key, value);
+  if (llvm::Error e = out.write(resolve(cfg.baseDir, cfg.output)))
+    return module.emitError() << llvm::toString(std::move(e));
+  module->setAttr(WQDialect::kArchiveAttrName,
+                  StringAttr::get(ctx, cfg.output));
+  if (!cfg.report.empty()) {
+    if (llvm::Error e = llvm::writeToOutput(
+            resolve(cfg.baseDir, cfg.report), [&](llvm::raw_ostream &os) {
+              os << reportText;
+              return llvm::Error::success();
+            }))
+      return module.emitError() << llvm::toString(std::move(e));
+  }
+  return success();
+}
+
+template <typename PassT>
+QuantizeConfig commonConfig(const PassT &p) {
+  QuantizeConfig cfg;
+  cfg.select.bits = p.bits;
+  cfg.select.groupSize = p.groupSize;
+  cfg.select.zeroPoint = p.zeroPoint;
+  cfg.select.actOrder = p.descAct;
+  if (p.skip.hasValue())
+    cfg.select.skip = SmallVector<std::string>(p.skip.begin(), p.skip.end());
+  cfg.select.overrides.assign(p.overrides.begin(), p.overrides.end());
+  cfg.output = p.output;
+  cfg.baseDir = p.baseDir;
+  cfg.fakeQuant = p.fakeQuant;
+  cfg.scaleType = p.scaleType;
+  cfg.report = p.report;
+  return cfg;
+}
+
+struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
+  using Base::Base;
+  template <typename P> friend QuantizeConfig commonConfig(const P &);
+  void runOnOperation() override {
+    if (failed(runQuantize(getOperation(), commonConfig(*this), "wq-rtn")))
+      signalPassFailure();
+  }
+};
+
+struct GPTQPass : public quant_mlir::wq::impl::WQGPTQBase<GPTQPass> {
+  using Base::Base;
+  template <typename P> friend QuantizeConfig commonConfig(const P &);
+  void runOnOperation() override {
+    QuantizeConfig cfg = commonConfig(*this);
+    cfg.gptq = true;
+    cfg.gptqOptions.dampPercent = dampPercent;
+    cfg.gptqOptions.blockSize = blockSize;
+    cfg.gptqOptions.staticGroups = staticGroups;
+    if (failed(runQuantize(getOperation(), cfg, "wq-gptq")))
+      signalPassFailure();
+  }
+};
+} // namespace

@@ -1,0 +1,233 @@
+//===- Importer.h - internals of the ONNX importer --------------*- C++ -*-===//
+// Declarations shared by ONNXModel.cpp (protobuf, initializers, external
+// data), Importer.cpp (values, shapes, archive) and Ops.cpp (node lowering).
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_LIB_TARGET_ONNX_IMPORTER_H
+#define QUANT_MLIR_LIB_TARGET_ONNX_IMPORTER_H
+
+#include "quant-mlir/Target/ONNX/ImportONNX.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Value.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+// Debian's libonnx only ships the ONNX-ML flavour of the generated header.
+#ifndef ONNX_ML
+#define ONNX_ML 1
+#endif
+#ifndef ONNX_NAMESPACE
+#define ONNX_NAMESPACE onnx
+#endif
+#include <onnx/onnx_pb.h>
+
+#include <deque>
+#include <map>
+#include <optional>
+
+namespace quant_mlir::onnx_import {
+
+/// The payload of an initializer or Constant tensor: a little-endian view of
+/// numElements() * dtypeSize(dtype) bytes (into the protobuf, an mmapped
+/// external-data file, or `owned`).
+struct TensorData {
+  std::string name;
+  int32_t dtype = 0;
+  llvm::SmallVector<int64_t> shape;
+  llvm::ArrayRef<uint8_t> bytes;
+  std::vector<uint8_t> owned;
+
+  int64_t numElements() const;
+};
+
+/// "float32", "complex64", ...: how errors spell an ONNX dtype.
+std::string dtypeName(int32_t dtype);
+/// Element size in bytes of the dtypes the importer reads; 0 otherwise.
+size_t dtypeSize(int32_t dtype);
+/// Compute (signless) element type; null for unsupported dtypes.
+mlir::Type dtypeToType(int32_t dtype, mlir::MLIRContext *ctx);
+/// Archive dtype of the weight dtypes (f32, f16, bf16, i64, i32, i8, u8).
+std::optional<safetensors::DType> dtypeToArchive(int32_t dtype);
+
+struct ImportedModel::Storage {
+  onnx::ModelProto proto;
+  std::string modelDir;
+  llvm::StringMap<std::unique_ptr<llvm::MemoryBuffer>> dataFiles;
+  std::deque<TensorData> tensors;                // stable addresses
+  std::deque<std::vector<uint8_t>> transposed;   // pre-transposed weights
+};
+
+/// Parses the protobuf (models up to 2 GB).
+llvm::Error loadModelProto(llvm::StringRef path, onnx::ModelProto &proto);
+/// Decodes `t` into `out` (raw_data, typed fields or external data, which is
+/// mmapped through `storage`). `what` prefixes errors ("initializer 'w'").
+llvm::Error decodeTensor(const onnx::TensorProto &t,
+                         ImportedModel::Storage &storage, TensorData &out,
+                         bool allowBoolAndDouble, llvm::StringRef what);
+
+/// A symbolic integer: a constant or an SSA value (`index`, or `i1` for
+/// booleans). Shape arithmetic is evaluated on these at import time.
+struct SymInt {
+  int64_t c = 0;
+  mlir::Value v;
+  bool nonNeg = false; // known >= 0 (tensor dims and their sums/products)
+  bool isConst() const { return !v; }
+  static SymInt cst(int64_t c) { return SymInt{c, {}, c >= 0}; }
+};
+
+/// What an ONNX value name is bound to during import.
+struct OValue {
+  /// Compute type (signless elements; dims static where known).
+  mlir::RankedTensorType type;
+  /// The materialized tensor (may be null until needed).
+  mlir::Value tensor;
+  /// Small int/bool tensors of rank <= 1, element by element.
+  std::optional<llvm::SmallVector<SymInt>> sym;
+  /// A weight not yet referenced: materialized as wq.weight on demand, so a
+  /// MatMul can consume it as a wq.linear weight without a transpose op.
+  const TensorData *init = nullptr;
+  bool initTransposed = false; // lazily Transpose(perm=[1,0])'d
+};
+
+class Importer {
+public:
+  Importer(ImportedModel &result, mlir::MLIRContext *ctx,
+           const ImportOptions &options);
+  llvm::Error run(llvm::StringRef path);
+
+  // ---- errors -------------------------------------------------------------
+  /// Records a node-level error; always returns failure().
+  mlir::LogicalResult fail(const llvm::Twine &msg);
+  std::string error;
+
+  // ---- values -------------------------------------------------------------
+  mlir::FailureOr<OValue *> input(unsigned i);
+  bool hasInput(unsigned i) const;
+  mlir::FailureOr<mlir::Value> inputTensor(unsigned i);
+  /// The constant elements of a sym input (all must be constant).
+  mlir::FailureOr<llvm::SmallVector<int64_t>> constInts(unsigned i);
+  mlir::FailureOr<llvm::SmallVector<SymInt>> symInts(unsigned i);
+  void setOutput(unsigned i, OValue v);
+  void setOutputTensor(unsigned i, mlir::Value v);
+  void setOutputSym(unsigned i, llvm::SmallVector<SymInt> elems, bool rank0,
+                    mlir::Type elemType);
+  mlir::FailureOr<mlir::Value> materialize(OValue &v);
+  OValue valueFromTensorData(const TensorData &t, bool isInitializer);
+
+  // ---- shapes -------------------------------------------------------------
+  mlir::Value indexConst(int64_t c);
+  mlir::Value toIndex(const SymInt &s);
+  mlir::Value toInt(const SymInt &s, mlir::Type intType);
+  SymInt dimOf(mlir::Value t, unsigned i);
+  llvm::SmallVector<SymInt> dimsOf(mlir::Value t);
+  llvm::SmallVector<SymInt> dimsOf(OValue &v);
+  void setDims(mlir::Value t, llvm::ArrayRef<SymInt> dims);
+  mlir::RankedTensorType typeFor(llvm::ArrayRef<SymInt> dims, mlir::Type elem);
+  mlir::Value emptyTensor(llvm::ArrayRef<SymInt> dims, mlir::Type elem);
+  llvm::SmallVector<mlir::OpFoldResult> foldResults(llvm::ArrayRef<SymInt> s);
+  static bool sameSym(const SymInt &a, const SymInt &b);
+
+  SymInt sAdd(SymInt a, SymInt b);
+  SymInt sSub(SymInt a, SymInt b);
+  SymInt sMul(SymInt a, SymInt b);
+  SymInt sDiv(SymInt a, SymInt b); // truncating, like ONNX integer Div
+  SymInt sMod(SymInt a, SymInt b);
+  SymInt sCeilDiv(SymInt a, SymInt b);
+  SymInt sMax(SymInt a, SymInt b);
+  SymInt sMin(SymInt a, SymInt b);
+  SymInt sCmp(mlir::arith::CmpIPredicate pred, SymInt a, SymInt b);
+  SymInt sSelect(SymInt c, SymInt a, SymInt b);
+
+  // ---- emitters (all register result dims) --------------------------------
+  using BodyFn = llvm::function_ref<mlir::Value(
+      mlir::OpBuilder &, mlir::Location, llvm::ArrayRef<mlir::Value>)>;
+  /// Multidirectional-broadcasting elementwise op; `outDims` overrides the
+  /// broadcast result shape (Expand).
+  mlir::FailureOr<mlir::Value>
+  emitElementwise(llvm::ArrayRef<mlir::Value> operands, mlir::Type outElem,
+                  BodyFn body,
+                  std::optional<llvm::ArrayRef<SymInt>> outDims = {});
+  enum class ReduceKind { Sum, Max };
+  /// Reduces over sorted, normalized `axes`; keepDims re-inserts size-1 dims.
+  mlir::FailureOr<mlir::Value> emitReduce(mlir::Value x,
+                                          llvm::ArrayRef<int64_t> axes,
+                                          ReduceKind kind, bool keepDims);
+  mlir::FailureOr<mlir::Value> emitMean(mlir::Value x,
+                                        llvm::ArrayRef<int64_t> axes,
+                                        bool keepDims);
+  mlir::FailureOr<mlir::Value> emitReshape(mlir::Value x,
+                                           llvm::ArrayRef<SymInt> outDims);
+  mlir::FailureOr<mlir::Value> emitTranspose(mlir::Value x,
+                                             llvm::ArrayRef<int64_t> perm);
+  mlir::FailureOr<mlir::Value> emitMatMul(mlir::Value a, mlir::Value b);
+  mlir::FailureOr<mlir::Value> emitCast(mlir::Value x, mlir::Type to);
+  mlir::FailureOr<mlir::Value> emitSlice(mlir::Value x,
+                                         llvm::ArrayRef<SymInt> offsets,
+                                         llvm::ArrayRef<SymInt> sizes,
+                                         llvm::ArrayRef<SymInt> strides);
+  mlir::FailureOr<mlir::Value> emitSoftmax(mlir::Value x, int64_t axis);
+  mlir::Value emitFill(llvm::ArrayRef<SymInt> dims, mlir::TypedAttr value);
+  mlir::Value scalarConst(mlir::OpBuilder &b, mlir::Location loc,
+                          mlir::Type elem, double value);
+  mlir::Value tensorConst(mlir::Type elem, double value); // rank-0 tensor
+
+  // ---- weights ------------------------------------------------------------
+  mlir::Value weightRef(const TensorData *t, bool transposed,
+                        llvm::StringRef preferredKey);
+  std::string archiveKey(const TensorData *t, bool transposed,
+                         llvm::StringRef preferredKey);
+  mlir::FailureOr<mlir::Value> emitLinear(mlir::Value x, const OValue &w,
+                                          const TensorData *bias,
+                                          llvm::StringRef moduleName);
+  std::string linearName(llvm::StringRef module);
+
+  // ---- nodes (Ops.cpp) ----------------------------------------------------
+  mlir::LogicalResult convertNode(int index);
+  mlir::LogicalResult convertSymbolic(llvm::StringRef op, bool &handled);
+  mlir::LogicalResult convertMatMul(int index, bool gemm);
+
+  // ---- state --------------------------------------------------------------
+  ImportedModel &result;
+  ImportedModel::Storage &storage;
+  mlir::MLIRContext *ctx;
+  ImportOptions options;
+  mlir::OpBuilder b;
+  mlir::Location loc;
+  int64_t opset = 0;
+
+  const onnx::NodeProto *node = nullptr;
+  llvm::StringMap<OValue> values;
+  llvm::StringMap<llvm::SmallVector<int>> consumers;
+  llvm::StringSet<> graphOutputs;
+  llvm::DenseSet<int> skipNodes;
+  std::vector<const onnx::NodeProto *> nodes;
+
+  llvm::DenseMap<std::pair<mlir::Value, unsigned>, SymInt> dimCache;
+
+  struct ArchiveEntry {
+    const TensorData *src;
+    bool transposed;
+  };
+  std::map<std::string, ArchiveEntry> archive;
+  std::map<std::pair<const TensorData *, bool>, std::string> keyOf;
+  std::map<std::string, mlir::Value> weightOps;
+  mlir::Operation *weightAnchor = nullptr; // weights sit at the top, in order
+  llvm::StringSet<> linearNames;
+  int64_t linearCount = 0;
+};
+
+/// "model.layers.0.self_attn.q_proj" from "/model/layers.0/self_attn/q_proj/MatMul".
+std::string modulePathFromNodeName(llvm::StringRef nodeName);
+/// True for names torch gives parameters (not "onnx::MatMul_12", "/x/y").
+bool isParameterName(llvm::StringRef name);
+
+} // namespace quant_mlir::onnx_import
+
+#endif // QUANT_MLIR_LIB_TARGET_ONNX_IMPORTER_H
