@@ -231,6 +231,8 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
                                                /*targetMachine=*/nullptr);
   ExecutionEngineOptions options;
   options.transformer = transformer;
+  SmallVector<StringRef, 1> libs = {QUANT_MLIR_C_RUNNER_UTILS};
+  options.sharedLibPaths = libs;
   options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
   auto engine = ExecutionEngine::create(*module, options);
   if (!engine)

@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Conversion/Passes.h"
+#include "quant-mlir/Conversion/WQToGPU/WQToGPU.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Pipelines/Pipelines.h"
@@ -18,11 +19,13 @@ int main(int argc, char **argv) {
   quant_mlir::wq::registerWQPasses();
   quant_mlir::registerQuantMLIRConversionPasses();
   quant_mlir::registerPipelines();
+  quant_mlir::wqgpu::registerGPUCodegenPipeline();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   registry.insert<quant_mlir::wq::WQDialect>();
+  quant_mlir::wqgpu::registerGPUCodegenDialects(registry);
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "quant-mlir optimizer driver\n", registry));
 }

@@ -99,6 +99,57 @@ Value extractAWQ(OpBuilder &b, Location loc, Value words, Value row,
       b, loc, arith::ShRUIOp::create(b, loc, w64, shift), i64Const(b, loc, 15));
 }
 
+/// gpu_v4 (docs/codegen.md): gptq word w of column n sits at
+/// [w / 4, 4 * n + w % 4]; for 2/4/8 bits code c of a word is in field
+/// (c % 2) * P + c / 2 with P = 16 / bits; 3-bit words keep the plain stream.
+Value extractGPUV4(OpBuilder &b, Location loc, Value words, Value nIdx,
+                   Value k, unsigned bits) {
+  auto type = cast<RankedTensorType>(words.getType());
+  int64_t numWords = type.getDimSize(0) * 4;
+  Value n = arith::IndexCastOp::create(b, loc, b.getI64Type(), nIdx);
+  auto load = [&](Value w) {
+    Value row = arith::DivUIOp::create(b, loc, w, i64Const(b, loc, 4));
+    Value col = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, n, i64Const(b, loc, 4)),
+        arith::RemUIOp::create(b, loc, w, i64Const(b, loc, 4)));
+    Value v = tensor::ExtractOp::create(
+        b, loc, words,
+        ValueRange{arith::IndexCastOp::create(b, loc, b.getIndexType(), row),
+                   arith::IndexCastOp::create(b, loc, b.getIndexType(), col)});
+    return arith::ExtUIOp::create(b, loc, b.getI64Type(), v).getResult();
+  };
+  Value shift, value;
+  if (32 % bits != 0) {
+    Value bitPos = arith::MulIOp::create(b, loc, k, i64Const(b, loc, bits));
+    Value word = arith::DivUIOp::create(b, loc, bitPos, i64Const(b, loc, 32));
+    shift = arith::RemUIOp::create(b, loc, bitPos, i64Const(b, loc, 32));
+    Value next = arith::AddIOp::create(b, loc, word, i64Const(b, loc, 1));
+    Value last = i64Const(b, loc, numWords - 1);
+    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                                          next, last);
+    Value clamped = arith::MinUIOp::create(b, loc, next, last);
+    Value hi = arith::SelectOp::create(b, loc, inRange, load(clamped),
+                                       i64Const(b, loc, 0));
+    hi = arith::ShLIOp::create(b, loc, hi, i64Const(b, loc, 32));
+    value = arith::OrIOp::create(b, loc, load(word), hi);
+  } else {
+    int64_t perWord = 32 / bits;
+    Value word = arith::DivUIOp::create(b, loc, k, i64Const(b, loc, perWord));
+    Value c = arith::RemUIOp::create(b, loc, k, i64Const(b, loc, perWord));
+    Value field = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(
+            b, loc, arith::RemUIOp::create(b, loc, c, i64Const(b, loc, 2)),
+            i64Const(b, loc, perWord / 2)),
+        arith::DivUIOp::create(b, loc, c, i64Const(b, loc, 2)));
+    shift = arith::MulIOp::create(b, loc, field, i64Const(b, loc, bits));
+    value = load(word);
+  }
+  return arith::AndIOp::create(b, loc,
+                               arith::ShRUIOp::create(b, loc, value, shift),
+                               i64Const(b, loc, (int64_t(1) << bits) - 1));
+}
+
 struct DequantizeToLinalg : OpRewritePattern<DequantizeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(DequantizeOp op,
@@ -118,6 +169,8 @@ struct DequantizeToLinalg : OpRewritePattern<DequantizeOp> {
       Value n = arith::IndexCastOp::create(b, loc, b.getI64Type(), nIdx);
       Value k = arith::IndexCastOp::create(b, loc, b.getI64Type(), kIdx);
       Value q = awq ? extractAWQ(b, loc, op.getCodes(), kIdx, n)
+                : op.getPacking() == Packing::gpu_v4
+                    ? extractGPUV4(b, loc, op.getCodes(), nIdx, k, bits)
                     : extractField(b, loc, op.getCodes(), 0, nIdx, k, bits);
       Value group;
       if (scheme.getActOrder()) {

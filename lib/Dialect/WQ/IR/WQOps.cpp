@@ -156,6 +156,10 @@ LogicalResult quant_mlir::wq::verifyPackedWeight(
     if (scheme.getActOrder())
       return emitError() << "awq packing does not support act_order";
   }
+  // gpu_v4 regroups gptq's K stream into 128-bit chunks.
+  if (packing == Packing::gpu_v4 && (k * bits) % 128 != 0)
+    return emitError() << "K = " << k << " times bits = " << bits
+                       << " must be a multiple of 128 for gpu_v4 packing";
   // gptq packs codes along K, awq along N; zeros are packed along N in both.
   if (packing == Packing::gptq && (k * bits) % 32 != 0)
     return emitError() << "K = " << k << " times bits = " << bits
@@ -166,6 +170,8 @@ LogicalResult quant_mlir::wq::verifyPackedWeight(
   SmallVector<int64_t> codesShape =
       packing == Packing::gptq ? SmallVector<int64_t>{k * bits / 32, n}
                                : SmallVector<int64_t>{k, n * bits / 32};
+  if (packing == Packing::gpu_v4)
+    codesShape = {k * bits / 128, 4 * n};
   if (failed(checkShape(emitError, "codes", codes, codesShape)) ||
       failed(checkShape(emitError, "scales", scales, {groups, n})))
     return failure();

@@ -16,8 +16,9 @@ class WQ_Attr<string name, string attrMnemonic, list<Trait> traits = []>
 
 def WQ_PackingGPTQ : I32EnumAttrCase<"gptq", 0>;
 def WQ_PackingAWQ  : I32EnumAttrCase<"awq", 1>;
+def WQ_PackingGPUV4 : I32EnumAttrCase<"gpu_v4", 2>;
 def WQ_Packing : I32EnumAttr<"Packing", "layout of packed integer codes",
-    [WQ_PackingGPTQ, WQ_PackingAWQ]> {
+    [WQ_PackingGPTQ, WQ_PackingAWQ, WQ_PackingGPUV4]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::quant_mlir::wq";
 }
@@ -30,6 +31,13 @@ def WQ_PackingAttr : EnumAttr<WQ_Dialect, WQ_Packing, "packing"> {
     `[groups, N*bits/32]` packed along N the same way.
     `awq` (AutoAWQ's GEMM layout, 4-bit only): codes `[K, N*bits/32]` packed
     along N in the interleaved order 0,2,4,6,1,3,5,7; zeros likewise.
+    `gpu_v4` (the NVPTX GEMV/GEMM kernels' layout, docs/codegen.md): the
+    gptq words of each output column regrouped four at a time, codes
+    `[K*bits/128, 4*N]` with element `[r, 4*n + j]` = gptq word `4*r + j` of
+    column n, so one 128-bit load yields consecutive K of one column; for
+    2/4/8 bits the fields of a word are interleaved (codes 0,2,4,..,1,3,5,..)
+    so that `(w >> s) & 0x000F000F` holds two consecutive K codes. Scales,
+    zeros and g_idx are as in gptq. Made by `wq-pack`.
   }];
   let assemblyFormat = "`<` $value `>`";
 }

@@ -69,6 +69,33 @@ def WQInstrumentCalibration
                            "mlir::arith::ArithDialect"];
 }
 
+def WQPack : Pass<"wq-pack", "mlir::ModuleOp"> {
+  let summary = "Repack gptq codes into a kernel layout (gpu_v4)";
+  let description = [{
+    Rewrites every `wq.quantized_linear` / `wq.dequantize` whose codes are
+    in the canonical `gptq` layout into `layout` (only `gpu_v4` today, see
+    docs/codegen.md). Codes given as `arith.constant` are repacked in the IR.
+    Codes that are `wq.weight "name"` references are read from the module's
+    archive (resolved against `base-dir`), repacked with
+    `quant_mlir::gpupack::gptqToGPUV4` and stored as `name.gpu_v4` in a new
+    archive `output` that also holds every tensor of the old one; it is
+    written atomically and the module's `wq.archive` is set to `output`.
+    Scales, zeros and g_idx are shared with gptq and are not touched. Layers
+    the layout cannot hold (K * bits not a multiple of 128) stay in gptq with
+    a warning.
+  }];
+  let options = [
+    Option<"layout", "layout", "std::string", "\"gpu_v4\"",
+           "Target packing: gpu_v4">,
+    Option<"output", "output", "std::string", "\"\"",
+           "Archive to write repacked archive weights to (required when "
+           "codes are wq.weight references)">,
+    Option<"baseDir", "base-dir", "std::string", "\"\"",
+           "Directory that relative archive paths are resolved against">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect"];
+}
+
 defvar WQQuantizeOptions = [
   Option<"bits", "bits", "unsigned", "4", "Bits per weight: 2, 3, 4 or 8">,
   Option<"groupSize", "group-size", "int64_t", "128",
