@@ -6,6 +6,13 @@
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Support/SafeTensors.h"
+#include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Support/Progress.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/Path.h"
 
 #include <cblas.h>
 
@@ -156,4 +163,120 @@ llvm::Error CalibrationRecorder::write(
   for (const auto &[key, value] : metadata)
     writer.setMetadata(key, value);
   return writer.write(path);
+}
+
+llvm::Expected<const FunctionSignature *>
+quant_mlir::selectLanguageModelEntry(const CPUModule &module,
+                                     llvm::StringRef func) {
+  const FunctionSignature *sig = nullptr;
+  if (!func.empty()) {
+    sig = module.lookup(func);
+    if (!sig)
+      return makeError("no public function '" + func + "'");
+  } else if (module.functions().size() == 1) {
+    sig = &module.functions().front();
+  } else {
+    return makeError("the model has " +
+                     llvm::Twine(module.functions().size()) +
+                     " public functions; pick one with --func");
+  }
+  if (sig->inputs.size() != 1 ||
+      !sig->inputs[0].getElementType().isInteger(64) ||
+      sig->inputs[0].getRank() != 2 || sig->results.size() != 1 ||
+      sig->results[0].getRank() != 3 ||
+      !sig->results[0].getElementType().isF32() ||
+      mlir::ShapedType::isDynamic(sig->results[0].getDimSize(2)))
+    return makeError("function '" + sig->name +
+                     "' must map token ids tensor<BxSxi64> to logits "
+                     "tensor<BxSxVxf32> with a static vocabulary V");
+  return sig;
+}
+
+llvm::Expected<CalibrateResult>
+quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
+                           llvm::ArrayRef<int64_t> tokens,
+                           const CalibrateOptions &options) {
+  mlir::OwningOpRef<mlir::ModuleOp> instrumented = module.clone();
+  mlir::PassManager pm(module.getContext());
+  pm.addPass(wq::createWQInstrumentCalibration());
+  if (mlir::failed(pm.run(*instrumented)))
+    return makeError("cannot instrument the model for calibration");
+  std::vector<std::string> layers;
+  if (auto names = (*instrumented)->getAttrOfType<mlir::ArrayAttr>(
+          wq::WQDialect::kCalibLayersAttrName))
+    for (auto name : names.getAsValueRange<mlir::StringAttr>())
+      layers.push_back(name.str());
+  if (layers.empty())
+    return makeError("the model has no wq.linear layer to calibrate");
+
+  auto compiled = CPUModule::compile(std::move(instrumented), modelDir);
+  if (!compiled)
+    return compiled.takeError();
+  auto sig = selectLanguageModelEntry(**compiled, options.func);
+  if (!sig)
+    return sig.takeError();
+  int64_t vocab = (*sig)->results[0].getDimSize(2);
+  for (auto [i, t] : llvm::enumerate(tokens))
+    if (t < 0 || t >= vocab)
+      return makeError("'" + options.dataName + "': token #" +
+                       llvm::Twine(i) + " is " + llvm::Twine(t) +
+                       ", outside the model's vocabulary [0, " +
+                       llvm::Twine(vocab) + ")");
+  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
+                                    options.samples, options.seed,
+                                    options.dataName);
+  if (!starts)
+    return starts.takeError();
+
+  CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
+  if (llvm::Error err = recorder.attach(**compiled))
+    return std::move(err);
+  Progress progress("calibration", starts->size(), !options.quiet);
+  for (int64_t start : *starts) {
+    auto out = (*compiled)->run(
+        (*sig)->name,
+        {HostTensor::from<int64_t>(safetensors::DType::I64,
+                                   {1, options.seqLen},
+                                   tokens.slice(start, options.seqLen))});
+    if (!out)
+      return out.takeError();
+    progress.advance();
+  }
+  progress.finish();
+
+  std::string startList;
+  for (auto [i, s] : llvm::enumerate(*starts))
+    startList += (i ? "," : "") + std::to_string(s);
+  std::map<std::string, std::string> metadata = {
+      {"calib_data", options.dataName},
+      {"seed", std::to_string(options.seed)},
+      {"seq_len", std::to_string(options.seqLen)},
+      {"samples", std::to_string(options.samples)},
+      {"sample_starts", startList},
+      {"sample_rows", std::to_string(options.sampleRows)}};
+  CalibrateResult result;
+  llvm::SmallString<256> statsPath(modelDir);
+  llvm::sys::path::append(statsPath, options.statsArchive);
+  if (llvm::Error err = recorder.write(statsPath, metadata))
+    return std::move(err);
+
+  mlir::MLIRContext *ctx = module.getContext();
+  std::map<std::string, int64_t> index;
+  for (auto [i, name] : llvm::enumerate(layers))
+    index[name] = i;
+  module.walk([&](wq::LinearOp op) {
+    auto it = index.find(op.getName().value_or("").str());
+    if (it == index.end())
+      return;
+    op.setStatsAttr(wq::StatsAttr::get(ctx, it->first,
+                                       recorder.numTokens(it->second),
+                                       recorder.numSampledRows(it->second)));
+  });
+  module->setAttr(wq::WQDialect::kStatsArchiveAttrName,
+                  mlir::StringAttr::get(ctx, options.statsArchive));
+  result.layers = layers.size();
+  result.samples = starts->size();
+  result.seconds = progress.elapsedSeconds();
+  result.statsPath = std::string(statsPath);
+  return result;
 }

@@ -128,78 +128,6 @@ static llvm::Error writeNpyF32(llvm::StringRef path, const HostTensor &t) {
   return llvm::Error::success();
 }
 
-/// Runs the seeded calibration samples through the instrumented module and
-/// writes the statistics archive, then the model IR referencing it (each
-/// write atomic; the archive first, so the IR never names a missing file).
-static int runCalibration(CPUModule &compiled, const FunctionSignature &sig,
-                          mlir::ModuleOp original,
-                          llvm::ArrayRef<std::string> layers,
-                          llvm::ArrayRef<int64_t> tokens,
-                          llvm::StringRef mlirPath) {
-  auto starts = data::sampleWindows(tokens.size(), seqLen, calibSamples, seed,
-                                    calibData);
-  if (!starts)
-    return fail(llvm::toString(starts.takeError()));
-  CalibrationRecorder recorder(layers, sampleRows, seed);
-  if (llvm::Error err = recorder.attach(compiled))
-    return fail(llvm::toString(std::move(err)));
-
-  Progress progress("calibration", starts->size(), !quiet);
-  for (int64_t start : *starts) {
-    auto out = compiled.run(
-        sig.name, {HostTensor::from<int64_t>(safetensors::DType::I64,
-                                             {1, seqLen},
-                                             tokens.slice(start, seqLen))});
-    if (!out)
-      return fail(llvm::toString(out.takeError()));
-    progress.advance();
-  }
-  progress.finish();
-  double seconds = progress.elapsedSeconds();
-
-  std::string startList;
-  for (auto [i, s] : llvm::enumerate(*starts))
-    startList += (i ? "," : "") + std::to_string(s);
-  std::map<std::string, std::string> metadata = {
-      {"calib_data", calibData.getValue()},
-      {"seed", std::to_string(seed)},
-      {"seq_len", std::to_string(seqLen)},
-      {"samples", std::to_string(calibSamples)},
-      {"sample_starts", startList},
-      {"sample_rows", std::to_string(sampleRows)}};
-  llvm::SmallString<256> statsPath(modelDir);
-  llvm::sys::path::append(statsPath, statsName);
-  if (llvm::Error err = recorder.write(statsPath, metadata))
-    return fail(llvm::toString(std::move(err)));
-
-  mlir::MLIRContext *ctx = original.getContext();
-  std::map<std::string, int64_t> index;
-  for (auto [i, name] : llvm::enumerate(layers))
-    index[name] = i;
-  original.walk([&](wq::LinearOp op) {
-    auto it = index.find(op.getName().value_or("").str());
-    if (it == index.end())
-      return;
-    op.setStatsAttr(wq::StatsAttr::get(ctx, it->first,
-                                       recorder.numTokens(it->second),
-                                       recorder.numSampledRows(it->second)));
-  });
-  original->setAttr(wq::WQDialect::kStatsArchiveAttrName,
-                    mlir::StringAttr::get(ctx, statsName));
-  if (llvm::Error err = llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
-        original.print(os);
-        return llvm::Error::success();
-      }))
-    return fail("cannot write '" + mlirPath + "': " +
-                llvm::toString(std::move(err)));
-  if (!quiet)
-    llvm::errs() << "calibrated " << layers.size() << " layers on "
-                 << starts->size() << " x " << seqLen << " tokens in "
-                 << llvm::format("%.2f", seconds) << " s -> " << statsPath
-                 << "\n";
-  return 0;
-}
-
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
@@ -248,22 +176,33 @@ int main(int argc, char **argv) {
   if (!module)
     return fail("cannot load '" + mlirPath + "'");
 
-  // Calibration compiles an instrumented copy; the original gets the stats
-  // references afterwards.
-  mlir::OwningOpRef<mlir::ModuleOp> original;
-  std::vector<std::string> layers;
   if (calibrate) {
-    original = module->clone();
-    mlir::PassManager pm(&context);
-    pm.addPass(wq::createWQInstrumentCalibration());
-    if (failed(pm.run(*module)))
-      return fail("cannot instrument '" + mlirPath + "' for calibration");
-    if (auto names = (*module)->getAttrOfType<mlir::ArrayAttr>(
-            wq::WQDialect::kCalibLayersAttrName))
-      for (auto name : names.getAsValueRange<mlir::StringAttr>())
-        layers.push_back(name.str());
-    if (layers.empty())
-      return fail("'" + mlirPath + "' has no wq.linear layer to calibrate");
+    CalibrateOptions opts;
+    opts.samples = calibSamples;
+    opts.seqLen = seqLen;
+    opts.sampleRows = sampleRows;
+    opts.seed = seed;
+    opts.statsArchive = statsName;
+    opts.dataName = calibData;
+    opts.func = funcName;
+    opts.quiet = quiet;
+    auto result = calibrateModel(*module, modelDir, *tokens, opts);
+    if (!result)
+      return fail(llvm::toString(result.takeError()));
+    // The statistics are on disk; now the IR that references them.
+    if (llvm::Error err =
+            llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
+              module->print(os);
+              return llvm::Error::success();
+            }))
+      return fail("cannot write '" + mlirPath + "': " +
+                  llvm::toString(std::move(err)));
+    if (!quiet)
+      llvm::errs() << "calibrated " << result->layers << " layers on "
+                   << result->samples << " x " << seqLen << " tokens in "
+                   << llvm::format("%.2f", result->seconds) << " s -> "
+                   << result->statsPath << "\n";
+    return 0;
   }
 
   auto compileStart = std::chrono::steady_clock::now();
@@ -274,34 +213,13 @@ int main(int argc, char **argv) {
                               std::chrono::steady_clock::now() - compileStart)
                               .count();
 
-  // The entry: the named function, else the only public one.
-  const FunctionSignature *sig = nullptr;
-  if (!funcName.empty()) {
-    sig = (*compiled)->lookup(funcName);
-    if (!sig)
-      return fail("no public function '" + funcName + "'");
-  } else if ((*compiled)->functions().size() == 1) {
-    sig = &(*compiled)->functions().front();
-  } else {
-    return fail("the model has " +
-                llvm::Twine((*compiled)->functions().size()) +
-                " public functions; pick one with --func");
-  }
-  if (sig->inputs.size() != 1 || !sig->inputs[0].getElementType().isInteger(64) ||
-      sig->inputs[0].getRank() != 2 || sig->results.size() != 1 ||
-      sig->results[0].getRank() != 3 || !sig->results[0].getElementType().isF32())
-    return fail("function '" + sig->name +
-                "' must map token ids tensor<BxSxi64> to logits "
-                "tensor<BxSxVxf32>");
+  auto entry = selectLanguageModelEntry(**compiled, funcName);
+  if (!entry)
+    return fail(llvm::toString(entry.takeError()));
+  const FunctionSignature *sig = *entry;
   int64_t vocab = sig->results[0].getDimSize(2);
-  if (mlir::ShapedType::isDynamic(vocab))
-    return fail("the vocabulary size (logits' last dimension) must be static");
   if (llvm::Error err = data::checkVocabulary(*tokens, vocab, dataPath))
     return fail(llvm::toString(std::move(err)));
-
-  if (calibrate)
-    return runCalibration(**compiled, *sig, *original, layers, *tokens,
-                          mlirPath);
 
   if (!dumpLogits.empty()) {
     int64_t n = tokens->size();

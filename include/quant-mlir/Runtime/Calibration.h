@@ -9,6 +9,7 @@
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
@@ -64,6 +65,42 @@ private:
   std::vector<double> scratch;
 };
 
+} // namespace quant_mlir
+
+
+namespace quant_mlir {
+struct FunctionSignature;
+
+/// The language-model entry of a compiled module: `func` if given, else the
+/// only public function; it must map ids tensor<BxSxi64> to logits
+/// tensor<BxSxVxf32> with a static V.
+llvm::Expected<const FunctionSignature *>
+selectLanguageModelEntry(const CPUModule &module, llvm::StringRef func);
+
+struct CalibrateOptions {
+  int64_t samples = 128, seqLen = 512, sampleRows = 512;
+  uint64_t seed = 0;
+  std::string statsArchive = "stats.safetensors";
+  std::string dataName;  // recorded in the archive's metadata
+  std::string func;      // entry; empty: the only public function
+  bool quiet = false;
+};
+
+struct CalibrateResult {
+  int64_t layers = 0, samples = 0;
+  double seconds = 0;
+  std::string statsPath;
+};
+
+/// Calibrates `module` (whose archive is relative to `modelDir`) on seeded
+/// windows of `tokens`: runs an instrumented, JIT-compiled copy, writes
+/// `modelDir/<statsArchive>` atomically, then annotates `module` in place
+/// with `#wq.stats` on every layer and `wq.stats_archive` on the module.
+/// The caller writes the module out.
+llvm::Expected<CalibrateResult> calibrateModel(mlir::ModuleOp module,
+                                               llvm::StringRef modelDir,
+                                               llvm::ArrayRef<int64_t> tokens,
+                                               const CalibrateOptions &options);
 } // namespace quant_mlir
 
 #endif // QUANT_MLIR_RUNTIME_CALIBRATION_H

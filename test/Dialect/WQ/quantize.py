@@ -22,7 +22,7 @@
 # RUN: %python %s %t %src_root ppl
 #
 # Errors: GPTQ without statistics, no output archive, a K that cannot pack.
-# RUN: not quant-opt %t/nostats.mlir --wq-gptq="output=x.safetensors base-dir=%t/fp" 2>&1 | FileCheck %s --check-prefix=NOSTATS
+# RUN: not quant-opt %t/nostats.mlir --wq-gptq="group-size=32 output=x.safetensors base-dir=%t/fp" 2>&1 | FileCheck %s --check-prefix=NOSTATS
 # NOSTATS: layer 'model.layers.0.mlp.up_proj' has no calibration statistics; run quant-run --calibrate first
 # RUN: not quant-opt %t/fp/model.mlir --wq-rtn 2>&1 | FileCheck %s --check-prefix=NOOUT
 # NOOUT: wq-rtn needs output=<archive> for the quantized weights

@@ -35,7 +35,7 @@ struct AssignSchemePass
       return signalPassFailure();
 
     WalkResult result = module.walk([&](LinearOp op) {
-      FailureOr<SchemeAttr> scheme = selector->select(op);
+      FailureOr<SchemeAttr> scheme = (*selector)->select(op);
       if (failed(scheme))
         return WalkResult::interrupt();
       if (*scheme)

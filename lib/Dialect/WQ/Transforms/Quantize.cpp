@@ -183,7 +183,7 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
       work.push_back({op, explicitScheme});
       return WalkResult::advance();
     }
-    FailureOr<SchemeAttr> scheme = selector->select(op);
+    FailureOr<SchemeAttr> scheme = (*selector)->select(op);
     if (failed(scheme))
       return WalkResult::interrupt();
     if (*scheme)
@@ -227,6 +227,8 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
     quant::Scheme qs{scheme.getBits(), scheme.getGroupSize(),
                      scheme.getSymmetric(), scheme.getActOrder()};
 
+    if (llvm::Error e = quant::verifyScheme(qs, n, k, layer))
+      return op.emitError() << llvm::toString(std::move(e));
     std::vector<double> hessian;
     if (cfg.gptq) {
       std::optional<StatsAttr> statsAttr = op.getStats();

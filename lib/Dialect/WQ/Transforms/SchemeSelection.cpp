@@ -5,14 +5,19 @@
 using namespace mlir;
 using namespace quant_mlir::wq;
 
-FailureOr<SchemeSelector>
+FailureOr<std::unique_ptr<SchemeSelector>>
 SchemeSelector::create(const Options &options,
                        function_ref<InFlightDiagnostic()> emitError) {
-  SchemeSelector s;
+  std::unique_ptr<SchemeSelector> owner(new SchemeSelector());
+  SchemeSelector &s = *owner;
   s.options = options;
   SmallVector<std::string> skipGlobs = options.skip.value_or(
       SmallVector<std::string>{"lm_head", "*embed*"});
-  for (const std::string &text : skipGlobs) {
+  s.patterns.assign(skipGlobs.begin(), skipGlobs.end());
+  for (const auto &o : options.overrides)
+    s.patterns.push_back(StringRef(o).split(':').first.str());
+  for (size_t i = 0; i < skipGlobs.size(); ++i) {
+    const std::string &text = s.patterns[i];
     auto glob = llvm::GlobPattern::create(text);
     if (!glob) {
       emitError() << "bad skip glob '" << text
@@ -21,10 +26,11 @@ SchemeSelector::create(const Options &options,
     }
     s.skips.push_back(std::move(*glob));
   }
-  for (const std::string &text : options.overrides) {
+  for (auto [i, text] : llvm::enumerate(options.overrides)) {
     SmallVector<StringRef> parts;
     StringRef(text).split(parts, ':');
-    auto glob = llvm::GlobPattern::create(parts.front());
+    auto glob =
+        llvm::GlobPattern::create(s.patterns[skipGlobs.size() + i]);
     if (!glob) {
       emitError() << "bad glob in override '" << text
                   << "': " << llvm::toString(glob.takeError());
@@ -54,7 +60,7 @@ SchemeSelector::create(const Options &options,
     }
     s.parsed.push_back(std::move(o));
   }
-  return s;
+  return owner;
 }
 
 FailureOr<SchemeAttr> SchemeSelector::select(LinearOp op) const {

@@ -10,7 +10,9 @@
 
 #include "llvm/Support/GlobPattern.h"
 
+#include <memory>
 #include <optional>
+#include <vector>
 
 namespace quant_mlir::wq {
 
@@ -24,8 +26,9 @@ public:
     llvm::SmallVector<std::string> overrides;
   };
 
-  /// Parses globs and overrides; errors go through `emitError`.
-  static mlir::FailureOr<SchemeSelector>
+  /// Parses globs and overrides; errors go through `emitError`. Held by
+  /// pointer: the parsed globs refer to the pattern strings it owns.
+  static mlir::FailureOr<std::unique_ptr<SchemeSelector>>
   create(const Options &options,
          llvm::function_ref<mlir::InFlightDiagnostic()> emitError);
 
@@ -38,7 +41,10 @@ private:
     llvm::GlobPattern glob;
     llvm::SmallVector<std::pair<std::string, std::string>> settings;
   };
+  SchemeSelector() = default;
   Options options;
+  /// Pattern texts, never resized after parsing (GlobPattern keeps views).
+  std::vector<std::string> patterns;
   llvm::SmallVector<llvm::GlobPattern> skips;
   llvm::SmallVector<Override> parsed;
 };

@@ -1,0 +1,301 @@
+//===- quant-compile.cpp - ONNX model to quantized model directory ----------===//
+// The driver users run: import, calibrate, quantize (RTN or GPTQ) and write
+// OUTDIR (model.mlir, model.safetensors, stats.safetensors, quant-report.csv)
+// atomically, with the flags AutoGPTQ/GPTQModel users know.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Conversion/Passes.h"
+#include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Target/ONNX/ImportONNX.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Signals.h"
+
+#include <chrono>
+
+using namespace quant_mlir;
+namespace cl = llvm::cl;
+namespace fs = llvm::sys::fs;
+
+static cl::OptionCategory category("quant-compile options");
+static cl::opt<std::string> input(cl::Positional, cl::Required,
+                                  cl::desc("<model.onnx>"), cl::cat(category));
+static cl::opt<std::string> outDir("o", cl::Required,
+                                   cl::desc("Output directory"),
+                                   cl::value_desc("dir"), cl::cat(category));
+static cl::opt<std::string> method("method", cl::init("gptq"),
+                                   cl::desc("rtn | gptq | none (import only)"),
+                                   cl::cat(category));
+static cl::alias methodAlias("quantization-type", cl::aliasopt(method),
+                             cl::desc("Alias of --method"), cl::cat(category));
+static cl::opt<unsigned> bits("bits", cl::init(4), cl::desc("2, 3, 4 or 8"),
+                              cl::cat(category));
+static cl::opt<int64_t> groupSize("group-size", cl::init(128),
+                                  cl::desc("32, 64, 128, 256, or -1 (per-channel)"),
+                                  cl::cat(category));
+static cl::opt<bool> zeroPoint("zero-point",
+                               cl::desc("Asymmetric: store a zero point per group (sym=False)"),
+                               cl::cat(category));
+static cl::opt<bool> descAct("desc-act",
+                             cl::desc("Act-order: columns by decreasing Hessian diagonal"),
+                             cl::cat(category));
+static cl::opt<bool> staticGroups("static-groups",
+                                  cl::desc("Fix every group's grid up front (GPTQ)"),
+                                  cl::cat(category));
+static cl::opt<double> dampPercent("damp-percent", cl::init(0.01),
+                                   cl::desc("GPTQ dampening, fraction of mean(diag H)"),
+                                   cl::cat(category));
+static cl::opt<int64_t> blockSize("block-size", cl::init(128),
+                                  cl::desc("GPTQ lazy-batch width"),
+                                  cl::cat(category));
+static cl::opt<std::string> calibData("calib-data",
+                                      cl::desc("Calibration data: token ids (.npy, .jsonl, .txt) or text"),
+                                      cl::cat(category));
+static cl::opt<int64_t> calibSamples("calib-samples", cl::init(128),
+                                     cl::desc("Calibration samples"),
+                                     cl::cat(category));
+static cl::alias calibSamplesAlias("calibration-samples",
+                                   cl::aliasopt(calibSamples),
+                                   cl::desc("Alias of --calib-samples"),
+                                   cl::cat(category));
+static cl::opt<int64_t> seqLen("seq-len", cl::init(2048),
+                               cl::desc("Tokens per calibration sample"),
+                               cl::cat(category));
+static cl::alias seqLenAlias("max-seq-length", cl::aliasopt(seqLen),
+                             cl::desc("Alias of --seq-len"), cl::cat(category));
+static cl::opt<uint64_t> seed("seed", cl::init(0),
+                              cl::desc("Seed of the calibration sample choice"),
+                              cl::cat(category));
+static cl::opt<std::string> tokenizerPath("tokenizer",
+                                          cl::desc("Tokenizer for text calibration data"),
+                                          cl::cat(category));
+static cl::list<std::string> skip("skip", cl::CommaSeparated,
+                                  cl::desc("Globs of layers left in float (default: lm_head,*embed*)"),
+                                  cl::cat(category));
+static cl::list<std::string> overrides("overrides", cl::CommaSeparated,
+                                       cl::desc("Per-module overrides GLOB:key=value[:key=value]"),
+                                       cl::cat(category));
+static cl::opt<bool> fakeQuant("fake-quant",
+                               cl::desc("Write dequantized float weights instead of packed codes"),
+                               cl::cat(category));
+static cl::opt<std::string> scaleType("scale-dtype", cl::init("auto"),
+                                      cl::desc("f16, bf16, f32 or auto"),
+                                      cl::cat(category));
+static cl::opt<bool> force("force", cl::desc("Replace an existing output directory"),
+                           cl::cat(category));
+static cl::opt<bool> quiet("quiet", cl::desc("No progress bars"), cl::cat(category));
+
+static std::string quoted(llvm::StringRef s) { return "\"" + s.str() + "\""; }
+
+/// The wq-rtn / wq-gptq pipeline for the flags.
+static std::string quantizePipeline(llvm::StringRef dir) {
+  std::string opts = "bits=" + std::to_string(bits) +
+                     " group-size=" + std::to_string(groupSize) +
+                     " zero-point=" + (zeroPoint ? "true" : "false") +
+                     " desc-act=" + (descAct ? "true" : "false") +
+                     " fake-quant=" + (fakeQuant ? "true" : "false") +
+                     " scale-dtype=" + scaleType.getValue() +
+                     " output=model.safetensors report=quant-report.csv" +
+                     " base-dir=" + quoted(dir);
+  if (!skip.empty())
+    opts += " skip=" + llvm::join(skip, ",");
+  if (!overrides.empty())
+    opts += " overrides=" + llvm::join(overrides, ",");
+  if (method == "gptq")
+    opts += " damp-percent=" + std::to_string(dampPercent) +
+            " block-size=" + std::to_string(blockSize) +
+            " static-groups=" + (staticGroups ? "true" : "false");
+  return "wq-" + method.getValue() + "{" + opts + "}";
+}
+
+/// Prints quant-report.csv as an aligned table.
+static void printReport(llvm::StringRef path) {
+  auto buf = llvm::MemoryBuffer::getFile(path);
+  if (!buf)
+    return;
+  llvm::SmallVector<llvm::StringRef> lines;
+  (*buf)->getBuffer().split(lines, '\n', -1, false);
+  llvm::outs() << llvm::format("%-40s %12s %5s %6s %12s %12s\n", "layer",
+                               "N x K", "bits", "group", "rel |dW|",
+                               "rel tr(dWHdW')");
+  for (llvm::StringRef line : llvm::drop_begin(lines)) {
+    llvm::SmallVector<llvm::StringRef> f;
+    line.split(f, ',');
+    if (f.size() < 10)
+      continue;
+    std::string shape = (f[1] + " x " + f[2]).str();
+    llvm::outs() << llvm::format("%-40s %12s %5s %6s %12s %12s\n",
+                                 f[0].str().c_str(), shape.c_str(),
+                                 f[3].str().c_str(), f[4].str().c_str(),
+                                 f[8].str().c_str(),
+                                 f[9].starts_with("-") ? "-" : f[9].str().c_str());
+  }
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  wq::registerWQPasses();
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "quant-compile: import an ONNX decoder, calibrate it and quantize its "
+      "linear layers\n\n"
+      "  quant-compile model.onnx --method gptq --bits 4 --group-size 128 \\\n"
+      "      --calib-data ids.npy --calib-samples 128 --seq-len 2048 -o outdir\n");
+  auto fail = [](const llvm::Twine &msg) {
+    llvm::errs() << "quant-compile: error: " << msg << "\n";
+    return 1;
+  };
+  if (method != "rtn" && method != "gptq" && method != "none")
+    return fail("--method must be rtn, gptq or none, got '" + method + "'");
+  if (method == "gptq" && calibData.empty())
+    return fail("--method gptq needs --calib-data");
+  if (fs::exists(outDir) && !force)
+    return fail("'" + outDir + "' exists; pass --force to replace it");
+  auto start = std::chrono::steady_clock::now();
+  auto lap = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         start)
+        .count();
+  };
+
+  // Everything is built in a temporary directory beside OUTDIR and renamed
+  // into place at the end: a failure leaves no partial output.
+  llvm::SmallString<256> absOut(outDir);
+  fs::make_absolute(absOut);
+  llvm::SmallString<256> tmp(llvm::sys::path::parent_path(absOut));
+  if (tmp.empty())
+    tmp = ".";
+  llvm::sys::path::append(tmp, "." + llvm::sys::path::filename(absOut) +
+                                   ".tmp-%%%%%%");
+  llvm::SmallString<256> work;
+  std::error_code ec;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    if ((ec = fs::getPotentiallyUniqueFileName(tmp, work)))
+      break;
+    if (!(ec = fs::create_directory(work, /*IgnoreExisting=*/false)))
+      break;
+  }
+  if (ec)
+    return fail("cannot create a temporary directory beside '" + outDir +
+                "': " + ec.message());
+  llvm::sys::RemoveFileOnSignal(work);
+  auto cleanup = [&](const llvm::Twine &msg) {
+    fs::remove_directories(work);
+    return fail(msg);
+  };
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<wq::WQDialect>();
+  mlir::MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  // 1. Import.
+  auto imported = onnx_import::importONNXModel(input, &context);
+  if (!imported)
+    return cleanup(llvm::toString(imported.takeError()));
+  llvm::SmallString<256> archivePath(work), mlirPath(work), reportPath(work);
+  llvm::sys::path::append(archivePath, "model.safetensors");
+  llvm::sys::path::append(mlirPath, "model.mlir");
+  llvm::sys::path::append(reportPath, "quant-report.csv");
+  if (llvm::Error err = (*imported)->getArchive().write(archivePath))
+    return cleanup(llvm::toString(std::move(err)));
+  mlir::ModuleOp module = (*imported)->getModule();
+  const auto &stats = (*imported)->getStats();
+  if (!quiet)
+    llvm::errs() << "[1/3] imported " << stats.linears << " linear layers, "
+                 << stats.tensors << " tensors ("
+                 << llvm::format("%.1f", stats.bytes / 1048576.0) << " MiB) in "
+                 << llvm::format("%.2f", lap()) << " s\n";
+
+  // 2. Calibrate.
+  if (!calibData.empty() && method != "none") {
+    std::unique_ptr<data::Tokenizer> tokenizer;
+    if (!tokenizerPath.empty()) {
+      auto tok = data::Tokenizer::open(tokenizerPath);
+      if (!tok)
+        return cleanup(llvm::toString(tok.takeError()));
+      tokenizer = std::move(*tok);
+    }
+    auto tokens = data::loadTokens(calibData, tokenizer.get());
+    if (!tokens)
+      return cleanup(llvm::toString(tokens.takeError()));
+    CalibrateOptions opts;
+    opts.samples = calibSamples;
+    opts.seqLen = seqLen;
+    opts.seed = seed;
+    opts.dataName = llvm::sys::path::filename(calibData).str();
+    opts.quiet = quiet;
+    auto result = calibrateModel(module, work, *tokens, opts);
+    if (!result)
+      return cleanup(llvm::toString(result.takeError()));
+    if (!quiet)
+      llvm::errs() << "[2/3] calibrated " << result->layers << " layers on "
+                   << result->samples << " x " << seqLen << " tokens in "
+                   << llvm::format("%.2f", result->seconds) << " s\n";
+  }
+
+  // 3. Quantize.
+  if (method != "none") {
+    mlir::PassManager pm(&context);
+    std::string pipeline = quantizePipeline(work);
+    if (mlir::failed(mlir::parsePassPipeline(pipeline, pm, llvm::errs())))
+      return cleanup("bad quantization options");
+    if (mlir::failed(pm.run(module)))
+      return cleanup("quantization failed (see the error above)");
+    if (!quiet)
+      llvm::errs() << "[3/3] " << method << " " << bits << "-bit, group "
+                   << groupSize << " done at " << llvm::format("%.2f", lap())
+                   << " s\n";
+  }
+  if (llvm::Error err = llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
+        module.print(os);
+        return llvm::Error::success();
+      }))
+    return cleanup("cannot write '" + mlirPath + "': " +
+                   llvm::toString(std::move(err)));
+
+  // Into place: the old directory (with --force) is moved aside first.
+  llvm::SmallString<256> old;
+  if (fs::exists(absOut)) {
+    old = work;
+    old += ".old";
+    if (std::error_code ec = fs::rename(absOut, old))
+      return cleanup("cannot move the old '" + outDir + "' aside: " +
+                     ec.message());
+  }
+  if (std::error_code ec = fs::rename(work, absOut)) {
+    if (!old.empty())
+      (void)fs::rename(old, absOut);
+    return cleanup("cannot rename into '" + outDir + "': " + ec.message());
+  }
+  llvm::sys::DontRemoveFileOnSignal(work);
+  if (!old.empty())
+    fs::remove_directories(old);
+
+  if (method != "none") {
+    llvm::SmallString<256> report(absOut);
+    llvm::sys::path::append(report, "quant-report.csv");
+    printReport(report);
+  }
+  llvm::outs() << "wrote " << outDir << " in " << llvm::format("%.2f", lap())
+               << " s\n";
+  return 0;
+}
