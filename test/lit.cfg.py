@@ -27,3 +27,9 @@ tools = ["quant-opt", "quant-run", "quant-layer", "quant-import", "quant-compile
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.quant_mlir_tools_dir, append_path=True)
+
+# CUDA's assembler, when the toolkit is installed (it is on the project's
+# machines; the GPU itself is never needed by the tests).
+ptxas = os.environ.get("QUANT_MLIR_PTXAS", "/usr/local/cuda/bin/ptxas")
+if os.path.exists(ptxas):
+    config.available_features.add("ptxas")

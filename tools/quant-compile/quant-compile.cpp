@@ -10,6 +10,8 @@
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Runtime/CUDARunner.h"
+#include "quant-mlir/Conversion/WQToGPU/WQToGPU.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -21,10 +23,14 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Signals.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/JSON.h"
+#include <set>
 
 #include <chrono>
 
@@ -96,6 +102,13 @@ static cl::opt<bool> fakeQuant("fake-quant",
 static cl::opt<std::string> scaleType("scale-dtype", cl::init("auto"),
                                       cl::desc("f16, bf16, f32 or auto"),
                                       cl::cat(category));
+static cl::list<std::string> targets("target", cl::CommaSeparated,
+                                     cl::desc("GPU targets (sm_75, sm_80, sm_86, sm_87, sm_89, sm_90): "
+                                              "emit the layers' GEMV and GEMM kernels as PTX and cubin"),
+                                     cl::cat(category));
+static cl::opt<std::string> ptxasPath("ptxas", cl::init("/usr/local/cuda/bin/ptxas"),
+                                      cl::desc("ptxas used to assemble --target kernels"),
+                                      cl::cat(category));
 static cl::opt<bool> force("force", cl::desc("Replace an existing output directory"),
                            cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress bars"), cl::cat(category));
@@ -147,6 +160,100 @@ static void printReport(llvm::StringRef path) {
   }
 }
 
+/// For every quantized layer the GPU kernels support: a GEMV (decode, M = 1)
+/// and a GEMM (prefill, M = 16) per target, as PTX from gpu-module-to-binary
+/// assembled by ptxas into a cubin, listed in kernels/manifest.json. Layers
+/// the kernels cannot take (act-order, shapes) are listed with the reason.
+static llvm::Error emitKernels(mlir::ModuleOp module, llvm::StringRef dir) {
+  llvm::SmallString<256> kdir(dir);
+  llvm::sys::path::append(kdir, "kernels");
+  if (std::error_code ec = fs::create_directories(kdir))
+    return llvm::createStringError(ec, "cannot create '" + kdir + "'");
+  if (!fs::can_execute(ptxasPath))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "ptxas not found at '" + ptxasPath +
+                                       "' (install the CUDA toolkit or pass --ptxas)");
+  llvm::json::Array entries;
+  std::set<std::string> done;
+  llvm::Error err = llvm::Error::success();
+  module.walk([&](wq::QuantizedLinearOp op) {
+    if (err)
+      return;
+    wq::SchemeAttr scheme = op.getScheme();
+    int64_t k = op.getInput().getType().getShape().back();
+    int64_t n = op.getScales().getType().getDimSize(1);
+    std::string layer = op.getName().value_or("").str();
+    for (auto kind : {wqgpu::KernelConfig::Kind::GEMV,
+                      wqgpu::KernelConfig::Kind::GEMM}) {
+      wqgpu::KernelConfig cfg;
+      cfg.kind = kind;
+      cfg.m = kind == wqgpu::KernelConfig::Kind::GEMV ? 1 : 16;
+      cfg.blockM = 16;
+      cfg.k = k;
+      cfg.n = n;
+      cfg.bits = scheme.getBits();
+      cfg.groupSize = scheme.isPerChannel() ? k : scheme.getGroupSize();
+      cfg.zeros = static_cast<bool>(op.getZeros());
+      cfg.bias = static_cast<bool>(op.getBias());
+      std::string why = scheme.getActOrder() ? "act-order is not supported on the GPU path" : cfg.check();
+      for (const std::string &target : targets) {
+        int sm = wqgpu::parseChip(target);
+        if (sm == 0) {
+          err = llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                        "bad --target '" + target + "' (expected e.g. sm_87)");
+          return;
+        }
+        cfg.sm = sm;
+        llvm::json::Object entry{{"layer", layer}, {"target", target},
+                                 {"kind", kind == wqgpu::KernelConfig::Kind::GEMV ? "gemv" : "gemm"}};
+        if (!why.empty()) {
+          entry["skipped"] = why;
+          entries.push_back(std::move(entry));
+          continue;
+        }
+        std::string base = cfg.name() + "." + target;
+        entry["kernel"] = cfg.name();
+        entry["ptx"] = "kernels/" + base + ".ptx";
+        entry["cubin"] = "kernels/" + base + ".cubin";
+        entries.push_back(std::move(entry));
+        if (!done.insert(base).second)
+          continue;
+        auto ptx = cuda::compileKernelToPTX(cfg, target);
+        if (!ptx) {
+          err = ptx.takeError();
+          return;
+        }
+        llvm::SmallString<256> ptxFile(kdir), cubin(kdir);
+        llvm::sys::path::append(ptxFile, base + ".ptx");
+        llvm::sys::path::append(cubin, base + ".cubin");
+        if ((err = llvm::writeToOutput(ptxFile, [&](llvm::raw_ostream &os) {
+               os << *ptx;
+               return llvm::Error::success();
+             })))
+          return;
+        std::string arch = "-arch=" + target;
+        llvm::StringRef args[] = {ptxasPath, arch, "-O3", ptxFile, "-o", cubin};
+        std::string msg;
+        if (llvm::sys::ExecuteAndWait(ptxasPath, args, std::nullopt, {}, 0, 0,
+                                      &msg) != 0) {
+          err = llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                        "ptxas rejected " + base + ".ptx for " +
+                                            target + (msg.empty() ? "" : ": " + msg));
+          return;
+        }
+      }
+    }
+  });
+  if (err)
+    return err;
+  llvm::SmallString<256> manifest(kdir);
+  llvm::sys::path::append(manifest, "manifest.json");
+  return llvm::writeToOutput(manifest, [&](llvm::raw_ostream &os) {
+    os << llvm::formatv("{0:2}", llvm::json::Value(std::move(entries))) << "\n";
+    return llvm::Error::success();
+  });
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   wq::registerWQPasses();
@@ -163,6 +270,8 @@ int main(int argc, char **argv) {
   };
   if (method != "rtn" && method != "gptq" && method != "none")
     return fail("--method must be rtn, gptq or none, got '" + method + "'");
+  if (!targets.empty() && scaleType == "auto")
+    scaleType = "f16"; // the GPU kernels compute in f16
   if (method == "gptq" && calibData.empty())
     return fail("--method gptq needs --calib-data");
   if (fs::exists(outDir) && !force)
@@ -264,6 +373,21 @@ int main(int argc, char **argv) {
       llvm::errs() << "[3/3] " << method << " " << bits << "-bit, group "
                    << groupSize << " done at " << llvm::format("%.2f", lap())
                    << " s\n";
+  }
+  if (!targets.empty() && method != "none") {
+    // The kernels read codes in the gpu_v4 layout (the CPU lowering reads it
+    // too); layers it cannot hold stay gptq, with a warning.
+    mlir::PassManager pack(&context);
+    std::string packPipeline = "wq-pack{layout=gpu_v4 output=model.safetensors base-dir=" +
+                               quoted(work) + "}";
+    if (mlir::failed(mlir::parsePassPipeline(packPipeline, pack, llvm::errs())) ||
+        mlir::failed(pack.run(module)))
+      return cleanup("repacking for the GPU kernels failed");
+    if (llvm::Error err = emitKernels(module, work))
+      return cleanup(llvm::toString(std::move(err)));
+    if (!quiet)
+      llvm::errs() << "      GPU kernels for " << llvm::join(targets, ", ")
+                   << " assembled by ptxas\n";
   }
   if (llvm::Error err = llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
         module.print(os);
