@@ -32,6 +32,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Inputs"))
+import tiny_lm  # noqa: E402
+
 tmp, src, mode = sys.argv[1:4]
 sys.path.insert(0, os.path.join(src, "python"))
 from quant_mlir import safetensors_io  # noqa: E402
@@ -39,22 +42,7 @@ from quant_mlir import safetensors_io  # noqa: E402
 V, D = 16, 8
 MODEL = """module attributes {wq.archive = "model.safetensors"} {
   func.func @forward(%ids: tensor<?x?xi64>) -> tensor<?x?x16xf32> {
-    %emb = wq.weight "model.embed_tokens.weight" : tensor<16x8xf32>
-    %c0 = arith.constant 0 : index
-    %c1 = arith.constant 1 : index
-    %b = tensor.dim %ids, %c0 : tensor<?x?xi64>
-    %s = tensor.dim %ids, %c1 : tensor<?x?xi64>
-    %init = tensor.empty(%b, %s) : tensor<?x?x8xf32>
-    %h = linalg.generic {indexing_maps = [affine_map<(b, s, d) -> (b, s)>, affine_map<(b, s, d) -> (b, s, d)>],
-                         iterator_types = ["parallel", "parallel", "parallel"]}
-        ins(%ids : tensor<?x?xi64>) outs(%init : tensor<?x?x8xf32>) {
-    ^bb0(%id: i64, %out: f32):
-      %d = linalg.index 2 : index
-      %row = arith.index_cast %id : i64 to index
-      %v = tensor.extract %emb[%row, %d] : tensor<16x8xf32>
-      linalg.yield %v : f32
-    } -> tensor<?x?x8xf32>
-    %t = math.tanh %h : tensor<?x?x8xf32>
+""" + tiny_lm.embedding(V, D) + """    %t = math.tanh %h : tensor<?x?x8xf32>
     %w = wq.weight "lm_head.weight" : tensor<16x8xf32>
     %bias = wq.weight "lm_head.bias" : tensor<16xf32>
     %logits = wq.linear %t, %w bias %bias {name = "lm_head"} : tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16xf32> -> tensor<?x?x16xf32>

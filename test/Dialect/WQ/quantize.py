@@ -35,6 +35,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "Inputs"))
+import tiny_lm  # noqa: E402
+
 tmp, src, mode = sys.argv[1:4]
 sys.path.insert(0, os.path.join(src, "python"))
 from quant_mlir import gptq_ref, packing, safetensors_io  # noqa: E402
@@ -42,22 +45,7 @@ from quant_mlir import gptq_ref, packing, safetensors_io  # noqa: E402
 V, D, F = 32, 64, 96
 TEMPLATE = """module attributes {wq.archive = "model.safetensors"} {
   func.func @forward(%ids: tensor<?x?xi64>) -> tensor<?x?x32xf32> {
-    %emb = wq.weight "model.embed_tokens.weight" : tensor<32x64xf32>
-    %c0 = arith.constant 0 : index
-    %c1 = arith.constant 1 : index
-    %b = tensor.dim %ids, %c0 : tensor<?x?xi64>
-    %s = tensor.dim %ids, %c1 : tensor<?x?xi64>
-    %init = tensor.empty(%b, %s) : tensor<?x?x64xf32>
-    %h = linalg.generic {indexing_maps = [affine_map<(b, s, d) -> (b, s)>, affine_map<(b, s, d) -> (b, s, d)>],
-                         iterator_types = ["parallel", "parallel", "parallel"]}
-        ins(%ids : tensor<?x?xi64>) outs(%init : tensor<?x?x64xf32>) {
-    ^bb0(%id: i64, %out: f32):
-      %d = linalg.index 2 : index
-      %row = arith.index_cast %id : i64 to index
-      %v = tensor.extract %emb[%row, %d] : tensor<32x64xf32>
-      linalg.yield %v : f32
-    } -> tensor<?x?x64xf32>
-    %w1 = wq.weight "model.layers.0.mlp.up_proj.weight" : tensor<FxDxf32>
+""" + tiny_lm.embedding(V, D) + """    %w1 = wq.weight "model.layers.0.mlp.up_proj.weight" : tensor<FxDxf32>
     %u = wq.linear %h, %w1 {name = "model.layers.0.mlp.up_proj"} : tensor<?x?x64xf32>, tensor<FxDxf32> -> tensor<?x?xFxf32>
     %t = math.tanh %u : tensor<?x?xFxf32>
     %w2 = wq.weight "model.layers.0.mlp.down_proj.weight" : tensor<DxFxf32>
