@@ -12,11 +12,18 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
 #include "llvm/Support/Signals.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
+
+#include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
+#if LLVM_ON_UNIX
+#include <sys/mman.h>
+#endif
 
 using namespace llvm;
 
@@ -340,11 +347,28 @@ Expected<Writer::Entry &> Writer::insert(StringRef name, DType dtype,
 }
 
 Error Writer::add(StringRef name, DType dtype, ArrayRef<int64_t> shape,
-                  ArrayRef<uint8_t> bytes) {
+                  ArrayRef<uint8_t> bytes, Source source) {
   Expected<Entry &> entry = insert(name, dtype, shape, bytes.size());
   if (!entry)
     return entry.takeError();
   entry->bytes = bytes;
+  entry->source = source;
+  return Error::success();
+}
+
+Error Writer::addTransposed(StringRef name, DType dtype,
+                            ArrayRef<int64_t> shape, ArrayRef<uint8_t> bytes,
+                            Source source) {
+  if (shape.size() != 2)
+    return createStringError("cannot add tensor '" + name +
+                             "': a transposed tensor must be 2-D, not " +
+                             formatShape(shape));
+  Expected<Entry &> entry = insert(name, dtype, shape, bytes.size());
+  if (!entry)
+    return entry.takeError();
+  entry->bytes = bytes;
+  entry->source = source;
+  entry->transposed = true;
   return Error::success();
 }
 
@@ -356,6 +380,109 @@ Error Writer::addOwned(StringRef name, DType dtype, ArrayRef<int64_t> shape,
   entry->owned = std::move(bytes);
   entry->bytes = entry->owned;
   return Error::success();
+}
+
+// Drops the pages from the one holding `begin` up to (excluding) the one
+// holding `end`, clipped to the pages that lie entirely inside the entry
+// [entryBegin, entryEnd) (a neighbour's bytes may share the boundary pages).
+// Only ever called for Source::FileMapping, where MADV_DONTNEED merely unmaps
+// pages (a later access faults them back in from the file, unchanged); on
+// anonymous memory it would zero them.
+static void releaseMapped(const uint8_t *begin, const uint8_t *end,
+                          const uint8_t *entryBegin, const uint8_t *entryEnd) {
+#if LLVM_ON_UNIX
+  static const uintptr_t page = sys::Process::getPageSizeEstimate();
+  uintptr_t lo = alignDown(reinterpret_cast<uintptr_t>(begin), page);
+  uintptr_t hi = alignDown(reinterpret_cast<uintptr_t>(end), page);
+  lo = std::max(lo, alignTo(reinterpret_cast<uintptr_t>(entryBegin), page));
+  hi = std::min(hi, alignDown(reinterpret_cast<uintptr_t>(entryEnd), page));
+  if (lo < hi)
+    (void)::madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+#else
+  (void)begin, (void)end, (void)entryBegin, (void)entryEnd;
+#endif
+}
+
+void Writer::writeContiguous(raw_fd_ostream &os, const Entry &entry) {
+  const uint8_t *data = entry.bytes.data();
+  size_t size = entry.bytes.size();
+  for (size_t off = 0; off < size && !os.has_error(); off += kChunkBytes) {
+    size_t len = std::min(kChunkBytes, size - off);
+    os.write(reinterpret_cast<const char *>(data + off), len);
+    // raw_ostream has copied (to the kernel or its buffer) all of it.
+    if (entry.source == Source::FileMapping)
+      releaseMapped(data + off, data + off + len, data, data + size);
+  }
+}
+
+// dst = rows [r0, r1) of the [rows, cols] transpose of src, a row-major
+// [cols, rows] matrix of Size-byte elements (possibly misaligned: memcpy),
+// ending at srcEnd. With `release`, src is a file mapping whose pages are
+// dropped after each tile of source rows: the chunk reads only columns
+// [r0, r1) of each row, but the kernel's fault-around maps up to 64 KiB
+// around every fault, which for short rows would make the whole source
+// resident within one chunk. Dropped pages that a later chunk needs again
+// are faulted back in from the page cache.
+template <size_t Size>
+static void transposeRows(const uint8_t *src, const uint8_t *srcEnd,
+                          uint8_t *dst, int64_t rows, int64_t cols, int64_t r0,
+                          int64_t r1, bool release) {
+  constexpr int64_t kTile = 32;
+  size_t srcRowBytes = size_t(rows) * Size;
+  for (int64_t jb = 0; jb < cols; jb += kTile) {
+    int64_t je = std::min(jb + kTile, cols);
+    for (int64_t ib = r0; ib < r1; ib += kTile) {
+      int64_t ie = std::min(ib + kTile, r1);
+      for (int64_t j = jb; j < je; ++j) {
+        const uint8_t *s = src + size_t(j) * srcRowBytes;
+        uint8_t *d = dst + size_t(j) * Size;
+        for (int64_t i = ib; i < ie; ++i)
+          std::memcpy(d + size_t((i - r0) * cols) * Size, s + size_t(i) * Size,
+                      Size);
+      }
+    }
+    if (release)
+      releaseMapped(src + size_t(jb) * srcRowBytes,
+                    src + size_t(je) * srcRowBytes, src, srcEnd);
+  }
+}
+
+void Writer::writeTransposed(raw_fd_ostream &os, const Entry &entry,
+                             std::vector<uint8_t> &scratch) {
+  const uint8_t *src = entry.bytes.data();
+  const uint8_t *srcEnd = src + entry.bytes.size();
+  size_t es = dtypeSize(entry.dtype);
+  int64_t rows = entry.shape[0], cols = entry.shape[1];
+  if (!rows || !cols)
+    return;
+  size_t rowBytes = size_t(cols) * es;
+  int64_t chunkRows =
+      std::min<int64_t>(rows, std::max<size_t>(1, kChunkBytes / rowBytes));
+  if (scratch.size() < size_t(chunkRows) * rowBytes)
+    scratch.resize(size_t(chunkRows) * rowBytes);
+  bool mapped = entry.source == Source::FileMapping;
+  for (int64_t r0 = 0; r0 < rows && !os.has_error(); r0 += chunkRows) {
+    int64_t r1 = std::min(rows, r0 + chunkRows);
+    auto *fill = &transposeRows<8>;
+    switch (es) {
+    case 1:
+      fill = &transposeRows<1>;
+      break;
+    case 2:
+      fill = &transposeRows<2>;
+      break;
+    case 4:
+      fill = &transposeRows<4>;
+      break;
+    default:
+      assert(es == 8 && "unexpected element size");
+    }
+    fill(src, srcEnd, scratch.data(), rows, cols, r0, r1, mapped);
+    os.write(reinterpret_cast<const char *>(scratch.data()),
+             size_t(r1 - r0) * rowBytes);
+  }
+  if (mapped) // the pages straddling tiles, left out above
+    releaseMapped(src, srcEnd, src, srcEnd);
 }
 
 void Writer::setMetadata(StringRef key, StringRef value) {
@@ -421,14 +548,23 @@ Error Writer::write(StringRef path) const {
   };
 
   {
+    // Plain write()s into the temp file: mapping the destination instead
+    // would make every dirty output page count as resident memory.
     raw_fd_ostream os(fd, /*shouldClose=*/true);
     char size[8];
     support::endian::write64le(size, header.size());
     os.write(size, sizeof(size));
     os << header;
-    for (const auto &[name, entry] : entries)
-      os.write(reinterpret_cast<const char *>(entry.bytes.data()),
-               entry.bytes.size());
+    std::vector<uint8_t> scratch; // transposed chunks; grown on first use
+    for (const auto &item : entries) {
+      const Entry &entry = item.second;
+      if (entry.transposed)
+        writeTransposed(os, entry, scratch);
+      else
+        writeContiguous(os, entry);
+      if (os.has_error())
+        break; // stop early; the error is reported after close()
+    }
     os.close(); // reports deferred write errors, which only show on close
     if (std::error_code ec = os.error()) {
       os.clear_error(); // otherwise ~raw_fd_ostream aborts

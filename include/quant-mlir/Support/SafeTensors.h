@@ -83,12 +83,40 @@ private:
 
 class Writer {
 public:
+  /// Where the bytes given to add() / addTransposed() live; decides what
+  /// write() may do with them after copying them out.
+  enum class Source {
+    /// Ordinary memory (heap, stack, a protobuf string): only ever read.
+    Memory,
+    /// A read-only mapping of a regular file, e.g. a MemoryBuffer whose
+    /// getBufferKind() is MemoryBuffer_MMap (getFile() reads small files into
+    /// the heap instead, and Reader::bytes() may return an aligned heap copy:
+    /// check before claiming a mapping).
+    /// write() releases the source pages it has finished with
+    /// (madvise(MADV_DONTNEED) on the page-aligned interior of the range), so
+    /// archiving gigabytes of mmapped weights needs about one chunk of
+    /// resident memory rather than the whole input. The bytes stay valid and
+    /// unchanged: a later read faults the pages back in from the file.
+    /// NEVER pass heap or other anonymous memory as a file mapping: dropping
+    /// its pages would zero them.
+    FileMapping,
+  };
+
   /// Non-owning: `bytes` must stay alive until write(), which lets tools stream
-  /// straight from mmapped inputs. Rejects empty, duplicate, reserved
-  /// ("__metadata__") and non-UTF-8 names, negative dims, and a byte count
-  /// that does not match the shape.
+  /// straight from mmapped inputs (pass Source::FileMapping for those).
+  /// Rejects empty, duplicate, reserved ("__metadata__") and non-UTF-8 names,
+  /// negative dims, and a byte count that does not match the shape.
   llvm::Error add(llvm::StringRef name, DType dtype,
-                  llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<uint8_t> bytes);
+                  llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<uint8_t> bytes,
+                  Source source = Source::Memory);
+  /// Like add(), but the tensor stored under `name` with `shape` = [R, C] is
+  /// the transpose of `bytes`, a row-major [C, R] matrix. The transpose is
+  /// computed chunk by chunk during write(), so no full-size copy is ever
+  /// held. Rejects shapes that are not 2-D.
+  llvm::Error addTransposed(llvm::StringRef name, DType dtype,
+                            llvm::ArrayRef<int64_t> shape,
+                            llvm::ArrayRef<uint8_t> bytes,
+                            Source source = Source::Memory);
   /// Owning variant of add().
   llvm::Error addOwned(llvm::StringRef name, DType dtype,
                        llvm::ArrayRef<int64_t> shape,
@@ -98,7 +126,15 @@ public:
   /// Writes to a unique temp file beside `path` and renames it over `path`.
   /// On failure the temp file is removed and `path` is left untouched.
   /// Output is byte-identical for identical contents, whatever the add order.
+  /// Tensors are written in chunks of at most kChunkBytes with plain write()
+  /// calls (the destination is never mapped, so its dirty pages stay page
+  /// cache, not resident memory); Source::FileMapping inputs are released
+  /// behind the writer as described there.
   llvm::Error write(llvm::StringRef path) const;
+
+  /// Bytes handed to one write() call; also the size of the scratch buffer
+  /// used for transposed tensors.
+  static constexpr size_t kChunkBytes = size_t(4) << 20;
 
   size_t size() const { return entries.size(); }
 
@@ -108,11 +144,16 @@ private:
     llvm::SmallVector<int64_t> shape;
     llvm::ArrayRef<uint8_t> bytes;
     std::vector<uint8_t> owned; // backs `bytes` for addOwned()
+    Source source = Source::Memory;
+    bool transposed = false; // `bytes` is [shape[1], shape[0]] row-major
   };
   llvm::Expected<Entry &> insert(llvm::StringRef name, DType dtype,
                                  llvm::ArrayRef<int64_t> shape,
                                  size_t numBytes);
   std::string headerJSON() const;
+  static void writeContiguous(llvm::raw_fd_ostream &os, const Entry &entry);
+  static void writeTransposed(llvm::raw_fd_ostream &os, const Entry &entry,
+                              std::vector<uint8_t> &scratch);
 
   std::map<std::string, Entry> entries; // ordered: defines the file layout
   std::map<std::string, std::string> meta;

@@ -1131,17 +1131,6 @@ FailureOr<Value> Importer::emitLinear(Value x, const OValue &w,
 // Driver
 //===----------------------------------------------------------------------===//
 
-static std::vector<uint8_t> transposeBytes(const TensorData &t) {
-  size_t es = dtypeSize(t.dtype);
-  int64_t rows = t.shape[0], cols = t.shape[1];
-  std::vector<uint8_t> out(t.bytes.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      std::memcpy(&out[(c * rows + r) * es], &t.bytes[(r * cols + c) * es],
-                  es);
-  return out;
-}
-
 Error Importer::run(StringRef path) {
   if (Error err = loadModelProto(path, storage.proto))
     return err;
@@ -1288,15 +1277,20 @@ Error Importer::run(StringRef path) {
     const TensorData &t = *e.src;
     safetensors::DType dt = *dtypeToArchive(t.dtype);
     SmallVector<int64_t> shape(t.shape.begin(), t.shape.end());
-    ArrayRef<uint8_t> data = t.bytes;
-    if (e.transposed) {
+    // Mmapped external data is paged out behind the writer, and transposes
+    // are computed by it chunk by chunk: peak RSS stays far below the
+    // weights' size.
+    auto source = t.mapped ? safetensors::Writer::Source::FileMapping
+                           : safetensors::Writer::Source::Memory;
+    if (e.transposed)
       std::swap(shape[0], shape[1]);
-      storage.transposed.push_back(transposeBytes(t));
-      data = storage.transposed.back();
-    }
-    if (Error err = result.archive.add(key, dt, shape, data))
+    Error err = e.transposed ? result.archive.addTransposed(key, dt, shape,
+                                                            t.bytes, source)
+                             : result.archive.add(key, dt, shape, t.bytes,
+                                                  source);
+    if (err)
       return err;
-    bytes += data.size();
+    bytes += t.bytes.size();
   }
   result.archive.setMetadata("format", "pt");
   result.archive.setMetadata("producer", "quant-import");

@@ -43,6 +43,9 @@ struct TensorData {
   llvm::SmallVector<int64_t> shape;
   llvm::ArrayRef<uint8_t> bytes;
   std::vector<uint8_t> owned;
+  /// `bytes` lies in a read-only file mapping (mmapped external data), which
+  /// the archive writer may page out behind itself.
+  bool mapped = false;
 
   int64_t numElements() const;
 };
@@ -60,8 +63,7 @@ struct ImportedModel::Storage {
   onnx::ModelProto proto;
   std::string modelDir;
   llvm::StringMap<std::unique_ptr<llvm::MemoryBuffer>> dataFiles;
-  std::deque<TensorData> tensors;                // stable addresses
-  std::deque<std::vector<uint8_t>> transposed;   // pre-transposed weights
+  std::deque<TensorData> tensors; // stable addresses
 };
 
 /// Parses the protobuf (models up to 2 GB).

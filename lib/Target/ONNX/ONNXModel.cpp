@@ -205,8 +205,9 @@ static Error decodeExternal(const TensorProto &t,
 
   auto it = storage.dataFiles.find(path);
   if (it == storage.dataFiles.end()) {
-    // Mapped, not read: the pages back the archive writer directly, so the
-    // importer's peak RSS does not grow with the model.
+    // Mapped, not read: the pages back the archive writer directly, which
+    // releases them once written (Source::FileMapping), so the importer's
+    // peak RSS does not grow with the model.
     auto buffer = MemoryBuffer::getFile(path, /*IsText=*/false,
                                         /*RequiresNullTerminator=*/false);
     if (!buffer)
@@ -231,6 +232,8 @@ static Error decodeExternal(const TensorProto &t,
   out.bytes = ArrayRef<uint8_t>(
       reinterpret_cast<const uint8_t *>(file.getBufferStart()) + begin,
       size_t(size));
+  // Small files are read into the heap instead; those must not be released.
+  out.mapped = file.getBufferKind() == MemoryBuffer::MemoryBuffer_MMap;
   return Error::success();
 }
 
