@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Runtime/Kernels.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Pipelines/Pipelines.h"
@@ -15,10 +16,13 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/Target/TargetMachine.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/TargetSelect.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 using namespace mlir;
@@ -215,6 +219,12 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
     result->signatures.push_back(std::move(sig));
   }
 
+  // External functions declared before lowering are hooks a caller binds
+  // with registerSymbol after compile (wq_calib_record); without any, the
+  // code is generated eagerly below.
+  bool hasHooks = llvm::any_of(module->getOps<func::FuncOp>(),
+                               [](func::FuncOp f) { return f.isExternal(); });
+
   PassManager lower(ctx);
   buildCPULoweringPipeline(lower);
   if (failed(lower.run(*module)))
@@ -227,8 +237,31 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   registerLLVMDialectTranslation(registry);
   ctx->appendDialectRegistry(registry);
 
-  auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
-                                               /*targetMachine=*/nullptr);
+  kernels::configureAllocator();
+  // The IR optimizer gets the host's target machine so that its cost
+  // models (loop vectorizer, SLP) see the host's vector ISA; without one
+  // the elementwise loops stay scalar. QUANT_MLIR_JIT_GENERIC=1 keeps the
+  // target-less pipeline.
+  std::unique_ptr<llvm::TargetMachine> hostMachine;
+  if (!std::getenv("QUANT_MLIR_JIT_GENERIC")) {
+    auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+    if (builder) {
+      builder->setCodeGenOptLevel(static_cast<llvm::CodeGenOptLevel>(optLevel));
+      if (auto machine = builder->createTargetMachine())
+        hostMachine = std::move(*machine);
+      else
+        llvm::consumeError(machine.takeError());
+    } else {
+      llvm::consumeError(builder.takeError());
+    }
+  }
+  // With a target machine, -O3's IR pipeline costs 3-4x the compile time of
+  // -O2 for no measured gain on these modules (docs/performance-cpu.md).
+  unsigned irOptLevel = hostMachine ? std::min(optLevel, 2u) : optLevel;
+  if (const char *v = std::getenv("QUANT_MLIR_JIT_IR_OPT"))
+    irOptLevel = unsigned(std::atoi(v));
+  auto transformer = makeOptimizingTransformer(irOptLevel, /*sizeLevel=*/0,
+                                               hostMachine.get());
   ExecutionEngineOptions options;
   options.transformer = transformer;
   SmallVector<StringRef, 1> libs = {QUANT_MLIR_C_RUNNER_UTILS};
@@ -238,6 +271,26 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   if (!engine)
     return engine.takeError();
   result->engine = std::move(*engine);
+  // Kernels the lowering calls (convert-linalg-to-blas,
+  // convert-wq-to-cpu-kernels), bound explicitly rather than found in the
+  // process so a tool need not export them.
+  for (auto [name, address] :
+       {std::pair<StringRef, void *>{"quant_contract_f32",
+                                     reinterpret_cast<void *>(
+                                         &quant_contract_f32)},
+        {"quant_qlinear_f32",
+         reinterpret_cast<void *>(&quant_qlinear_f32)}})
+    if (llvm::Error err = result->registerSymbol(name, address))
+      return std::move(err);
+  // Generate machine code now (ORC materializes on first lookup), so that
+  // compile time is not charged to the first run.
+  for (const FunctionSignature &sig : result->signatures) {
+    if (hasHooks)
+      break;
+    auto fn = result->engine->lookupPacked("_mlir_ciface_" + sig.name);
+    if (!fn)
+      return fn.takeError();
+  }
   return result;
 }
 

@@ -53,4 +53,78 @@ def ConvertWQToGPU : Pass<"convert-wq-to-gpu", "mlir::ModuleOp"> {
   ];
 }
 
+def ConvertLinalgToBLAS : Pass<"convert-linalg-to-blas", "mlir::ModuleOp"> {
+  let summary = "Rewrite f32 linalg contractions on buffers into calls of the runtime's strided SGEMM";
+  let description = [{
+    Runs after bufferization. Every linalg op on memrefs that is an f32
+    contraction (`linalg.matmul`, `linalg.batch_matmul`, or a
+    `linalg.generic` with a mul-add body and projected-permutation maps, as
+    `convert-wq-to-linalg` emits for `wq.linear` and `quant-import` for ONNX
+    MatMul) with at most two batch dims, at most two M dims, one N and one K
+    dim becomes `func.call @quant_contract_f32(...)`: loop sizes, each
+    operand's aligned pointer, offset and per-loop-dim strides (0 where a dim
+    does not index the operand), all as `index`. The runtime
+    (lib/Runtime/Kernels.cpp) accumulates C += A * B with cblas_sgemm
+    (transposes and leading dimensions picked from the strides; operands
+    that fit no BLAS layout are packed). See docs/performance-cpu.md.
+  }];
+  let options = [
+    Option<"minFlops", "min-flops", "int64_t", "0",
+           "Leave contractions whose static M*N*K is below this as loops "
+           "(dynamic sizes always convert; the runtime picks loops for tiny ones)">,
+  ];
+  let dependentDialects = [
+    "mlir::func::FuncDialect", "mlir::memref::MemRefDialect",
+    "mlir::arith::ArithDialect"
+  ];
+}
+
+def ConvertWQToCPUKernels : Pass<"convert-wq-to-cpu-kernels", "mlir::ModuleOp"> {
+  let summary = "Lower f32 gptq wq.quantized_linear to the fused dequant+SGEMM runtime kernel";
+  let description = [{
+    Runs before `convert-wq-to-linalg`, on tensors. Each
+    `wq.quantized_linear` with `#wq.packing<gptq>` codes and f32 input,
+    scales, bias and result becomes bufferization.to_buffer of its operands,
+    an output memref.alloc, `func.call @quant_qlinear_f32(...)` (sizes,
+    scheme and aligned pointers as `index`) and bufferization.to_tensor.
+    The kernel dequantizes a block of K rows of W^T into an L2-sized f32
+    buffer and multiplies it with cblas_sgemm, so the full [N, K] float
+    weight is never materialized. Other packings and types are left for
+    `convert-wq-to-linalg` (the reference lowering).
+  }];
+  let dependentDialects = [
+    "mlir::func::FuncDialect", "mlir::memref::MemRefDialect",
+    "mlir::arith::ArithDialect", "mlir::bufferization::BufferizationDialect",
+    "mlir::tensor::TensorDialect"
+  ];
+}
+
+def QuantFuseElementwise : Pass<"quant-fuse-elementwise", "mlir::ModuleOp"> {
+  let summary = "Elementwise linalg fusion that never recomputes producers or hides contractions";
+  let description = [{
+    Upstream's elementwise fusion and reshape-by-expansion patterns with a
+    control function that fuses a single-use producer only into a consumer
+    that indexes it with a permutation of all its loops (no recomputation
+    under broadcasts) and never fuses into or out of contractions, so
+    `convert-linalg-to-blas` still sees plain mul-add contractions.
+  }];
+  let dependentDialects = [
+    "mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
+    "mlir::affine::AffineDialect", "mlir::arith::ArithDialect"
+  ];
+}
+
+def QuantApproximateMath : Pass<"quant-approximate-math", "mlir::ModuleOp"> {
+  let summary = "Replace f32 math.exp with upstream's inline polynomial approximation";
+  let description = [{
+    libm's expf is a call per element and takes a slow path (errno) on the
+    -inf entries of a causal attention mask; the polynomial (MLIR's
+    ExpApproximation, a few ulp) is inline and vectorizable.
+  }];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // QUANT_MLIR_CONVERSION_PASSES_TD

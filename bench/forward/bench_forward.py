@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""bench/forward: tokens/s of the CPU forward (quant-run) beside onnxruntime.
+
+For each model and thread count, runs a full forward over [1, S] windows:
+  ours: build/bin/quant-run DIR --eval-data ids.npy --seq-len S --json --quiet
+        (tokens_per_second; OPENBLAS_NUM_THREADS = threads; JIT compile time
+        is excluded, it is reported separately)
+  ORT:  node python/quant_mlir/ort_run.js model.onnx window.npy out.npy
+        --threads T --repeat R (intra-op threads = T, inter-op 1), on the
+        first window of the same ids.
+and prints a table and a CSV (ours, ORT, ratio = ours / ORT).
+
+Models (prepared under --work unless present):
+  real     llama2.c stories260K (/work/shared/data/stories260K.bin) via
+           llama2c_to_onnx.py + quant-import
+  100m     generated Llama: hidden 768, intermediate 2048, 12 layers,
+           12 heads, vocab 32000, tied embeddings (109.6M parameters)
+  100m-q4  the same after quant-compile --method rtn --bits 4 --group-size 128
+           (ORT column: the float ONNX model; ORT has no such packed model)
+
+  python3 bench/forward/bench_forward.py [--seq-len 256] [--threads 1,2]
+      [--windows 4] [--models real,100m,100m-q4] [--csv out.csv]
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "build", "bin")
+PY = sys.executable or "/usr/bin/python3"
+
+
+def run(cmd, env=None, capture=True):
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    res = subprocess.run(cmd, env=full_env, capture_output=capture, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+def prepare(model, work):
+    """Returns (quant-mlir dir, onnx path, vocab)."""
+    os.makedirs(work, exist_ok=True)
+    if model == "real":
+        onnx_dir = os.path.join(work, "stories_onnx")
+        qdir = os.path.join(work, "stories")
+        if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
+            run([PY, os.path.join(ROOT, "python/quant_mlir/llama2c_to_onnx.py"),
+                 "/work/shared/data/stories260K.bin", "-o", onnx_dir])
+        vocab = 512
+    else:
+        onnx_dir = os.path.join(work, "llama100m_onnx")
+        qdir = os.path.join(work, "llama100m" if model == "100m" else "llama100m_q4")
+        if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
+            run([PY, os.path.join(ROOT, "python/quant_mlir/export_fixtures.py"),
+                 "--family", "llama", "--hidden", "768", "--intermediate", "2048",
+                 "--layers", "12", "--heads", "12", "--kv-heads", "12",
+                 "--vocab", "32000", "--tie", "--max-pos", "1024", "-o", onnx_dir])
+        vocab = 32000
+    onnx = os.path.join(onnx_dir, "model.onnx")
+    if not os.path.exists(os.path.join(qdir, "model.mlir")):
+        if model == "100m-q4":
+            run([os.path.join(BIN, "quant-compile"), onnx, "--method", "rtn",
+                 "--bits", "4", "--group-size", "128", "-o", qdir, "--force"])
+        else:
+            run([os.path.join(BIN, "quant-import"), onnx, "-o", qdir])
+    return qdir, onnx, vocab
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--threads", default="2,1")
+    p.add_argument("--windows", type=int, default=4,
+                   help="windows per quant-run measurement (tokens/s over all)")
+    p.add_argument("--ort-repeat", type=int, default=0,
+                   help="ORT runs per measurement (default: windows, at least 3)")
+    p.add_argument("--models", default="real,100m,100m-q4")
+    p.add_argument("--work", default="/tmp/quant-mlir-bench-forward")
+    p.add_argument("--csv", default=None, help="also write the CSV here")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    S = args.seq_len
+    threads = [int(t) for t in args.threads.split(",")]
+    rows = []
+    for model in args.models.split(","):
+        qdir, onnx, vocab = prepare(model, args.work)
+        rng = np.random.default_rng(args.seed)
+        ids = rng.integers(1, vocab, size=S * args.windows).astype(np.int64)
+        ids_path = os.path.join(args.work, f"ids_{model}_{S}.npy")
+        win_path = os.path.join(args.work, f"window_{model}_{S}.npy")
+        np.save(ids_path, ids)
+        np.save(win_path, ids[:S].reshape(1, S))
+        for t in threads:
+            env = {"OPENBLAS_NUM_THREADS": str(t), "OMP_NUM_THREADS": str(t)}
+            load0 = load()
+            out = json.loads(run([os.path.join(BIN, "quant-run"), qdir,
+                                  "--eval-data", ids_path, "--seq-len", str(S),
+                                  "--json", "--quiet"], env=env))
+            ours = out["tokens_per_second"]
+            repeat = args.ort_repeat or max(3, args.windows)
+            ort_out = run(["node", os.path.join(ROOT, "python/quant_mlir/ort_run.js"),
+                           onnx, win_path, os.path.join(args.work, "ort_out.npy"),
+                           "--threads", str(t), "--repeat", str(repeat)])
+            ort = json.loads(ort_out.strip().splitlines()[-1])
+            ort_tps = ort["tokens"] / ort["seconds_per_run"]
+            load1 = load()
+            rows.append({
+                "model": model, "seq_len": S, "threads": t,
+                "ours_tok_s": round(ours, 1), "ort_tok_s": round(ort_tps, 1),
+                "ratio": round(ours / ort_tps, 3),
+                "compile_s": round(out["compile_seconds"], 2),
+                "peak_rss_mib": round(out["peak_rss_mib"], 1),
+                "load_avg_1m": f"{load0:.2f}-{load1:.2f}",
+            })
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+
+    cols = ["model", "seq_len", "threads", "ours_tok_s", "ort_tok_s", "ratio",
+            "compile_s", "peak_rss_mib", "load_avg_1m"]
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} CPUs, "
+          f"S={S}, {args.windows} windows")
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(str(r[c]).rjust(w) for c, w in zip(cols, widths)))
+    print()
+    writer = csv.DictWriter(sys.stdout, fieldnames=cols)
+    writer.writeheader()
+    writer.writerows(rows)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+//===- Kernels.h - CPU kernels that lowered code calls ----------*- C++ -*-===//
+// The C entry points quant_contract_f32 / quant_qlinear_f32 (emitted by
+// convert-linalg-to-blas and convert-wq-to-cpu-kernels) and their C++ cores,
+// exposed for tests and benchmarks. See docs/performance-cpu.md.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_RUNTIME_KERNELS_H
+#define QUANT_MLIR_RUNTIME_KERNELS_H
+
+#include <cstdint>
+
+extern "C" {
+/// C += A * B for a contraction of up to 8 loop dims. Each operand is its
+/// aligned pointer (as an integer) and element offset; each dim slot is
+/// (role: 0 batch / 1 M / 2 N / 3 K, size, stride in A, B, C — 0 where the
+/// operand is not indexed by it). Slots past numDims are ignored.
+void quant_contract_f32(
+    int64_t numDims, int64_t aPtr, int64_t aOff, int64_t bPtr, int64_t bOff,
+    int64_t cPtr, int64_t cOff,
+    int64_t role0, int64_t size0, int64_t sa0, int64_t sb0, int64_t sc0,
+    int64_t role1, int64_t size1, int64_t sa1, int64_t sb1, int64_t sc1,
+    int64_t role2, int64_t size2, int64_t sa2, int64_t sb2, int64_t sc2,
+    int64_t role3, int64_t size3, int64_t sa3, int64_t sb3, int64_t sc3,
+    int64_t role4, int64_t size4, int64_t sa4, int64_t sb4, int64_t sc4,
+    int64_t role5, int64_t size5, int64_t sa5, int64_t sb5, int64_t sc5,
+    int64_t role6, int64_t size6, int64_t sa6, int64_t sb6, int64_t sc6,
+    int64_t role7, int64_t size7, int64_t sa7, int64_t sb7, int64_t sc7);
+
+/// y[m, n] = x[m, k] * dequant(codes)^T + bias for gptq packing (codes
+/// [k * bits / 32, n] i32, scales [groups, n] f32, zeros [groups,
+/// n * bits / 32] i32 or 0 for 2^(bits-1), g_idx [k] i32 when actOrder).
+/// groupSize 0 means per-channel. Pointers are passed as integers.
+void quant_qlinear_f32(int64_t m, int64_t n, int64_t k, int64_t bits,
+                       int64_t groupSize, int64_t groups, int64_t actOrder,
+                       int64_t flags, int64_t xPtr, int64_t codesPtr,
+                       int64_t scalesPtr, int64_t zerosPtr, int64_t gIdxPtr,
+                       int64_t biasPtr, int64_t outPtr);
+}
+
+namespace quant_mlir::kernels {
+/// Loop dims quant_contract_f32 takes.
+constexpr int64_t kMaxContractDims = 8;
+
+/// Once per process (CPUModule::compile): glibc malloc settings that keep
+/// large freed intermediates in the heap instead of unmapping them
+/// (QUANT_MLIR_NO_MALLOPT=1 leaves the defaults).
+void configureAllocator();
+
+/// Rows of K dequantized per block by qlinearF32.
+int64_t qlinearBlockK(int64_t n, int64_t groupSize);
+
+/// The fused gptq dequantize + SGEMM (see quant_qlinear_f32).
+void qlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
+                int64_t groupSize, int64_t groups, const float *x,
+                const int32_t *codes, const float *scales,
+                const int32_t *zeros, const int32_t *gIdx, const float *bias,
+                float *y);
+
+/// C[m, n] += A[m, k] * B[k, n] with element strides (SGEMM when a BLAS
+/// layout fits, packing otherwise).
+void contractF32(int64_t m, int64_t n, int64_t k, const float *a, int64_t sam,
+                 int64_t sak, const float *b, int64_t sbk, int64_t sbn,
+                 float *c, int64_t scm, int64_t scn);
+} // namespace quant_mlir::kernels
+
+#endif // QUANT_MLIR_RUNTIME_KERNELS_H
