@@ -243,7 +243,8 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   // the elementwise loops stay scalar. QUANT_MLIR_JIT_GENERIC=1 keeps the
   // target-less pipeline.
   std::unique_ptr<llvm::TargetMachine> hostMachine;
-  if (!std::getenv("QUANT_MLIR_JIT_GENERIC")) {
+  const char *generic = std::getenv("QUANT_MLIR_JIT_GENERIC");
+  if (!generic || StringRef(generic) == "0") {
     auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
     if (builder) {
       builder->setCodeGenOptLevel(static_cast<llvm::CodeGenOptLevel>(optLevel));

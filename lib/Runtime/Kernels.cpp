@@ -343,7 +343,8 @@ namespace quant_mlir::kernels {
 void configureAllocator() {
 #if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
   static bool done = [] {
-    if (std::getenv("QUANT_MLIR_NO_MALLOPT"))
+    const char *off = std::getenv("QUANT_MLIR_NO_MALLOPT");
+    if (off && std::strcmp(off, "0") != 0)
       return true;
     // Lowered code mallocs and frees every intermediate of a forward; with
     // glibc's defaults the big ones are fresh mmaps (page faults on every
