@@ -4,6 +4,7 @@
 // atomically, with the flags AutoGPTQ/GPTQModel users know.
 //===----------------------------------------------------------------------===//
 
+#include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Conversion/Passes.h"
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
@@ -15,8 +16,6 @@
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "llvm/ADT/StringExtras.h"
@@ -310,9 +309,7 @@ int main(int argc, char **argv) {
   };
 
   mlir::DialectRegistry registry;
-  mlir::registerAllDialects(registry);
-  mlir::registerAllExtensions(registry);
-  registry.insert<wq::WQDialect>();
+  quant_mlir::registerAllDialects(registry);
   mlir::MLIRContext context(registry);
   context.loadAllAvailableDialects();
 

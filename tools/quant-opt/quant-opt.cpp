@@ -2,6 +2,7 @@
 // Upstream dialects and passes plus the wq dialect and every quant-mlir pass.
 //===----------------------------------------------------------------------===//
 
+#include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Conversion/Passes.h"
 #include "quant-mlir/Conversion/WQToGPU/WQToGPU.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
@@ -9,8 +10,6 @@
 #include "quant-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
@@ -22,9 +21,7 @@ int main(int argc, char **argv) {
   quant_mlir::wqgpu::registerGPUCodegenPipeline();
 
   mlir::DialectRegistry registry;
-  mlir::registerAllDialects(registry);
-  mlir::registerAllExtensions(registry);
-  registry.insert<quant_mlir::wq::WQDialect>();
+  quant_mlir::registerAllDialects(registry);
   quant_mlir::wqgpu::registerGPUCodegenDialects(registry);
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "quant-mlir optimizer driver\n", registry));

@@ -3,6 +3,7 @@
 // its weight archive), JIT-compiled through the CPU lowering.
 //===----------------------------------------------------------------------===//
 
+#include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
@@ -12,8 +13,6 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/CommandLine.h"
@@ -138,9 +137,7 @@ int main(int argc, char **argv) {
     return fail("--seq-len must be at least 2");
 
   mlir::DialectRegistry registry;
-  mlir::registerAllDialects(registry);
-  mlir::registerAllExtensions(registry);
-  registry.insert<wq::WQDialect>();
+  quant_mlir::registerAllDialects(registry);
   mlir::MLIRContext context(registry);
   context.loadAllAvailableDialects();
 

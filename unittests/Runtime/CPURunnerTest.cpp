@@ -3,12 +3,11 @@
 // bound from a real archive, against a float64 brute-force reference.
 //===----------------------------------------------------------------------===//
 
+#include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 
 #include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
@@ -25,9 +24,7 @@ class CPURunnerTest : public ::testing::Test {
 protected:
   void SetUp() override {
     mlir::DialectRegistry registry;
-    mlir::registerAllDialects(registry);
-    mlir::registerAllExtensions(registry);
-    registry.insert<wq::WQDialect>();
+    quant_mlir::registerAllDialects(registry);
     context.appendDialectRegistry(registry);
     context.loadAllAvailableDialects();
     ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("cpu-runner", dir));

@@ -5,13 +5,12 @@
 // (quant_contract_f32) on transposed, batched and split-dim layouts.
 //===----------------------------------------------------------------------===//
 
+#include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/Kernels.h"
 
 #include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
@@ -214,9 +213,7 @@ class KernelsJITTest : public ::testing::Test {
 protected:
   void SetUp() override {
     mlir::DialectRegistry registry;
-    mlir::registerAllDialects(registry);
-    mlir::registerAllExtensions(registry);
-    registry.insert<wq::WQDialect>();
+    quant_mlir::registerAllDialects(registry);
     context.appendDialectRegistry(registry);
     context.loadAllAvailableDialects();
     ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("cpu-kernels", dir));

@@ -41,6 +41,20 @@ Value i64Const(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
 }
 
+/// The word after `word` shifted into the high half of a 64-bit value, or 0
+/// past the end of a stream of `numWords` words: 3-bit fields straddle words.
+Value nextWordHigh(OpBuilder &b, Location loc, Value word, int64_t numWords,
+                   function_ref<Value(Value)> load) {
+  Value next = arith::AddIOp::create(b, loc, word, i64Const(b, loc, 1));
+  Value last = i64Const(b, loc, numWords - 1);
+  Value inRange =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, next, last);
+  Value clamped = arith::MinUIOp::create(b, loc, next, last);
+  Value hi = arith::SelectOp::create(b, loc, inRange, load(clamped),
+                                     i64Const(b, loc, 0));
+  return arith::ShLIOp::create(b, loc, hi, i64Const(b, loc, 32));
+}
+
 /// Reads field `field` (of `bits` bits) from a little-endian bit stream of
 /// int32 words laid out along dimension `streamDim` of the 2-D tensor
 /// `words`, at index `fixed` of the other dimension. A 3-bit field can
@@ -63,15 +77,7 @@ Value extractField(OpBuilder &b, Location loc, Value words, unsigned streamDim,
   };
   Value value = load(word);
   if (32 % bits != 0) {
-    // The next word, or zero past the end of the stream.
-    Value next = arith::AddIOp::create(b, loc, word, i64Const(b, loc, 1));
-    Value last = i64Const(b, loc, numWords - 1);
-    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
-                                          next, last);
-    Value clamped = arith::MinUIOp::create(b, loc, next, last);
-    Value hi = arith::SelectOp::create(b, loc, inRange, load(clamped),
-                                       i64Const(b, loc, 0));
-    hi = arith::ShLIOp::create(b, loc, hi, i64Const(b, loc, 32));
+    Value hi = nextWordHigh(b, loc, word, numWords, load);
     value = arith::OrIOp::create(b, loc, value, hi);
   }
   Value shifted = arith::ShRUIOp::create(b, loc, value, offset);
@@ -123,14 +129,7 @@ Value extractGPUV4(OpBuilder &b, Location loc, Value words, Value nIdx,
     Value bitPos = arith::MulIOp::create(b, loc, k, i64Const(b, loc, bits));
     Value word = arith::DivUIOp::create(b, loc, bitPos, i64Const(b, loc, 32));
     shift = arith::RemUIOp::create(b, loc, bitPos, i64Const(b, loc, 32));
-    Value next = arith::AddIOp::create(b, loc, word, i64Const(b, loc, 1));
-    Value last = i64Const(b, loc, numWords - 1);
-    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
-                                          next, last);
-    Value clamped = arith::MinUIOp::create(b, loc, next, last);
-    Value hi = arith::SelectOp::create(b, loc, inRange, load(clamped),
-                                       i64Const(b, loc, 0));
-    hi = arith::ShLIOp::create(b, loc, hi, i64Const(b, loc, 32));
+    Value hi = nextWordHigh(b, loc, word, numWords, load);
     value = arith::OrIOp::create(b, loc, load(word), hi);
   } else {
     int64_t perWord = 32 / bits;

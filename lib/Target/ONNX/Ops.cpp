@@ -58,6 +58,12 @@ static std::string attrString(const onnx::NodeProto &n, StringRef name,
   return a ? a->s() : def.str();
 }
 
+/// The scalar body of an ONNX unary op that is one math dialect op.
+template <typename OpT>
+static Value mathUnary(OpBuilder &b, Location loc, Value x, Type) {
+  return OpT::create(b, loc, x).getResult();
+}
+
 static Type elemOf(Value v) {
   return cast<RankedTensorType>(v.getType()).getElementType();
 }
@@ -663,41 +669,23 @@ LogicalResult Importer::convertNode(int index) {
   };
 
   if (op == "Sqrt")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::SqrtOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::SqrtOp>);
   if (op == "Exp")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::ExpOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::ExpOp>);
   if (op == "Log")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::LogOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::LogOp>);
   if (op == "Sin")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::SinOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::SinOp>);
   if (op == "Cos")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::CosOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::CosOp>);
   if (op == "Tanh")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::TanhOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::TanhOp>);
   if (op == "Erf")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::ErfOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::ErfOp>);
   if (op == "Floor")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::FloorOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::FloorOp>);
   if (op == "Ceil")
-    return unaryFloat([](OpBuilder &nb, Location nl, Value x, Type) {
-      return math::CeilOp::create(nb, nl, x).getResult();
-    });
+    return unaryFloat(mathUnary<math::CeilOp>);
   if (op == "Reciprocal")
     return unaryFloat([&](OpBuilder &nb, Location nl, Value x, Type t) {
       return arith::DivFOp::create(nb, nl, one(nb, nl, t), x).getResult();
