@@ -13,6 +13,7 @@
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/DenseSet.h"
@@ -102,6 +103,15 @@ HostTensor readResult(const int64_t *words, int64_t rank, DType dtype) {
   const int64_t *strides = words + 3 + rank;
   size_t elem = safetensors::dtypeSize(dtype);
   t.data.resize(t.numElements() * elem);
+  bool dense = true;
+  for (int64_t d = rank - 1, stride = 1; d >= 0; --d) {
+    dense &= t.shape[d] == 1 || strides[d] == stride;
+    stride *= t.shape[d];
+  }
+  if (dense) {
+    std::memcpy(t.data.data(), aligned + offset * elem, t.data.size());
+    return t;
+  }
   SmallVector<int64_t> index(rank, 0);
   for (int64_t linear = 0, n = t.numElements(); linear < n; ++linear) {
     int64_t src = offset;
@@ -158,6 +168,18 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   }
 
   PassManager bind(ctx);
+  // Stage functions (wq-outline-blocks) run as one program: inline them
+  // back into their callers so that weights bind once per entry.
+  bool hasCalls = false;
+  module->walk([&](func::CallOp call) {
+    auto callee = module->lookupSymbol<func::FuncOp>(call.getCallee());
+    hasCalls |= callee && !callee.isExternal();
+  });
+  if (hasCalls) {
+    (*module)->removeAttr(wq::WQDialect::kBlocksAttrName);
+    bind.addPass(createInlinerPass());
+    bind.addPass(createSymbolDCEPass());
+  }
   bind.addPass(wq::createWQWeightsToArguments());
   if (failed(bind.run(*module)))
     return makeError("binding weights to arguments failed");
@@ -296,17 +318,28 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
 }
 
 llvm::Expected<std::vector<HostTensor>>
-CPUModule::run(StringRef func, ArrayRef<HostTensor> inputs) const {
+CPUModule::run(StringRef func, ArrayRef<HostTensor> inputs,
+               const WeightOverlay *overlay) const {
+  SmallVector<const HostTensor *> refs;
+  for (const HostTensor &t : inputs)
+    refs.push_back(&t);
+  return run(func, refs, overlay);
+}
+
+llvm::Expected<std::vector<HostTensor>>
+CPUModule::run(StringRef func, ArrayRef<const HostTensor *> inputRefs,
+               const WeightOverlay *overlay) const {
   const FunctionSignature *sig = lookup(func);
   if (!sig)
     return makeError("no public function '" + func + "' in the module");
-  if (inputs.size() != sig->inputs.size())
+  if (inputRefs.size() != sig->inputs.size())
     return makeError("function '" + func + "' takes " +
                      Twine(sig->inputs.size()) + " inputs, got " +
-                     Twine(inputs.size()));
+                     Twine(inputRefs.size()));
 
   std::vector<Descriptor> descriptors;
-  for (auto [i, input, type] : llvm::enumerate(inputs, sig->inputs)) {
+  for (auto [i, inputRef, type] : llvm::enumerate(inputRefs, sig->inputs)) {
+    const HostTensor &input = *inputRef;
     bool shapeOk = input.shape.size() == size_t(type.getRank());
     for (int64_t d = 0; shapeOk && d < type.getRank(); ++d)
       shapeOk = type.isDynamicDim(d) || type.getDimSize(d) == input.shape[d];
@@ -324,7 +357,18 @@ CPUModule::run(StringRef func, ArrayRef<HostTensor> inputs) const {
   }
   for (const std::string &name : sig->weights) {
     const safetensors::TensorInfo *info = weights->lookup(name);
-    descriptors.emplace_back(weights->bytes(*info).data(), info->shape);
+    const uint8_t *data = weights->bytes(*info).data();
+    if (overlay) {
+      auto it = overlay->find(name);
+      if (it != overlay->end()) {
+        if (it->second.size() != info->numBytes())
+          return makeError("replacement of weight '" + name + "' holds " +
+                           Twine(it->second.size()) + " bytes, expected " +
+                           Twine(info->numBytes()));
+        data = it->second.data();
+      }
+    }
+    descriptors.emplace_back(data, info->shape);
   }
 
   // Results come back through one pointer to a struct of descriptors.

@@ -7,6 +7,7 @@
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Support/Progress.h"
@@ -75,6 +76,11 @@ static cl::opt<std::string> dumpLogits("dump-logits",
                                        cl::desc("Run the whole data as one sequence and write its logits [1, n, vocab] as .npy"),
                                        cl::cat(category));
 
+static cl::opt<bool> blockwise("blockwise",
+                               cl::desc("Evaluate one transformer block at a time over all windows "
+                                        "(wq-outline-blocks; peak memory: one block's activations)"),
+                               cl::cat(category));
+
 static cl::opt<bool> printTokens("print-tokens",
                                  cl::desc("Print the token ids of --eval-data (after tokenization) and exit"),
                                  cl::cat(category));
@@ -125,6 +131,115 @@ static llvm::Error writeNpyF32(llvm::StringRef path, const HostTensor &t) {
   out.os().write(reinterpret_cast<const char *>(t.data.data()), t.data.size());
   out.keep();
   return llvm::Error::success();
+}
+
+/// Prints the results table or JSON shared by both evaluation modes.
+static void report(int64_t windows, int64_t predicted, double meanNLL,
+                   double tokensPerSecond, double compileSeconds,
+                   double evalSeconds, const char *mode) {
+  double ppl = std::exp(meanNLL);
+  if (jsonOut) {
+    llvm::json::Object result{
+        {"model", modelDir.getValue()},
+        {"eval_data", evalData.getValue()},
+        {"mode", mode},
+        {"seq_len", seqLen.getValue()},
+        {"windows", windows},
+        {"predicted_tokens", predicted},
+        {"mean_nll", meanNLL},
+        {"perplexity", ppl},
+        {"tokens_per_second", tokensPerSecond},
+        {"compile_seconds", compileSeconds},
+        {"eval_seconds", evalSeconds},
+        {"peak_rss_mib", peakRSSMiB()}};
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(result)))
+                 << "\n";
+    return;
+  }
+  llvm::outs() << llvm::format("%-22s %s\n", "model", modelDir.c_str())
+               << llvm::format("%-22s %s\n", "mode", mode)
+               << llvm::format("%-22s %lld x %lld tokens (%lld predicted)\n",
+                               "windows", (long long)windows,
+                               (long long)seqLen.getValue(),
+                               (long long)predicted)
+               << llvm::format("%-22s %.6f\n", "mean NLL (nats)", meanNLL)
+               << llvm::format("%-22s %.4f\n", "perplexity", ppl)
+               << llvm::format("%-22s %.1f\n", "tokens/s", tokensPerSecond)
+               << llvm::format("%-22s %.2f s\n", "compile", compileSeconds)
+               << llvm::format("%-22s %.1f MiB\n", "peak RSS", peakRSSMiB());
+}
+
+/// Perplexity with the model split into blocks: every window goes through
+/// the prologue, then block 0 for all windows, block 1, ..., the epilogue.
+static int evaluateBlockwise(mlir::ModuleOp module,
+                             llvm::ArrayRef<int64_t> tokens,
+                             llvm::StringRef dataPath) {
+  auto model = BlockwiseModel::create(module, modelDir, funcName,
+                                      /*instrument=*/false);
+  if (!model)
+    return fail(llvm::toString(model.takeError()));
+  auto results = (*model)->resultTypes();
+  if (results.size() != 1 || results[0].getRank() != 3 ||
+      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
+    return fail("the entry must return logits tensor<BxSxVxf32> with a "
+                "static vocabulary V");
+  int64_t vocab = results[0].getDimSize(2);
+  if (llvm::Error err = data::checkVocabulary(tokens, vocab, dataPath))
+    return fail(llvm::toString(std::move(err)));
+  int64_t windows = int64_t(tokens.size()) / seqLen;
+  if (windows == 0)
+    return fail("'" + evalData + "' holds " + llvm::Twine(tokens.size()) +
+                " tokens, fewer than one window of --seq-len " +
+                llvm::Twine(seqLen));
+  if (maxWindows > 0)
+    windows = std::min<int64_t>(windows, maxWindows);
+  std::vector<std::vector<HostTensor>> inputs;
+  for (int64_t w = 0; w < windows; ++w)
+    inputs.push_back({HostTensor::from<int64_t>(
+        safetensors::DType::I64, {1, seqLen},
+        tokens.slice(w * seqLen, seqLen))});
+
+  double compileSeconds = 0, nllSum = 0;
+  int64_t predicted = 0;
+  BlockActivations acts;
+  Progress progress("perplexity (blockwise)",
+                    windows * (*model)->numStages(), !quiet);
+  auto evalStart = std::chrono::steady_clock::now();
+  for (int64_t s = 0; s < (*model)->numStages(); ++s) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (llvm::Error err = (*model)->compileStage(s))
+      return fail(llvm::toString(std::move(err)));
+    compileSeconds += std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+    auto tick = [&] { progress.advance(); };
+    if (s == 0) {
+      auto out = (*model)->runPrologue(inputs, tick);
+      if (!out)
+        return fail(llvm::toString(out.takeError()));
+      acts = std::move(*out);
+      continue;
+    }
+    bool last = s + 1 == (*model)->numStages();
+    auto consume = [&](int64_t w, std::vector<HostTensor> &out) {
+      if (last)
+        accumulateNLL(out[0].as<float>(), vocab,
+                      tokens.slice(w * seqLen, seqLen), nllSum, predicted);
+      return llvm::Error::success();
+    };
+    if (llvm::Error err = (*model)->runStage(s, acts, nullptr, !last, consume,
+                                             tick))
+      return fail(llvm::toString(std::move(err)));
+  }
+  progress.finish();
+  double evalSeconds = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - evalStart)
+                           .count() -
+                       compileSeconds;
+  report(windows, predicted, nllSum / predicted,
+         windows * seqLen / evalSeconds, compileSeconds, evalSeconds,
+         "blockwise");
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -202,6 +317,9 @@ int main(int argc, char **argv) {
     return 0;
   }
 
+  if (blockwise)
+    return evaluateBlockwise(*module, *tokens, dataPath);
+
   auto compileStart = std::chrono::steady_clock::now();
   auto compiled = CPUModule::compile(std::move(module), modelDir);
   if (!compiled)
@@ -255,36 +373,7 @@ int main(int argc, char **argv) {
   double evalSeconds = std::chrono::duration<double>(
                            std::chrono::steady_clock::now() - evalStart)
                            .count();
-  double meanNLL = nllSum / predicted;
-  double ppl = std::exp(meanNLL);
-  double tokensPerSecond = windows * seqLen / evalSeconds;
-
-  if (jsonOut) {
-    llvm::json::Object result{
-        {"model", modelDir.getValue()},
-        {"eval_data", evalData.getValue()},
-        {"seq_len", seqLen.getValue()},
-        {"windows", windows},
-        {"predicted_tokens", predicted},
-        {"mean_nll", meanNLL},
-        {"perplexity", ppl},
-        {"tokens_per_second", tokensPerSecond},
-        {"compile_seconds", compileSeconds},
-        {"eval_seconds", evalSeconds},
-        {"peak_rss_mib", peakRSSMiB()}};
-    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(result)))
-                 << "\n";
-    return 0;
-  }
-  llvm::outs() << llvm::format("%-22s %s\n", "model", modelDir.c_str())
-               << llvm::format("%-22s %lld x %lld tokens (%lld predicted)\n",
-                               "windows", (long long)windows,
-                               (long long)seqLen.getValue(),
-                               (long long)predicted)
-               << llvm::format("%-22s %.6f\n", "mean NLL (nats)", meanNLL)
-               << llvm::format("%-22s %.4f\n", "perplexity", ppl)
-               << llvm::format("%-22s %.1f\n", "tokens/s", tokensPerSecond)
-               << llvm::format("%-22s %.2f s\n", "compile", compileSeconds)
-               << llvm::format("%-22s %.1f MiB\n", "peak RSS", peakRSSMiB());
+  report(windows, predicted, nllSum / predicted, windows * seqLen / evalSeconds,
+         compileSeconds, evalSeconds, "whole model");
   return 0;
 }

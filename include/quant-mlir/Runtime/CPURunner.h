@@ -12,6 +12,7 @@
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/Support/Error.h"
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct HostTensor {
   }
 };
 
+/// Replacement bytes for archive tensors, by name.
+using WeightOverlay = std::map<std::string, std::vector<uint8_t>>;
+
 /// One function's calling convention, recorded before lowering.
 struct FunctionSignature {
   std::string name;
@@ -62,8 +66,16 @@ public:
   ~CPUModule();
 
   /// Runs `func` on `inputs` (shapes must match the signature's static dims).
+  /// Weights named in `overlay` are read from its buffers (same dtype and
+  /// shape as the archive's tensor) instead of the archive: a block re-run
+  /// with some layers already quantized, without recompiling.
   llvm::Expected<std::vector<HostTensor>>
-  run(llvm::StringRef func, llvm::ArrayRef<HostTensor> inputs) const;
+  run(llvm::StringRef func, llvm::ArrayRef<HostTensor> inputs,
+      const WeightOverlay *overlay = nullptr) const;
+  /// The same with inputs by pointer (no copies of shared inputs).
+  llvm::Expected<std::vector<HostTensor>>
+  run(llvm::StringRef func, llvm::ArrayRef<const HostTensor *> inputs,
+      const WeightOverlay *overlay = nullptr) const;
 
   const FunctionSignature *lookup(llvm::StringRef func) const;
   /// Makes `address` the definition of the external symbol `name` (runtime

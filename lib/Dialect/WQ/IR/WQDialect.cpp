@@ -6,6 +6,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
+#include "mlir/Transforms/InliningUtils.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
@@ -17,7 +18,19 @@ using namespace quant_mlir::wq;
 #define GET_ATTRDEF_CLASSES
 #include "quant-mlir/Dialect/WQ/IR/WQAttrs.cpp.inc"
 
+namespace {
+/// Every wq op is pure data flow over its operands: stage functions made by
+/// wq-outline-blocks inline back into their caller.
+struct WQInlinerInterface : public DialectInlinerInterface {
+  using DialectInlinerInterface::DialectInlinerInterface;
+  bool isLegalToInline(Operation *, Region *, bool, IRMapping &) const final {
+    return true;
+  }
+};
+} // namespace
+
 void WQDialect::initialize() {
+  addInterfaces<WQInlinerInterface>();
   addAttributes<
 #define GET_ATTRDEF_LIST
 #include "quant-mlir/Dialect/WQ/IR/WQAttrs.cpp.inc"
@@ -38,6 +51,20 @@ LogicalResult WQDialect::verifyOperationAttribute(Operation *op,
       return op->emitError() << "'" << name
                              << "' must be an array of layer names on a "
                                 "builtin.module";
+    return success();
+  }
+  if (name == kBlocksAttrName) {
+    auto refs = dyn_cast<ArrayAttr>(attr.getValue());
+    if (!isa<ModuleOp>(op) || !refs || refs.size() < 3 ||
+        !llvm::all_of(refs, [](Attribute a) { return isa<FlatSymbolRefAttr>(a); }))
+      return op->emitError() << "'" << name
+                             << "' must be an array of at least three function "
+                                "symbols (prologue, blocks..., epilogue) on a "
+                                "builtin.module";
+    for (Attribute a : refs)
+      if (!SymbolTable::lookupSymbolIn(op, cast<FlatSymbolRefAttr>(a)))
+        return op->emitError() << "'" << name << "' names " << a
+                               << ", which is not a symbol of the module";
     return success();
   }
   if (name != kArchiveAttrName && name != kStatsArchiveAttrName)

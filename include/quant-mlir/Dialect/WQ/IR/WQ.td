@@ -31,6 +31,9 @@ def WQ_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kWeightArgAttrName = "wq.weight";
     /// Module attribute of instrumented modules: layer names by index.
     static constexpr ::llvm::StringLiteral kCalibLayersAttrName = "wq.calib_layers";
+    /// Module attribute of wq-outline-blocks: the stage functions in order
+    /// (prologue, one per transformer block, epilogue).
+    static constexpr ::llvm::StringLiteral kBlocksAttrName = "wq.blocks";
   }];
 }
 

@@ -69,6 +69,44 @@ def WQInstrumentCalibration
                            "mlir::arith::ArithDialect"];
 }
 
+def WQOutlineBlocks : Pass<"wq-outline-blocks", "mlir::ModuleOp"> {
+  let summary = "Split a decoder's entry function into a prologue, one function per transformer block, and an epilogue";
+  let description = [{
+    Makes each transformer block a function that runs alone on given input
+    activations (for block-by-block calibration: GPTQ's true-sequential mode
+    and per-block searches). The entry function's body becomes calls:
+
+    ```mlir
+    %p:3 = call @main.prologue(%ids)        // -> h0 and side values
+    %h1 = call @main.block0(%p#0, %p#1, %p#2) // h -> h'
+    ...
+    %logits = call @main.epilogue(%hL, %p#1, %p#2)
+    ```
+
+    Blocks are found from the archive names of `wq.weight` references: a
+    name's first all-digit component is its layer ("model.layers.3.mlp..."
+    is layer 3). Block b ends at the nearest common post-dominator (in the
+    def-use graph, towards the return) of all uses of layer b's weights: the
+    residual-stream value after the block. Block 0 starts at the earliest
+    weight-free value of the residual stream's type that layer 0's ops use
+    (the embedding). Values computed before block 0 that blocks also use
+    (attention mask, rotary tables, dynamic sizes) are returned by the
+    prologue and passed to every stage ("side values"; scalars travel as 0-d
+    tensors). Constants, `wq.weight`, `tensor.empty` and `linalg.fill` are
+    re-created in each stage that uses them. A graph that does not split this
+    way (a value of one block used by a later block other than through the
+    residual stream, outputs computed inside blocks) is an error naming the
+    ops. The module attribute `wq.blocks` lists the stage functions in order.
+  }];
+  let options = [
+    Option<"entry", "func", "std::string", "\"\"",
+           "Entry function (default: the only public function)">,
+  ];
+  let dependentDialects = ["mlir::func::FuncDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
 def WQPack : Pass<"wq-pack", "mlir::ModuleOp"> {
   let summary = "Repack gptq codes into a kernel layout (gpu_v4)";
   let description = [{
