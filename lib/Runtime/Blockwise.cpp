@@ -128,12 +128,12 @@ llvm::Error BlockwiseModel::compileStage(
 
 llvm::Expected<BlockActivations> BlockwiseModel::runPrologue(
     llvm::ArrayRef<std::vector<HostTensor>> inputs,
-    llvm::function_ref<void()> onSample) {
+    const WeightOverlay *overlay, llvm::function_ref<void()> onSample) {
   if (compiledStage != 0)
     return makeError("the prologue is not compiled");
   BlockActivations acts;
   for (const std::vector<HostTensor> &sample : inputs) {
-    auto out = compiled->run(stages[0].name, sample);
+    auto out = compiled->run(stages[0].name, sample, overlay);
     if (!out)
       return out.takeError();
     acts.stream.push_back(std::move(out->front()));

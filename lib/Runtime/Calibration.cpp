@@ -4,7 +4,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Support/SafeTensors.h"
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
@@ -71,12 +73,27 @@ llvm::Error CalibrationRecorder::attach(CPUModule &module) {
                                reinterpret_cast<void *>(&wqCalibRecordHook));
 }
 
+void CalibrationRecorder::setActive(llvm::ArrayRef<int64_t> layers) {
+  active.assign(stats.size(), false);
+  for (int64_t l : layers)
+    active[l] = true;
+}
+
+int64_t CalibrationRecorder::indexOf(llvm::StringRef name) const {
+  for (auto [i, n] : llvm::enumerate(names))
+    if (n == name)
+      return i;
+  return -1;
+}
+
 llvm::Error CalibrationRecorder::record(int64_t layer, const float *rows,
                                         int64_t m, int64_t k,
                                         int64_t rowStride) {
   if (layer < 0 || layer >= int64_t(stats.size()))
     return makeError("calibration hook called for unknown layer #" +
                      llvm::Twine(layer));
+  if (!active.empty() && !active[layer])
+    return llvm::Error::success();
   LayerStats &s = stats[layer];
   if (s.k < 0) {
     s.k = k;
@@ -192,6 +209,53 @@ quant_mlir::selectLanguageModelEntry(const CPUModule &module,
   return sig;
 }
 
+/// Writes the statistics archive and annotates `module` (calibrateModel
+/// and calibrateSequential).
+static llvm::Expected<CalibrateResult>
+finishCalibration(mlir::ModuleOp module, llvm::StringRef modelDir,
+                  const CalibrationRecorder &recorder,
+                  llvm::ArrayRef<std::string> layers,
+                  llvm::ArrayRef<int64_t> starts,
+                  const CalibrateOptions &options, double seconds,
+                  std::map<std::string, std::string> extraMetadata) {
+  std::string startList;
+  for (auto [i, s] : llvm::enumerate(starts))
+    startList += (i ? "," : "") + std::to_string(s);
+  std::map<std::string, std::string> metadata = {
+      {"calib_data", options.dataName},
+      {"seed", std::to_string(options.seed)},
+      {"seq_len", std::to_string(options.seqLen)},
+      {"samples", std::to_string(options.samples)},
+      {"sample_starts", startList},
+      {"sample_rows", std::to_string(options.sampleRows)}};
+  metadata.insert(extraMetadata.begin(), extraMetadata.end());
+  CalibrateResult result;
+  llvm::SmallString<256> statsPath(modelDir);
+  llvm::sys::path::append(statsPath, options.statsArchive);
+  if (llvm::Error err = recorder.write(statsPath, metadata))
+    return std::move(err);
+
+  mlir::MLIRContext *ctx = module.getContext();
+  std::map<std::string, int64_t> index;
+  for (auto [i, name] : llvm::enumerate(layers))
+    index[name] = i;
+  module.walk([&](wq::LinearOp op) {
+    auto it = index.find(op.getName().value_or("").str());
+    if (it == index.end())
+      return;
+    op.setStatsAttr(wq::StatsAttr::get(ctx, it->first,
+                                       recorder.numTokens(it->second),
+                                       recorder.numSampledRows(it->second)));
+  });
+  module->setAttr(wq::WQDialect::kStatsArchiveAttrName,
+                  mlir::StringAttr::get(ctx, options.statsArchive));
+  result.layers = layers.size();
+  result.samples = starts.size();
+  result.seconds = seconds;
+  result.statsPath = std::string(statsPath);
+  return result;
+}
+
 llvm::Expected<CalibrateResult>
 quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
                            llvm::ArrayRef<int64_t> tokens,
@@ -244,39 +308,109 @@ quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
   }
   progress.finish();
 
-  std::string startList;
-  for (auto [i, s] : llvm::enumerate(*starts))
-    startList += (i ? "," : "") + std::to_string(s);
-  std::map<std::string, std::string> metadata = {
-      {"calib_data", options.dataName},
-      {"seed", std::to_string(options.seed)},
-      {"seq_len", std::to_string(options.seqLen)},
-      {"samples", std::to_string(options.samples)},
-      {"sample_starts", startList},
-      {"sample_rows", std::to_string(options.sampleRows)}};
-  CalibrateResult result;
-  llvm::SmallString<256> statsPath(modelDir);
-  llvm::sys::path::append(statsPath, options.statsArchive);
-  if (llvm::Error err = recorder.write(statsPath, metadata))
-    return std::move(err);
+  return finishCalibration(module, modelDir, recorder, layers, *starts,
+                           options, progress.elapsedSeconds(), {});
+}
 
-  mlir::MLIRContext *ctx = module.getContext();
-  std::map<std::string, int64_t> index;
-  for (auto [i, name] : llvm::enumerate(layers))
-    index[name] = i;
-  module.walk([&](wq::LinearOp op) {
-    auto it = index.find(op.getName().value_or("").str());
-    if (it == index.end())
-      return;
-    op.setStatsAttr(wq::StatsAttr::get(ctx, it->first,
-                                       recorder.numTokens(it->second),
-                                       recorder.numSampledRows(it->second)));
-  });
-  module->setAttr(wq::WQDialect::kStatsArchiveAttrName,
-                  mlir::StringAttr::get(ctx, options.statsArchive));
-  result.layers = layers.size();
-  result.samples = starts->size();
-  result.seconds = progress.elapsedSeconds();
-  result.statsPath = std::string(statsPath);
-  return result;
+llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
+    mlir::ModuleOp module, llvm::StringRef modelDir,
+    llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
+    const wq::LayerQuantizer &quantizer) {
+  auto model = BlockwiseModel::create(module, modelDir, options.func,
+                                      /*instrument=*/true);
+  if (!model)
+    return model.takeError();
+  auto results = (*model)->resultTypes();
+  if (results.size() != 1 || results[0].getRank() != 3 ||
+      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
+    return makeError("the entry must map token ids to logits "
+                     "tensor<BxSxVxf32> with a static vocabulary V");
+  if (llvm::Error err = data::checkVocabulary(
+          tokens, results[0].getDimSize(2), options.dataName))
+    return std::move(err);
+  std::vector<std::string> layers((*model)->calibLayers().begin(),
+                                  (*model)->calibLayers().end());
+  if (layers.empty())
+    return makeError("the model has no wq.linear layer to calibrate");
+  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
+                                    options.samples, options.seed,
+                                    options.dataName);
+  if (!starts)
+    return starts.takeError();
+  CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
+
+  // The plan: per stage, runs over all samples. A run records the groups
+  // not yet recorded up to the next group that is quantized, which is then
+  // quantized; a last run records the rest and produces the stage's output.
+  struct Run {
+    std::vector<int64_t> record;
+    std::vector<std::string> quantize;
+  };
+  std::vector<std::vector<Run>> plan((*model)->numStages());
+  int64_t totalRuns = 0;
+  for (int64_t s = 0; s < (*model)->numStages(); ++s) {
+    Run pending;
+    for (const std::vector<std::string> &group : (*model)->layerGroups(s)) {
+      for (const std::string &name : group) {
+        int64_t idx = recorder.indexOf(name);
+        if (idx < 0)
+          return makeError("layer '" + name + "' was not instrumented");
+        pending.record.push_back(idx);
+        if (quantizer.selects(name))
+          pending.quantize.push_back(name);
+      }
+      if (!pending.quantize.empty()) {
+        plan[s].push_back(std::move(pending));
+        pending = Run();
+      }
+    }
+    plan[s].push_back(std::move(pending));
+    totalRuns += plan[s].size();
+  }
+
+  std::vector<std::vector<HostTensor>> inputs;
+  for (int64_t start : *starts)
+    inputs.push_back({HostTensor::from<int64_t>(
+        safetensors::DType::I64, {1, options.seqLen},
+        tokens.slice(start, options.seqLen))});
+  Progress progress("true-sequential", totalRuns * int64_t(starts->size()),
+                    !options.quiet);
+  auto tick = [&] { progress.advance(); };
+  BlockActivations acts;
+  WeightOverlay overlay;
+  int64_t last = (*model)->numStages() - 1;
+  for (int64_t s = 0; s <= last; ++s) {
+    if (llvm::Error err = (*model)->compileStage(
+            s, [&](CPUModule &m) { return recorder.attach(m); }))
+      return std::move(err);
+    for (auto [r, run] : llvm::enumerate(plan[s])) {
+      bool final = r + 1 == plan[s].size();
+      recorder.setActive(run.record);
+      if (s == 0) {
+        auto out = (*model)->runPrologue(inputs, &overlay, tick);
+        if (!out)
+          return out.takeError();
+        if (final)
+          acts = std::move(*out);
+      } else if (llvm::Error err = (*model)->runStage(
+                     s, acts, &overlay, final && s != last, {}, tick)) {
+        return std::move(err);
+      }
+      for (const std::string &name : run.quantize) {
+        auto q = quantizer.quantize(name,
+                                    recorder.hessian(recorder.indexOf(name)));
+        if (!q)
+          return q.takeError();
+        overlay[q->first] = std::move(q->second);
+      }
+    }
+    // Later stages use other weights (a tied embedding stays float where
+    // the prologue read it).
+    overlay.clear();
+  }
+  progress.finish();
+  recorder.setAllActive();
+  return finishCalibration(module, modelDir, recorder, layers, *starts,
+                           options, progress.elapsedSeconds(),
+                           {{"true_sequential", quantizer.fingerprint()}});
 }

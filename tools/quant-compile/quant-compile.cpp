@@ -8,6 +8,7 @@
 #include "quant-mlir/Conversion/Passes.h"
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Runtime/CPURunner.h"
@@ -68,6 +69,12 @@ static cl::opt<double> dampPercent("damp-percent", cl::init(0.01),
 static cl::opt<int64_t> blockSize("block-size", cl::init(128),
                                   cl::desc("GPTQ lazy-batch width"),
                                   cl::cat(category));
+static cl::opt<bool> trueSequential(
+    "true-sequential",
+    cl::desc("GPTQ block by block, as AutoGPTQ/GPTQModel: each block's inputs come from the "
+             "quantized blocks before it, and its linears are quantized group by group "
+             "([q,k,v], [o], [gate,up], [down]) on inputs from the groups quantized before"),
+    cl::cat(category));
 static cl::opt<std::string> calibData("calib-data",
                                       cl::desc("Calibration data: token ids (.npy, .jsonl, .txt) or text"),
                                       cl::cat(category));
@@ -114,8 +121,8 @@ static cl::opt<bool> quiet("quiet", cl::desc("No progress bars"), cl::cat(catego
 
 static std::string quoted(llvm::StringRef s) { return "\"" + s.str() + "\""; }
 
-/// The wq-rtn / wq-gptq pipeline for the flags.
-static std::string quantizePipeline(llvm::StringRef dir) {
+/// The wq-rtn / wq-gptq options for the flags.
+static std::string quantizeOptions(llvm::StringRef dir) {
   std::string opts = "bits=" + std::to_string(bits) +
                      " group-size=" + std::to_string(groupSize) +
                      " zero-point=" + (zeroPoint ? "true" : "false") +
@@ -131,8 +138,14 @@ static std::string quantizePipeline(llvm::StringRef dir) {
   if (method == "gptq")
     opts += " damp-percent=" + std::to_string(dampPercent) +
             " block-size=" + std::to_string(blockSize) +
-            " static-groups=" + (staticGroups ? "true" : "false");
-  return "wq-" + method.getValue() + "{" + opts + "}";
+            " static-groups=" + (staticGroups ? "true" : "false") +
+            " true-sequential=" + (trueSequential ? "true" : "false");
+  return opts;
+}
+
+/// The wq-rtn / wq-gptq pipeline for the flags.
+static std::string quantizePipeline(llvm::StringRef dir) {
+  return "wq-" + method.getValue() + "{" + quantizeOptions(dir) + "}";
 }
 
 /// Prints quant-report.csv as an aligned table.
@@ -273,6 +286,8 @@ int main(int argc, char **argv) {
     scaleType = "f16"; // the GPU kernels compute in f16
   if (method == "gptq" && calibData.empty())
     return fail("--method gptq needs --calib-data");
+  if (trueSequential && method != "gptq")
+    return fail("--true-sequential applies to --method gptq only");
   if (fs::exists(outDir) && !force)
     return fail("'" + outDir + "' exists; pass --force to replace it");
   auto start = std::chrono::steady_clock::now();
@@ -349,11 +364,22 @@ int main(int argc, char **argv) {
     opts.seed = seed;
     opts.dataName = llvm::sys::path::filename(calibData).str();
     opts.quiet = quiet;
-    auto result = calibrateModel(module, work, *tokens, opts);
+    llvm::Expected<CalibrateResult> result = CalibrateResult();
+    if (trueSequential) {
+      auto quantizer = wq::LayerQuantizer::create(module, "wq-gptq",
+                                                  quantizeOptions(work));
+      if (!quantizer)
+        return cleanup(llvm::toString(quantizer.takeError()));
+      result = calibrateSequential(module, work, *tokens, opts, **quantizer);
+    } else {
+      result = calibrateModel(module, work, *tokens, opts);
+    }
     if (!result)
       return cleanup(llvm::toString(result.takeError()));
     if (!quiet)
-      llvm::errs() << "[2/3] calibrated " << result->layers << " layers on "
+      llvm::errs() << "[2/3] calibrated " << result->layers << " layers"
+                   << (trueSequential ? " block by block (true-sequential)" : "")
+                   << " on "
                    << result->samples << " x " << seqLen << " tokens in "
                    << llvm::format("%.2f", result->seconds) << " s\n";
   }

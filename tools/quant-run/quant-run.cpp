@@ -214,7 +214,7 @@ static int evaluateBlockwise(mlir::ModuleOp module,
                           .count();
     auto tick = [&] { progress.advance(); };
     if (s == 0) {
-      auto out = (*model)->runPrologue(inputs, tick);
+      auto out = (*model)->runPrologue(inputs, nullptr, tick);
       if (!out)
         return fail(llvm::toString(out.takeError()));
       acts = std::move(*out);

@@ -200,7 +200,7 @@ TEST_F(CPURunnerTest, BadInputsAreRejected) {
   ASSERT_FALSE(bool(wrongShape));
   EXPECT_NE(llvm::toString(wrongShape.takeError()).find("input #0 of 'f' is F32 [2, 3], expected F32 [?, 4]"),
             std::string::npos);
-  auto noFunc = (*compiled)->run("g", {});
+  auto noFunc = (*compiled)->run("g", llvm::ArrayRef<HostTensor>{});
   ASSERT_FALSE(bool(noFunc));
   EXPECT_NE(llvm::toString(noFunc.takeError()).find("no public function 'g'"), std::string::npos);
   // Returning an input as-is must not free it.

@@ -67,6 +67,7 @@ public:
   /// Runs the prologue (compiled by compileStage(0)) on each sample's inputs.
   llvm::Expected<BlockActivations>
   runPrologue(llvm::ArrayRef<std::vector<HostTensor>> inputs,
+              const WeightOverlay *overlay = nullptr,
               llvm::function_ref<void()> onSample = {});
 
   /// Runs the compiled block or epilogue stage on every sample of `acts`,

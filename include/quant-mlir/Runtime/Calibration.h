@@ -28,6 +28,13 @@ public:
   CalibrationRecorder(llvm::ArrayRef<std::string> layers, int64_t sampleRows,
                       uint64_t seed);
 
+  /// Records only these layers from now on (hook calls for the others are
+  /// ignored); setAllActive() undoes it.
+  void setActive(llvm::ArrayRef<int64_t> layers);
+  void setAllActive() { active.clear(); }
+  /// The index of `name`, or -1.
+  int64_t indexOf(llvm::StringRef name) const;
+
   /// Adds `m` rows of `k` features (row-major with `rowStride`).
   llvm::Error record(int64_t layer, const float *rows, int64_t m, int64_t k,
                      int64_t rowStride);
@@ -63,6 +70,7 @@ private:
   std::vector<LayerStats> stats;
   int64_t sampleRows;
   std::vector<double> scratch;
+  std::vector<bool> active; // empty: all
 };
 
 } // namespace quant_mlir
@@ -70,6 +78,9 @@ private:
 
 namespace quant_mlir {
 struct FunctionSignature;
+namespace wq {
+class LayerQuantizer;
+} // namespace wq
 
 /// The language-model entry of a compiled module: `func` if given, else the
 /// only public function; it must map ids tensor<BxSxi64> to logits
@@ -101,6 +112,23 @@ llvm::Expected<CalibrateResult> calibrateModel(mlir::ModuleOp module,
                                                llvm::StringRef modelDir,
                                                llvm::ArrayRef<int64_t> tokens,
                                                const CalibrateOptions &options);
+
+/// Calibration with quantization in the loop (GPTQ's true-sequential mode,
+/// as AutoGPTQ/GPTQModel run it): the model is split into blocks
+/// (wq-outline-blocks) and run one block at a time over all samples. In
+/// each block the linears are taken group by group (those sharing an input:
+/// [q, k, v], [o], [gate, up], [down]); a group's statistics are recorded
+/// with every earlier group of the block already quantized by `quantizer`,
+/// and the next block's inputs are the outputs of the fully quantized
+/// block. Writes the statistics like calibrateModel, with the quantizer's
+/// fingerprint as metadata "true_sequential", so that the quantization pass
+/// run afterwards reproduces exactly the weights used in the loop. Peak
+/// memory: one block's activations for all samples plus one block's code.
+llvm::Expected<CalibrateResult>
+calibrateSequential(mlir::ModuleOp module, llvm::StringRef modelDir,
+                    llvm::ArrayRef<int64_t> tokens,
+                    const CalibrateOptions &options,
+                    const wq::LayerQuantizer &quantizer);
 } // namespace quant_mlir
 
 #endif // QUANT_MLIR_RUNTIME_CALIBRATION_H

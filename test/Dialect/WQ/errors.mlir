@@ -12,6 +12,12 @@ func.func @f() attributes {wq.archive = "m.safetensors"} { // expected-error {{'
 
 // -----
 
+// expected-error @+1 {{'wq.blocks' must be an array of at least three function symbols (prologue, blocks..., epilogue) on a builtin.module}}
+module attributes {wq.blocks = [@a, @b]} {
+}
+
+// -----
+
 // expected-error @+1 {{'wq.stats_archive' must be a non-empty string naming a safetensors file}}
 module attributes {wq.stats_archive = ""} {}
 

@@ -61,10 +61,6 @@ LogicalResult WQDialect::verifyOperationAttribute(Operation *op,
                              << "' must be an array of at least three function "
                                 "symbols (prologue, blocks..., epilogue) on a "
                                 "builtin.module";
-    for (Attribute a : refs)
-      if (!SymbolTable::lookupSymbolIn(op, cast<FlatSymbolRefAttr>(a)))
-        return op->emitError() << "'" << name << "' names " << a
-                               << ", which is not a symbol of the module";
     return success();
   }
   if (name != kArchiveAttrName && name != kStatsArchiveAttrName)

@@ -138,6 +138,12 @@ struct Splitter {
     }
   }
 
+  /// The block boundaries. Block b's output is the nearest common
+  /// post-dominator of its input and of all uses of layer b's weights (the
+  /// residual add after the block); block 0's input is the weight-free value
+  /// read by layer 0's ops whose such post-dominator comes first (the
+  /// embedding: side values such as rotary tables reach the residual stream
+  /// only in later blocks).
   LogicalResult findCuts() {
     std::map<int64_t, SmallVector<int>> byLayer;
     for (auto [i, op] : llvm::enumerate(ops))
@@ -149,33 +155,15 @@ struct Splitter {
              << "no wq.weight of '" << entry.getSymName()
              << "' names a layer (an all-digit name component such as "
                 "'layers.0'); nothing to split into blocks";
-    int ret = ops.size() - 1;
+    SmallVector<int> meet; // per block: common post-dominator of its weights
     for (auto &[layer, weights] : byLayer) {
-      int cut = -1;
-      for (int w : weights)
-        cut = cut < 0 ? ipdom[w] : lca(cut, ipdom[w]);
-      Operation *op = ops[cut];
-      if (cut == ret || op->getNumResults() != 1 ||
-          !isa<RankedTensorType>(op->getResult(0).getType()))
-        return error(ops[weights.front()])
-               << "the uses of layer " << layer
-               << "'s weights do not meet in one tensor before the output "
-                  "(no residual stream to cut the graph at)";
-      if (!cuts.empty() && cut <= cuts.back())
-        return error(op) << "layer " << layer << " ends at or before layer "
-                         << layers.back() << " ends; layers must run in order";
       layers.push_back(layer);
-      cuts.push_back(cut);
+      int m = -1;
+      for (int w : weights)
+        m = m < 0 ? ipdom[w] : lca(m, ipdom[w]);
+      meet.push_back(m);
     }
-    Type stream = ops[cuts.front()]->getResult(0).getType();
-    for (auto [b, cut] : llvm::enumerate(cuts))
-      if (ops[cut]->getResult(0).getType() != stream)
-        return error(ops[cut]) << "block of layer " << layers[b]
-                               << " ends in " << ops[cut]->getResult(0).getType()
-                               << ", not the residual stream's " << stream;
 
-    // The input of block 0: the earliest value of the stream's type that
-    // depends on no layer's weights and that the first layer's ops read.
     int n = ops.size();
     constexpr int kInf = std::numeric_limits<int>::max();
     SmallVector<int> firstLayer(n, kInf); // min block of weights in backslice
@@ -186,21 +174,48 @@ struct Splitter {
       for (int p : producers[i])
         firstLayer[i] = std::min(firstLayer[i], firstLayer[p]);
     }
-    int input = -1;
-    for (int i = 0; i < n && input < 0; ++i) {
+    int input = -1, inputEnd = kInf;
+    for (int i = 0; i < n; ++i) {
       Operation *op = ops[i];
-      if (firstLayer[i] != kInf || isRematerializable(op) ||
-          op->getNumResults() != 1 || op->getResult(0).getType() != stream)
+      if (firstLayer[i] != kInf || isRematerializable(op) || depth[i] < 0 ||
+          op->getNumResults() != 1 ||
+          !isa<RankedTensorType>(op->getResult(0).getType()) ||
+          llvm::none_of(users[i], [&](int u) { return firstLayer[u] == 0; }))
         continue;
-      if (llvm::any_of(users[i], [&](int u) { return firstLayer[u] == 0; }))
-        input = i;
+      int end = lca(ipdom[i], meet.front());
+      if (end < inputEnd)
+        input = i, inputEnd = end;
     }
     if (input < 0)
-      return error(ops[cuts.front()])
-             << "cannot find the input of the first block: no value of type "
-             << stream << " computed without layer weights is read by layer "
+      return entry.emitError()
+             << "cannot find the input of the first block: no tensor computed "
+                "without layer weights is read by layer "
              << layers.front() << "'s ops";
-    cuts.insert(cuts.begin(), input);
+
+    int ret = n - 1;
+    cuts.push_back(input);
+    for (auto [b, layer] : llvm::enumerate(layers)) {
+      int cut = lca(ipdom[cuts.back()], meet[b]);
+      Operation *op = ops[cut];
+      if (cut == ret || op->getNumResults() != 1 ||
+          !isa<RankedTensorType>(op->getResult(0).getType()))
+        return error(ops[byLayer[layer].front()])
+               << "the uses of layer " << layer
+               << "'s weights do not meet its input in one tensor before the "
+                  "output (no residual stream to cut the graph at: per-layer "
+                  "outputs such as a KV cache, or connections that skip past "
+                  "the next block, prevent the split)";
+      if (cut <= cuts.back())
+        return error(op) << "layer " << layer
+                         << " ends before its input is computed";
+      cuts.push_back(cut);
+    }
+    Type stream = ops[input]->getResult(0).getType();
+    for (auto [b, cut] : llvm::enumerate(ArrayRef(cuts).drop_front()))
+      if (ops[cut]->getResult(0).getType() != stream)
+        return error(ops[cut]) << "block of layer " << layers[b] << " ends in "
+                               << ops[cut]->getResult(0).getType()
+                               << ", not its input's type " << stream;
     return success();
   }
 
@@ -466,15 +481,11 @@ struct Splitter {
       op->erase();
     }
     // Stage-local dead code (re-created constants nobody reads).
-    for (func::FuncOp f : stages) {
-      SmallVector<Operation *> dead;
-      for (Operation &op : llvm::reverse(f.getBody().front()))
+    for (func::FuncOp f : stages)
+      for (Operation &op :
+           llvm::make_early_inc_range(llvm::reverse(f.getBody().front())))
         if (isOpTriviallyDead(&op))
-          dead.push_back(&op);
-      for (Operation *op : dead)
-        if (isOpTriviallyDead(op))
-          op->erase();
-    }
+          op.erase();
     SmallVector<Attribute> refs;
     for (func::FuncOp f : stages)
       refs.push_back(FlatSymbolRefAttr::get(f.getSymNameAttr()));

@@ -6,6 +6,7 @@
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
 #include "quant-mlir/Quant/GPTQ.h"
 #include "quant-mlir/Quant/Packing.h"
@@ -14,6 +15,7 @@
 #include "quant-mlir/Support/SafeTensors.h"
 
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
@@ -38,9 +40,48 @@ struct QuantizeConfig {
   SchemeSelector::Options select;
   std::string output, baseDir, scaleType, report;
   bool fakeQuant = false;
-  bool gptq = false;
+  bool gptq = false, trueSequential = false;
   quant::GPTQOptions gptqOptions;
+
+  /// The options that determine the quantized weights.
+  std::string fingerprint() const {
+    std::string skipText = "<default>";
+    if (select.skip)
+      skipText = llvm::join(*select.skip, ",");
+    std::string text =
+        llvm::formatv("method={0} bits={1} group-size={2} zero-point={3} "
+                      "desc-act={4} skip={5} overrides={6} fake-quant={7} "
+                      "scale-dtype={8}",
+                      gptq ? "gptq" : "rtn", select.bits, select.groupSize,
+                      int(select.zeroPoint), int(select.actOrder), skipText,
+                      llvm::join(select.overrides, ","), int(fakeQuant),
+                      scaleType)
+            .str();
+    if (gptq)
+      text += llvm::formatv(" damp-percent={0:e6} block-size={1} "
+                            "static-groups={2}",
+                            gptqOptions.dampPercent, gptqOptions.blockSize,
+                            int(gptqOptions.staticGroups))
+                  .str();
+    return text;
+  }
 };
+
+llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+FailureOr<std::optional<DType>> parseScaleType(StringRef text) {
+  if (text == "f16")
+    return std::optional<DType>(DType::F16);
+  if (text == "bf16")
+    return std::optional<DType>(DType::BF16);
+  if (text == "f32")
+    return std::optional<DType>(DType::F32);
+  if (text == "auto")
+    return std::optional<DType>();
+  return failure();
+}
 
 std::string resolve(StringRef baseDir, StringRef path) {
   if (baseDir.empty() || llvm::sys::path::is_absolute(path))
@@ -137,6 +178,73 @@ LayerError measure(ArrayRef<float> w, ArrayRef<float> wq, int64_t n,
   return e;
 }
 
+/// One layer's float weight, read from the archive.
+struct LayerWeight {
+  const safetensors::TensorInfo *info = nullptr;
+  std::vector<float> w;
+  int64_t n = 0, k = 0;
+};
+
+llvm::Expected<LayerWeight> loadWeight(const safetensors::Reader &in,
+                                       WeightOp weightOp, StringRef layer) {
+  const safetensors::TensorInfo *info = in.lookup(weightOp.getName());
+  if (!info || info->shape.size() != 2 ||
+      (info->dtype != DType::F32 && info->dtype != DType::F16 &&
+       info->dtype != DType::BF16))
+    return fail("layer '" + layer + "': weight '" + weightOp.getName() +
+                "' is not a 2-D float tensor of the archive");
+  LayerWeight lw;
+  lw.info = info;
+  lw.n = info->shape[0];
+  lw.k = info->shape[1];
+  lw.w = toFloats(in, *info);
+  return lw;
+}
+
+quant::Scheme toScheme(SchemeAttr scheme) {
+  return {scheme.getBits(), scheme.getGroupSize(), scheme.getSymmetric(),
+          scheme.getActOrder()};
+}
+
+/// RTN or GPTQ of one layer, after the checks every caller needs.
+llvm::Expected<quant::QuantizedWeight>
+quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
+              const LayerWeight &lw, ArrayRef<double> hessian,
+              StringRef layer) {
+  if (llvm::Error e = quant::verifyScheme(qs, lw.n, lw.k, layer))
+    return std::move(e);
+  int64_t n = lw.n, k = lw.k;
+  if (!cfg.fakeQuant && ((k * qs.bits) % 32 != 0 ||
+                         (!qs.symmetric && (n * qs.bits) % 32 != 0)))
+    return fail("layer '" + layer + "': " + llvm::Twine(qs.bits) +
+                "-bit gptq packing needs K * bits (" + llvm::Twine(k) + " * " +
+                llvm::Twine(qs.bits) + ")" +
+                (qs.symmetric ? "" : " and N * bits") +
+                " to be a multiple of 32; skip the layer (skip= or "
+                "overrides=GLOB:skip)");
+  return cfg.gptq ? quant::quantizeGPTQ(lw.w, n, k, hessian, qs,
+                                        cfg.gptqOptions, layer)
+                  : quant::quantizeRTN(lw.w, n, k, qs);
+}
+
+/// The float weight the output model computes with: the fake-quant weights
+/// as written, or the packed layer's dequantization through scales stored
+/// in `scaleType` (the archive dtype when unset).
+std::vector<float> effectiveWeights(const QuantizeConfig &cfg,
+                                    quant::QuantizedWeight q,
+                                    std::optional<DType> scaleType,
+                                    DType weightType) {
+  if (!cfg.fakeQuant) {
+    DType sType = scaleType.value_or(weightType);
+    if (sType != DType::F32)
+      for (float &s : q.scales)
+        s = sType == DType::F16
+                ? safetensors::halfToFloat(safetensors::floatToHalf(s))
+                : safetensors::bf16ToFloat(safetensors::floatToBF16(s));
+  }
+  return q.dequantize();
+}
+
 LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
                           StringRef passName) {
   MLIRContext *ctx = module.getContext();
@@ -161,18 +269,29 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
       stats = std::move(*reader);
     }
   }
-  std::optional<DType> scaleType;
-  if (cfg.scaleType == "f16")
-    scaleType = DType::F16;
-  else if (cfg.scaleType == "bf16")
-    scaleType = DType::BF16;
-  else if (cfg.scaleType == "f32")
-    scaleType = DType::F32;
-  else if (cfg.scaleType != "auto")
+  FailureOr<std::optional<DType>> parsedScale = parseScaleType(cfg.scaleType);
+  if (failed(parsedScale))
     return module.emitError() << "scale-dtype must be f16, bf16, f32 or auto, "
                                  "got '"
                               << cfg.scaleType << "'";
-
+  std::optional<DType> scaleType = *parsedScale;
+  if (cfg.trueSequential) {
+    if (!stats)
+      return module.emitError()
+             << passName << " true-sequential=1 needs statistics (the "
+                            "module names no wq.stats_archive)";
+    auto it = stats->metadata().find("true_sequential");
+    std::string expected = cfg.fingerprint();
+    if (it == stats->metadata().end() || it->second != expected)
+      return module.emitError()
+             << passName
+             << " true-sequential=1: the statistics were not recorded with "
+                "this quantization in the loop (run quant-compile "
+                "--true-sequential); they say '"
+             << (it == stats->metadata().end() ? std::string("<none>")
+                                               : it->second)
+             << "', the pass is '" << expected << "'";
+  }
   auto selector = SchemeSelector::create(cfg.select,
                                          [&] { return module.emitError(); });
   if (failed(selector))
@@ -215,20 +334,13 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
                                "reference";
     if (layer.empty())
       layer = weightOp.getName();
-    const safetensors::TensorInfo *info = (*in)->lookup(weightOp.getName());
-    if (!info || info->shape.size() != 2 ||
-        (info->dtype != DType::F32 && info->dtype != DType::F16 &&
-         info->dtype != DType::BF16))
-      return op.emitError() << "layer '" << layer << "': weight '"
-                            << weightOp.getName()
-                            << "' is not a 2-D float tensor of the archive";
-    int64_t n = info->shape[0], k = info->shape[1];
-    std::vector<float> w = toFloats(**in, *info);
-    quant::Scheme qs{scheme.getBits(), scheme.getGroupSize(),
-                     scheme.getSymmetric(), scheme.getActOrder()};
-
-    if (llvm::Error e = quant::verifyScheme(qs, n, k, layer))
-      return op.emitError() << llvm::toString(std::move(e));
+    auto loaded = loadWeight(**in, weightOp, layer);
+    if (!loaded)
+      return op.emitError() << llvm::toString(loaded.takeError());
+    const safetensors::TensorInfo *info = loaded->info;
+    int64_t n = loaded->n, k = loaded->k;
+    const std::vector<float> &w = loaded->w;
+    quant::Scheme qs = toScheme(scheme);
     std::vector<double> hessian;
     if (cfg.gptq) {
       std::optional<StatsAttr> statsAttr = op.getStats();
@@ -247,18 +359,7 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
       auto hv = stats->as<double>(*h);
       hessian.assign(hv.begin(), hv.end());
     }
-    if (!cfg.fakeQuant && ((k * qs.bits) % 32 != 0 ||
-                           (!qs.symmetric && (n * qs.bits) % 32 != 0)))
-      return op.emitError() << "layer '" << layer << "': " << qs.bits
-                            << "-bit gptq packing needs K * bits (" << k
-                            << " * " << qs.bits << ")"
-                            << (qs.symmetric ? "" : " and N * bits")
-                            << " to be a multiple of 32; skip the layer "
-                               "(skip= or overrides=GLOB:skip)";
-    auto quantized =
-        cfg.gptq ? quant::quantizeGPTQ(w, n, k, hessian, qs, cfg.gptqOptions,
-                                       layer)
-                 : quant::quantizeRTN(w, n, k, qs);
+    auto quantized = quantizeLayer(cfg, qs, *loaded, hessian, layer);
     if (!quantized)
       return op.emitError() << llvm::toString(quantized.takeError());
     std::vector<float> deq = quantized->dequantize();
@@ -372,6 +473,7 @@ QuantizeConfig commonConfig(const PassT &p) {
 
 struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
   using Base::Base;
+  QuantizeConfig config() const { return commonConfig(*this); }
   template <typename P> friend QuantizeConfig commonConfig(const P &);
   void runOnOperation() override {
     if (failed(runQuantize(getOperation(), commonConfig(*this), "wq-rtn")))
@@ -382,14 +484,136 @@ struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
 struct GPTQPass : public quant_mlir::wq::impl::WQGPTQBase<GPTQPass> {
   using Base::Base;
   template <typename P> friend QuantizeConfig commonConfig(const P &);
+  QuantizeConfig config() const {
+    QuantizeConfig cfg = commonConfig(*this);
+    cfg.gptq = true;
+    cfg.gptqOptions.dampPercent = dampPercent;
+    cfg.gptqOptions.blockSize = blockSize;
+    cfg.gptqOptions.staticGroups = staticGroups;
+    cfg.trueSequential = trueSequential;
+    return cfg;
+  }
   void runOnOperation() override {
     QuantizeConfig cfg = commonConfig(*this);
     cfg.gptq = true;
     cfg.gptqOptions.dampPercent = dampPercent;
     cfg.gptqOptions.blockSize = blockSize;
     cfg.gptqOptions.staticGroups = staticGroups;
+    cfg.trueSequential = trueSequential;
     if (failed(runQuantize(getOperation(), cfg, "wq-gptq")))
       signalPassFailure();
   }
 };
 } // namespace
+
+struct LayerQuantizer::Impl {
+  QuantizeConfig cfg;
+  std::optional<DType> scaleType;
+  std::unique_ptr<safetensors::Reader> archive;
+  /// Layer name -> (its weight reference, its scheme; null when skipped).
+  std::map<std::string, std::pair<WeightOp, SchemeAttr>> layers;
+  std::string fingerprint;
+};
+
+LayerQuantizer::LayerQuantizer(std::unique_ptr<Impl> impl)
+    : impl(std::move(impl)) {}
+LayerQuantizer::~LayerQuantizer() = default;
+
+llvm::Expected<std::unique_ptr<LayerQuantizer>>
+LayerQuantizer::create(ModuleOp module, StringRef passName, StringRef options) {
+  auto impl = std::make_unique<Impl>();
+  std::string optionError;
+  auto onError = [&](const llvm::Twine &msg) {
+    optionError = msg.str();
+    return failure();
+  };
+  if (passName == "wq-gptq") {
+    auto pass = createWQGPTQ();
+    if (failed(pass->initializeOptions(options, onError)))
+      return fail("wq-gptq options: " + optionError);
+    impl->cfg = static_cast<GPTQPass &>(*pass).config();
+  } else if (passName == "wq-rtn") {
+    auto pass = createWQRTN();
+    if (failed(pass->initializeOptions(options, onError)))
+      return fail("wq-rtn options: " + optionError);
+    impl->cfg = static_cast<RTNPass &>(*pass).config();
+  } else {
+    return fail("no layer quantizer for '" + passName + "'");
+  }
+  const QuantizeConfig &cfg = impl->cfg;
+  FailureOr<std::optional<DType>> scale = parseScaleType(cfg.scaleType);
+  if (failed(scale))
+    return fail("scale-dtype must be f16, bf16, f32 or auto, got '" +
+                cfg.scaleType + "'");
+  impl->scaleType = *scale;
+  StringRef archive = getArchivePath(module);
+  if (archive.empty())
+    return fail(passName + ": the module names no wq.archive");
+  auto reader = safetensors::Reader::open(resolve(cfg.baseDir, archive));
+  if (!reader)
+    return reader.takeError();
+  impl->archive = std::move(*reader);
+
+  std::string diagnostic;
+  ScopedDiagnosticHandler capture(module.getContext(), [&](Diagnostic &d) {
+    if (diagnostic.empty())
+      diagnostic = d.str();
+    return success();
+  });
+  auto selector = SchemeSelector::create(cfg.select,
+                                         [&] { return module.emitError(); });
+  if (failed(selector))
+    return fail(diagnostic);
+  WalkResult walk = module.walk([&](LinearOp op) {
+    SchemeAttr scheme = op.getSchemeAttr();
+    if (!scheme) {
+      FailureOr<SchemeAttr> selected = (*selector)->select(op);
+      if (failed(selected))
+        return WalkResult::interrupt();
+      scheme = *selected;
+    }
+    auto weightOp = op.getWeight().getDefiningOp<WeightOp>();
+    if (!weightOp) {
+      op.emitError() << "the weight is not a wq.weight archive reference";
+      return WalkResult::interrupt();
+    }
+    impl->layers[op.getName().value_or(weightOp.getName()).str()] = {weightOp,
+                                                                      scheme};
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return fail(diagnostic);
+  impl->fingerprint = cfg.fingerprint();
+  return std::unique_ptr<LayerQuantizer>(new LayerQuantizer(std::move(impl)));
+}
+
+bool LayerQuantizer::selects(StringRef name) const {
+  auto it = impl->layers.find(name.str());
+  return it != impl->layers.end() && it->second.second;
+}
+
+llvm::Expected<std::pair<std::string, std::vector<uint8_t>>>
+LayerQuantizer::quantize(StringRef name, ArrayRef<double> hessian) const {
+  auto it = impl->layers.find(name.str());
+  if (it == impl->layers.end() || !it->second.second)
+    return fail("layer '" + name + "' is not quantized");
+  auto [weightOp, scheme] = it->second;
+  auto loaded = loadWeight(*impl->archive, weightOp, name);
+  if (!loaded)
+    return loaded.takeError();
+  if (impl->cfg.gptq &&
+      hessian.size() != size_t(loaded->k) * size_t(loaded->k))
+    return fail("layer '" + name + "': the Hessian is not [K, K]");
+  auto quantized =
+      quantizeLayer(impl->cfg, toScheme(scheme), *loaded, hessian, name);
+  if (!quantized)
+    return quantized.takeError();
+  std::vector<float> w = effectiveWeights(impl->cfg, std::move(*quantized),
+                                          impl->scaleType, loaded->info->dtype);
+  return std::make_pair(weightOp.getName().str(),
+                        fromFloats(w, loaded->info->dtype));
+}
+
+const std::string &LayerQuantizer::fingerprint() const {
+  return impl->fingerprint;
+}

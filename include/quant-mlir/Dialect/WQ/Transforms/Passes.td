@@ -185,6 +185,12 @@ def WQGPTQ : Pass<"wq-gptq", "mlir::ModuleOp"> {
            "Columns per lazy batch update">,
     Option<"staticGroups", "static-groups", "bool", "false",
            "Compute every group's scale and zero up front on the original weights">,
+    Option<"trueSequential", "true-sequential", "bool", "false",
+           "The statistics must have been recorded with this quantization in "
+           "the loop (quant-compile --true-sequential: blocks in order, each "
+           "block's inputs from the quantized blocks before it, and within a "
+           "block each group of linears sharing an input after the groups "
+           "before it); checked against their metadata">,
   ];
 }
 

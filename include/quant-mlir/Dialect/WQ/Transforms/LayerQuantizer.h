@@ -1,0 +1,57 @@
+//===- LayerQuantizer.h - one layer of wq-rtn / wq-gptq ----------*- C++ -*-===//
+// The per-layer quantization the wq-rtn and wq-gptq passes perform, for
+// callers that quantize while calibrating (GPTQ's true-sequential mode):
+// built from the pass's own option text, so both use one configuration.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_DIALECT_WQ_TRANSFORMS_LAYERQUANTIZER_H
+#define QUANT_MLIR_DIALECT_WQ_TRANSFORMS_LAYERQUANTIZER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace quant_mlir::wq {
+
+class LayerQuantizer {
+public:
+  /// `passName` is "wq-gptq" or "wq-rtn", `options` its option text (as in
+  /// a pipeline: "bits=4 group-size=128 base-dir=..."). The module's float
+  /// weights are read from its archive (relative to base-dir).
+  static llvm::Expected<std::unique_ptr<LayerQuantizer>>
+  create(mlir::ModuleOp module, llvm::StringRef passName,
+         llvm::StringRef options);
+  ~LayerQuantizer();
+
+  /// Whether the pass will quantize layer `name` (not skipped, and known).
+  bool selects(llvm::StringRef name) const;
+
+  /// Quantizes layer `name` (GPTQ with `hessian`, [K, K]; RTN ignores it)
+  /// and returns the weight the output model will compute with: dequantized
+  /// (through scales of the stored dtype), in the archive's dtype and
+  /// shape, under the weight's archive name.
+  llvm::Expected<std::pair<std::string, std::vector<uint8_t>>>
+  quantize(llvm::StringRef name, llvm::ArrayRef<double> hessian) const;
+
+  /// The options that determine the quantized weights; statistics recorded
+  /// with quantization in the loop carry it (metadata "true_sequential"),
+  /// and wq-gptq{true-sequential=1} checks it.
+  const std::string &fingerprint() const;
+
+  struct Impl;
+
+private:
+  explicit LayerQuantizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl;
+};
+
+} // namespace quant_mlir::wq
+
+#endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_LAYERQUANTIZER_H
