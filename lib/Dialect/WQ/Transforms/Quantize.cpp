@@ -71,16 +71,18 @@ llvm::Error fail(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
 }
 
-FailureOr<std::optional<DType>> parseScaleType(StringRef text) {
+/// "f16", "bf16", "f32" or "auto" (unset: the weight's own dtype).
+LogicalResult parseScaleType(StringRef text, std::optional<DType> &out) {
+  out.reset();
   if (text == "f16")
-    return std::optional<DType>(DType::F16);
-  if (text == "bf16")
-    return std::optional<DType>(DType::BF16);
-  if (text == "f32")
-    return std::optional<DType>(DType::F32);
-  if (text == "auto")
-    return std::optional<DType>();
-  return failure();
+    out = DType::F16;
+  else if (text == "bf16")
+    out = DType::BF16;
+  else if (text == "f32")
+    out = DType::F32;
+  else if (text != "auto")
+    return failure();
+  return success();
 }
 
 std::string resolve(StringRef baseDir, StringRef path) {
@@ -269,12 +271,11 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
       stats = std::move(*reader);
     }
   }
-  FailureOr<std::optional<DType>> parsedScale = parseScaleType(cfg.scaleType);
-  if (failed(parsedScale))
+  std::optional<DType> scaleType;
+  if (failed(parseScaleType(cfg.scaleType, scaleType)))
     return module.emitError() << "scale-dtype must be f16, bf16, f32 or auto, "
                                  "got '"
                               << cfg.scaleType << "'";
-  std::optional<DType> scaleType = *parsedScale;
   if (cfg.trueSequential) {
     if (!stats)
       return module.emitError()
@@ -541,11 +542,9 @@ LayerQuantizer::create(ModuleOp module, StringRef passName, StringRef options) {
     return fail("no layer quantizer for '" + passName + "'");
   }
   const QuantizeConfig &cfg = impl->cfg;
-  FailureOr<std::optional<DType>> scale = parseScaleType(cfg.scaleType);
-  if (failed(scale))
+  if (failed(parseScaleType(cfg.scaleType, impl->scaleType)))
     return fail("scale-dtype must be f16, bf16, f32 or auto, got '" +
                 cfg.scaleType + "'");
-  impl->scaleType = *scale;
   StringRef archive = getArchivePath(module);
   if (archive.empty())
     return fail(passName + ": the module names no wq.archive");
