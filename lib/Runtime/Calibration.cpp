@@ -280,12 +280,8 @@ quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
   if (!sig)
     return sig.takeError();
   int64_t vocab = (*sig)->results[0].getDimSize(2);
-  for (auto [i, t] : llvm::enumerate(tokens))
-    if (t < 0 || t >= vocab)
-      return makeError("'" + options.dataName + "': token #" +
-                       llvm::Twine(i) + " is " + llvm::Twine(t) +
-                       ", outside the model's vocabulary [0, " +
-                       llvm::Twine(vocab) + ")");
+  if (llvm::Error err = data::checkVocabulary(tokens, vocab, options.dataName))
+    return std::move(err);
   auto starts = data::sampleWindows(tokens.size(), options.seqLen,
                                     options.samples, options.seed,
                                     options.dataName);

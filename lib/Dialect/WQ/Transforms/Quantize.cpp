@@ -477,7 +477,7 @@ struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
   QuantizeConfig config() const { return commonConfig(*this); }
   template <typename P> friend QuantizeConfig commonConfig(const P &);
   void runOnOperation() override {
-    if (failed(runQuantize(getOperation(), commonConfig(*this), "wq-rtn")))
+    if (failed(runQuantize(getOperation(), config(), "wq-rtn")))
       signalPassFailure();
   }
 };
@@ -495,13 +495,7 @@ struct GPTQPass : public quant_mlir::wq::impl::WQGPTQBase<GPTQPass> {
     return cfg;
   }
   void runOnOperation() override {
-    QuantizeConfig cfg = commonConfig(*this);
-    cfg.gptq = true;
-    cfg.gptqOptions.dampPercent = dampPercent;
-    cfg.gptqOptions.blockSize = blockSize;
-    cfg.gptqOptions.staticGroups = staticGroups;
-    cfg.trueSequential = trueSequential;
-    if (failed(runQuantize(getOperation(), cfg, "wq-gptq")))
+    if (failed(runQuantize(getOperation(), config(), "wq-gptq")))
       signalPassFailure();
   }
 };
