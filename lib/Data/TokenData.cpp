@@ -7,7 +7,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
-#include <sentencepiece_processor.h>
+#include <dlfcn.h>
 
 #include <cstring>
 #include <map>
@@ -23,23 +23,100 @@ static llvm::Error fail(const llvm::Twine &msg) {
 Tokenizer::~Tokenizer() = default;
 
 namespace {
+/// libsentencepiece behind the C interface of SentencePieceShim.cpp, loaded
+/// with deep binding (see there why it cannot be linked directly).
+struct SentencePieceLib {
+  void *(*load)(const char *, size_t, char **) = nullptr;
+  void (*release)(void *) = nullptr;
+  void (*freeBuffer)(void *) = nullptr;
+  int (*encode)(void *, const char *, size_t, int32_t **, size_t *,
+                char **) = nullptr;
+  int (*decode)(void *, const int32_t *, size_t, char **, char **) = nullptr;
+  int32_t (*info)(void *, int) = nullptr;
+  std::string error;
+
+  static const SentencePieceLib &get() {
+    static const SentencePieceLib lib = [] {
+      SentencePieceLib l;
+      void *h = nullptr;
+      std::string why;
+      for (const char *path :
+           {QUANT_MLIR_SPM_SHIM, "libQuantMLIRSentencePiece.so"}) {
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+        if (h)
+          break;
+        why = dlerror();
+      }
+      if (!h) {
+        l.error = "cannot load the sentencepiece interface: " + why;
+        return l;
+      }
+      auto sym = [&](auto &fn, const char *name) {
+        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+            dlsym(h, name));
+        if (!fn && l.error.empty())
+          l.error = std::string("sentencepiece interface lacks ") + name;
+      };
+      sym(l.load, "qm_spm_load");
+      sym(l.release, "qm_spm_free");
+      sym(l.freeBuffer, "qm_spm_free_buffer");
+      sym(l.encode, "qm_spm_encode");
+      sym(l.decode, "qm_spm_decode");
+      sym(l.info, "qm_spm_info");
+      return l;
+    }();
+    return lib;
+  }
+  /// Takes ownership of a malloc'ed message from the shim.
+  std::string take(char *msg) const {
+    std::string s = msg ? msg : "unknown error";
+    if (msg)
+      freeBuffer(msg);
+    return s;
+  }
+};
+
 class SentencePieceTokenizer : public Tokenizer {
 public:
-  sentencepiece::SentencePieceProcessor sp;
+  const SentencePieceLib &lib;
+  void *handle;
+  SentencePieceTokenizer(const SentencePieceLib &lib, void *handle)
+      : lib(lib), handle(handle) {}
+  ~SentencePieceTokenizer() override { lib.release(handle); }
+
   llvm::Expected<std::vector<int64_t>> encode(StringRef text,
                                               bool addBos) const override {
-    std::vector<int> ids;
-    auto status = sp.Encode(std::string_view(text.data(), text.size()), &ids);
-    if (!status.ok())
-      return fail("sentencepiece: " + status.ToString());
+    int32_t *ids = nullptr;
+    size_t count = 0;
+    char *err = nullptr;
+    if (lib.encode(handle, text.data(), text.size(), &ids, &count, &err) != 0)
+      return fail("sentencepiece: " + lib.take(err));
     std::vector<int64_t> out;
-    if (addBos && sp.bos_id() >= 0)
-      out.push_back(sp.bos_id());
-    out.insert(out.end(), ids.begin(), ids.end());
+    if (addBos && bosId() >= 0)
+      out.push_back(bosId());
+    out.insert(out.end(), ids, ids + count);
+    lib.freeBuffer(ids);
     return out;
   }
-  int64_t vocabSize() const override { return sp.GetPieceSize(); }
-  int64_t bosId() const override { return sp.bos_id(); }
+  llvm::Expected<std::string>
+  decode(llvm::ArrayRef<int64_t> ids) const override {
+    std::vector<int32_t> in;
+    for (int64_t id : ids) {
+      if (id < 0 || id >= vocabSize())
+        return fail("token id " + llvm::Twine(id) + " is outside the " +
+                    llvm::Twine(vocabSize()) + "-token vocabulary");
+      in.push_back(int32_t(id));
+    }
+    char *text = nullptr, *err = nullptr;
+    if (lib.decode(handle, in.data(), in.size(), &text, &err) != 0)
+      return fail("sentencepiece: " + lib.take(err));
+    std::string out = text;
+    lib.freeBuffer(text);
+    return out;
+  }
+  int64_t vocabSize() const override { return lib.info(handle, 0); }
+  int64_t bosId() const override { return lib.info(handle, 1); }
+  int64_t eosId() const override { return lib.info(handle, 2); }
 };
 
 /// llama2.c's tokenizer.bin: int32 max_token_length, then per token a float
@@ -97,8 +174,33 @@ public:
       ids.insert(ids.begin(), 1);
     return ids;
   }
+  /// run.c's decode: pieces concatenated, <0xXX> pieces as raw bytes, the
+  /// leading space of the first piece after BOS dropped.
+  llvm::Expected<std::string>
+  decode(llvm::ArrayRef<int64_t> ids) const override {
+    std::string out;
+    for (auto [i, id] : llvm::enumerate(ids)) {
+      if (id < 0 || id >= vocabSize())
+        return fail("token id " + llvm::Twine(id) + " is outside the " +
+                    llvm::Twine(vocabSize()) + "-token vocabulary");
+      if (id == bosId() || id == eosId())
+        continue;
+      StringRef piece = vocab[id];
+      unsigned byte;
+      if (piece.size() == 6 && piece.starts_with("<0x") &&
+          piece.ends_with(">") && !piece.substr(3, 2).getAsInteger(16, byte)) {
+        out.push_back(char(byte));
+        continue;
+      }
+      if ((i == 0 || ids[i - 1] == bosId()) && piece.starts_with(" "))
+        piece = piece.drop_front();
+      out += piece.str();
+    }
+    return out;
+  }
   int64_t vocabSize() const override { return vocab.size(); }
   int64_t bosId() const override { return 1; }
+  int64_t eosId() const override { return 2; }
 };
 
 llvm::Expected<std::unique_ptr<Tokenizer>>
@@ -140,10 +242,16 @@ llvm::Expected<std::unique_ptr<Tokenizer>> Tokenizer::open(StringRef path) {
   if (!buf)
     return fail("cannot read tokenizer '" + path + "': " +
                 buf.getError().message());
-  auto sp = std::make_unique<SentencePieceTokenizer>();
   StringRef bytes = (*buf)->getBuffer();
-  if (sp->sp.LoadFromSerializedProto(std::string_view(bytes.data(), bytes.size())).ok())
-    return std::unique_ptr<Tokenizer>(std::move(sp));
+  const SentencePieceLib &lib = SentencePieceLib::get();
+  if (!lib.error.empty())
+    return fail(lib.error);
+  char *err = nullptr;
+  if (void *h = lib.load(bytes.data(), bytes.size(), &err))
+    return std::unique_ptr<Tokenizer>(
+        std::make_unique<SentencePieceTokenizer>(lib, h));
+  if (err)
+    lib.freeBuffer(err);
   if (bytes.size() >= 8)
     return openLlama2c(path, **buf, -1);
   return fail("'" + path + "' is neither a sentencepiece model nor a "

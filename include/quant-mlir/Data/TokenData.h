@@ -24,8 +24,13 @@ public:
   static llvm::Expected<std::unique_ptr<Tokenizer>> open(llvm::StringRef path);
   virtual llvm::Expected<std::vector<int64_t>> encode(llvm::StringRef text,
                                                       bool addBos) const = 0;
+  /// The text of `ids` (special tokens dropped); error for ids outside the
+  /// vocabulary.
+  virtual llvm::Expected<std::string>
+  decode(llvm::ArrayRef<int64_t> ids) const = 0;
   virtual int64_t vocabSize() const = 0;
   virtual int64_t bosId() const = 0;
+  virtual int64_t eosId() const = 0;
 };
 
 /// Loads a token stream. `.npy`: an integer array, flattened. `.jsonl`: per
