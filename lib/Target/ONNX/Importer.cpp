@@ -9,12 +9,14 @@
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/BitVector.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Path.h"
@@ -95,6 +97,27 @@ FailureOr<SmallVector<SymInt>> Importer::symInts(unsigned i) {
   FailureOr<OValue *> v = input(i);
   if (failed(v))
     return failure();
+  // A small integer tensor computed from data: its elements are read at run
+  // time (Slice/Range/Reshape bounds that shape arithmetic cannot fold).
+  if (!(*v)->sym && (*v)->tensor && isa<IntegerType>((*v)->type.getElementType()) &&
+      (*v)->type.hasStaticShape() && (*v)->type.getRank() <= 1 &&
+      (*v)->type.getNumElements() <= 64) {
+    SmallVector<SymInt> elems;
+    int64_t n = (*v)->type.getNumElements();
+    for (int64_t k = 0; k < n; ++k) {
+      SmallVector<Value> at;
+      if ((*v)->type.getRank() == 1)
+        at.push_back(indexConst(k));
+      Value e = tensor::ExtractOp::create(b, loc, (*v)->tensor, at);
+      Value idx = (*v)->type.getElementType().isInteger(1)
+                      ? Value(arith::IndexCastUIOp::create(
+                            b, loc, b.getIndexType(), e))
+                      : Value(arith::IndexCastOp::create(
+                            b, loc, b.getIndexType(), e));
+      elems.push_back(SymInt{0, idx, false});
+    }
+    return elems;
+  }
   if (!(*v)->sym)
     return fail("input '" + node->input(int(i)) +
                 "' must be a small integer tensor known at import time "
@@ -237,931 +260,59 @@ FailureOr<Value> Importer::materialize(OValue &v) {
 }
 
 //===----------------------------------------------------------------------===//
-// Symbolic integers
-//===----------------------------------------------------------------------===//
-
-Value Importer::indexConst(int64_t c) {
-  return arith::ConstantIndexOp::create(b, loc, c);
-}
-
-Value Importer::toIndex(const SymInt &s) {
-  if (s.isConst())
-    return indexConst(s.c);
-  if (s.v.getType().isIndex())
-    return s.v;
-  return arith::IndexCastUIOp::create(b, loc, b.getIndexType(), s.v);
-}
-
-Value Importer::toInt(const SymInt &s, Type intType) {
-  if (s.isConst())
-    return arith::ConstantIntOp::create(b, loc, intType,
-                                        intType.isInteger(1) ? s.c != 0 : s.c);
-  if (s.v.getType() == intType)
-    return s.v;
-  if (s.v.getType().isIndex()) {
-    if (intType.isInteger(1))
-      return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, s.v,
-                                   indexConst(0));
-    return arith::IndexCastOp::create(b, loc, intType, s.v);
-  }
-  // An i1 value to a wider integer.
-  return arith::ExtUIOp::create(b, loc, intType, s.v);
-}
-
-bool Importer::sameSym(const SymInt &a, const SymInt &b) {
-  if (a.isConst() != b.isConst())
-    return false;
-  return a.isConst() ? a.c == b.c : a.v == b.v;
-}
-
-SymInt Importer::sAdd(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(x.c + y.c);
-  if (x.isConst() && x.c == 0)
-    return y;
-  if (y.isConst() && y.c == 0)
-    return x;
-  Value v = arith::AddIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-SymInt Importer::sSub(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(x.c - y.c);
-  if (y.isConst() && y.c == 0)
-    return x;
-  if (sameSym(x, y))
-    return SymInt::cst(0);
-  Value v = arith::SubIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, false};
-}
-
-SymInt Importer::sMul(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(x.c * y.c);
-  if ((x.isConst() && x.c == 0) || (y.isConst() && y.c == 0))
-    return SymInt::cst(0);
-  if (x.isConst() && x.c == 1)
-    return y;
-  if (y.isConst() && y.c == 1)
-    return x;
-  Value v = arith::MulIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-SymInt Importer::sDiv(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(y.c == 0 ? 0 : x.c / y.c);
-  if (y.isConst() && y.c == 1)
-    return x;
-  if (sameSym(x, y))
-    return SymInt::cst(1);
-  Value v = arith::DivSIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-SymInt Importer::sMod(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst()) {
-    if (y.c == 0)
-      return SymInt::cst(0);
-    int64_t r = x.c % y.c;
-    if (r != 0 && ((r < 0) != (y.c < 0))) // sign of the divisor, like numpy
-      r += y.c;
-    return SymInt::cst(r);
-  }
-  if (y.isConst() && (y.c == 1 || y.c == -1))
-    return SymInt::cst(0);
-  Value v = arith::RemSIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-SymInt Importer::sCeilDiv(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst()) {
-    if (y.c == 0)
-      return SymInt::cst(0);
-    int64_t q = x.c / y.c, r = x.c % y.c;
-    if (r != 0 && ((r > 0) == (y.c > 0)))
-      ++q;
-    return SymInt::cst(q);
-  }
-  if (y.isConst() && y.c == 1)
-    return x;
-  Value v = arith::CeilDivSIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-SymInt Importer::sMax(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(std::max(x.c, y.c));
-  if (sameSym(x, y))
-    return x;
-  if (x.nonNeg && y.isConst() && y.c <= 0)
-    return x;
-  if (y.nonNeg && x.isConst() && x.c <= 0)
-    return y;
-  Value v = arith::MaxSIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg || y.nonNeg};
-}
-
-SymInt Importer::sMin(SymInt x, SymInt y) {
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(std::min(x.c, y.c));
-  if (sameSym(x, y))
-    return x;
-  Value v = arith::MinSIOp::create(b, loc, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-SymInt Importer::sCmp(arith::CmpIPredicate pred, SymInt x, SymInt y) {
-  using P = arith::CmpIPredicate;
-  auto eval = [&](int64_t l, int64_t r) {
-    switch (pred) {
-    case P::eq:
-      return l == r;
-    case P::ne:
-      return l != r;
-    case P::slt:
-      return l < r;
-    case P::sle:
-      return l <= r;
-    case P::sgt:
-      return l > r;
-    case P::sge:
-      return l >= r;
-    default:
-      return false;
-    }
-  };
-  if (x.isConst() && y.isConst())
-    return SymInt::cst(eval(x.c, y.c));
-  if (sameSym(x, y))
-    return SymInt::cst(eval(0, 0));
-  // A tensor dim is never negative: `dim == -1` (torch's "infer this dim"
-  // test in Expand/Reshape shape arithmetic) folds to false.
-  if (x.nonNeg && y.isConst() && y.c < 0)
-    return SymInt::cst(eval(0, -1));
-  if (y.nonNeg && x.isConst() && x.c < 0)
-    return SymInt::cst(eval(-1, 0));
-  Value v = arith::CmpIOp::create(b, loc, pred, toIndex(x), toIndex(y));
-  return SymInt{0, v, true};
-}
-
-SymInt Importer::sSelect(SymInt c, SymInt x, SymInt y) {
-  if (c.isConst())
-    return c.c ? x : y;
-  if (sameSym(x, y))
-    return x;
-  Value cond = c.v.getType().isInteger(1) ? c.v : toInt(c, b.getI1Type());
-  Value v = arith::SelectOp::create(b, loc, cond, toIndex(x), toIndex(y));
-  return SymInt{0, v, x.nonNeg && y.nonNeg};
-}
-
-//===----------------------------------------------------------------------===//
-// Shapes
-//===----------------------------------------------------------------------===//
-
-SymInt Importer::dimOf(Value t, unsigned i) {
-  auto type = cast<RankedTensorType>(t.getType());
-  if (!type.isDynamicDim(i))
-    return SymInt::cst(type.getDimSize(i));
-  auto it = dimCache.find({t, i});
-  if (it != dimCache.end())
-    return it->second;
-  Value d = tensor::DimOp::create(b, loc, t, int64_t(i));
-  SymInt s{0, d, true};
-  dimCache[{t, i}] = s;
-  return s;
-}
-
-SmallVector<SymInt> Importer::dimsOf(Value t) {
-  SmallVector<SymInt> dims;
-  for (unsigned i = 0, e = cast<RankedTensorType>(t.getType()).getRank();
-       i < e; ++i)
-    dims.push_back(dimOf(t, i));
-  return dims;
-}
-
-SmallVector<SymInt> Importer::dimsOf(OValue &v) {
-  if (v.tensor)
-    return dimsOf(v.tensor);
-  // Weights and symbolic values have static shapes.
-  SmallVector<SymInt> dims;
-  for (int64_t d : v.type.getShape())
-    dims.push_back(SymInt::cst(d));
-  return dims;
-}
-
-void Importer::setDims(Value t, ArrayRef<SymInt> dims) {
-  auto type = cast<RankedTensorType>(t.getType());
-  for (auto [i, d] : llvm::enumerate(dims))
-    if (type.isDynamicDim(i) && !d.isConst())
-      dimCache[{t, unsigned(i)}] = d;
-}
-
-RankedTensorType Importer::typeFor(ArrayRef<SymInt> dims, Type elem) {
-  SmallVector<int64_t> shape;
-  for (const SymInt &d : dims)
-    shape.push_back(d.isConst() ? d.c : ShapedType::kDynamic);
-  return RankedTensorType::get(shape, elem);
-}
-
-SmallVector<OpFoldResult> Importer::foldResults(ArrayRef<SymInt> s) {
-  SmallVector<OpFoldResult> out;
-  for (const SymInt &d : s)
-    out.push_back(d.isConst() ? OpFoldResult(b.getIndexAttr(d.c))
-                              : OpFoldResult(toIndex(d)));
-  return out;
-}
-
-Value Importer::emptyTensor(ArrayRef<SymInt> dims, Type elem) {
-  Value e = tensor::EmptyOp::create(b, loc, foldResults(dims), elem);
-  setDims(e, dims);
-  return e;
-}
-
-static TypedAttr scalarAttr(Type elem, double value) {
-  if (auto ft = dyn_cast<FloatType>(elem))
-    return FloatAttr::get(ft, value);
-  return IntegerAttr::get(elem, int64_t(value));
-}
-
-Value Importer::scalarConst(OpBuilder &bb, Location l, Type elem,
-                            double value) {
-  return arith::ConstantOp::create(bb, l, scalarAttr(elem, value));
-}
-
-Value Importer::tensorConst(Type elem, double value) {
-  auto type = RankedTensorType::get({}, elem);
-  return arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(type, scalarAttr(elem, value)));
-}
-
-Value Importer::emitFill(ArrayRef<SymInt> dims, TypedAttr value) {
-  Value init = emptyTensor(dims, value.getType());
-  Value c = arith::ConstantOp::create(b, loc, value);
-  Value r = linalg::FillOp::create(b, loc, ValueRange{c}, ValueRange{init})
-                .getResult(0);
-  setDims(r, dims);
-  return r;
-}
-
-static std::string shapeStr(Type t) {
-  std::string s;
-  raw_string_ostream os(s);
-  os << t;
-  return s;
-}
-
-FailureOr<Value>
-Importer::emitElementwise(ArrayRef<Value> operands, Type outElem, BodyFn body,
-                          std::optional<ArrayRef<SymInt>> outDimsOverride) {
-  struct Operand {
-    Value v;
-    RankedTensorType type;
-    TypedAttr splat; // a splat constant becomes a scalar in the body
-  };
-  SmallVector<Operand> ops;
-  int64_t rank = 0;
-  for (Value v : operands) {
-    Operand o{v, cast<RankedTensorType>(v.getType()), {}};
-    DenseElementsAttr dense;
-    if (matchPattern(v, m_Constant(&dense)) && dense.isSplat())
-      o.splat = cast<TypedAttr>(dense.getSplatValue<Attribute>());
-    rank = std::max(rank, o.type.getRank());
-    ops.push_back(o);
-  }
-  SmallVector<SymInt> out;
-  if (outDimsOverride) {
-    out.assign(outDimsOverride->begin(), outDimsOverride->end());
-    if (int64_t(out.size()) < rank)
-      return fail("cannot broadcast rank " + Twine(rank) + " to rank " +
-                  Twine(out.size()));
-    rank = int64_t(out.size());
-  } else {
-    for (int64_t o = 0; o < rank; ++o) {
-      std::optional<int64_t> fixed;
-      std::optional<SymInt> dyn;
-      for (const Operand &op : ops) {
-        int64_t j = o - (rank - op.type.getRank());
-        if (j < 0)
-          continue;
-        int64_t d = op.type.getDimSize(j);
-        if (ShapedType::isDynamic(d)) {
-          // Dynamic dims are assumed not to broadcast (never 1 at run time
-          // against a larger extent), as in torch-mlir.
-          if (!dyn)
-            dyn = dimOf(op.v, unsigned(j));
-        } else if (d != 1) {
-          if (fixed && *fixed != d) {
-            std::string shapes;
-            for (const Operand &p : ops)
-              shapes += (shapes.empty() ? "" : " vs ") + shapeStr(p.type);
-            return fail("operands are not broadcast-compatible: " + shapes);
-          }
-          fixed = d;
-        }
-      }
-      out.push_back(fixed ? SymInt::cst(*fixed) : dyn ? *dyn : SymInt::cst(1));
-    }
-  }
-
-  SmallVector<Value> inputs;
-  SmallVector<AffineMap> maps;
-  for (const Operand &op : ops) {
-    if (op.splat)
-      continue;
-    SmallVector<AffineExpr> exprs;
-    int64_t r = op.type.getRank();
-    for (int64_t j = 0; j < r; ++j) {
-      int64_t o = j + rank - r;
-      int64_t d = op.type.getDimSize(j);
-      bool outIsOne = out[o].isConst() && out[o].c == 1;
-      if (d == 1 && !outIsOne) {
-        exprs.push_back(getAffineConstantExpr(0, ctx));
-        continue;
-      }
-      if (!ShapedType::isDynamic(d) && out[o].isConst() && d != out[o].c)
-        return fail("cannot broadcast " + shapeStr(op.type) + " to dim " +
-                    Twine(o) + " of size " + Twine(out[o].c));
-      exprs.push_back(getAffineDimExpr(unsigned(o), ctx));
-    }
-    maps.push_back(AffineMap::get(unsigned(rank), 0, exprs, ctx));
-    inputs.push_back(op.v);
-  }
-  maps.push_back(AffineMap::getMultiDimIdentityMap(unsigned(rank), ctx));
-  Value init = emptyTensor(out, outElem);
-  SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::parallel);
-  auto generic = linalg::GenericOp::create(
-      b, loc, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        SmallVector<Value> scalars;
-        unsigned next = 0;
-        for (const Operand &op : ops)
-          scalars.push_back(op.splat
-                                ? Value(arith::ConstantOp::create(nb, nl, op.splat))
-                                : args[next++]);
-        Value r = body(nb, nl, scalars);
-        linalg::YieldOp::create(nb, nl, r);
-      });
-  Value res = generic.getResult(0);
-  setDims(res, out);
-  return res;
-}
-
-FailureOr<Value> Importer::emitReduce(Value x, ArrayRef<int64_t> axes,
-                                      ReduceKind kind, bool keepDims) {
-  auto type = cast<RankedTensorType>(x.getType());
-  int64_t rank = type.getRank();
-  Type elem = type.getElementType();
-  SmallVector<SymInt> dims = dimsOf(x), outDims, keptDims;
-  SmallVector<AffineExpr> outExprs;
-  SmallVector<utils::IteratorType> iters;
-  for (int64_t i = 0; i < rank; ++i) {
-    bool reduced = llvm::is_contained(axes, i);
-    iters.push_back(reduced ? utils::IteratorType::reduction
-                            : utils::IteratorType::parallel);
-    keptDims.push_back(reduced ? SymInt::cst(1) : dims[i]);
-    if (!reduced) {
-      outDims.push_back(dims[i]);
-      outExprs.push_back(getAffineDimExpr(unsigned(i), ctx));
-    }
-  }
-  TypedAttr initAttr;
-  if (auto ft = dyn_cast<FloatType>(elem)) {
-    initAttr = kind == ReduceKind::Sum
-                   ? FloatAttr::get(ft, 0.0)
-                   : FloatAttr::get(ft, APFloat::getInf(ft.getFloatSemantics(),
-                                                        /*Negative=*/true));
-  } else {
-    unsigned w = elem.getIntOrFloatBitWidth();
-    initAttr = IntegerAttr::get(elem, kind == ReduceKind::Sum
-                                          ? APInt(w, 0)
-                                          : APInt::getSignedMinValue(w));
-  }
-  Value init = emitFill(outDims, initAttr);
-  SmallVector<AffineMap> maps = {
-      AffineMap::getMultiDimIdentityMap(unsigned(rank), ctx),
-      AffineMap::get(unsigned(rank), 0, outExprs, ctx)};
-  bool isFloat = isa<FloatType>(elem);
-  auto generic = linalg::GenericOp::create(
-      b, loc, TypeRange{init.getType()}, ValueRange{x}, ValueRange{init}, maps,
-      iters, [&](OpBuilder &nb, Location nl, ValueRange args) {
-        Value r;
-        if (kind == ReduceKind::Sum)
-          r = isFloat ? Value(arith::AddFOp::create(nb, nl, args[0], args[1]))
-                      : Value(arith::AddIOp::create(nb, nl, args[0], args[1]));
-        else
-          r = isFloat
-                  ? Value(arith::MaximumFOp::create(nb, nl, args[0], args[1]))
-                  : Value(arith::MaxSIOp::create(nb, nl, args[0], args[1]));
-        linalg::YieldOp::create(nb, nl, r);
-      });
-  Value res = generic.getResult(0);
-  setDims(res, outDims);
-  if (!keepDims)
-    return res;
-  return emitReshape(res, keptDims);
-}
-
-FailureOr<Value> Importer::emitMean(Value x, ArrayRef<int64_t> axes,
-                                    bool keepDims) {
-  SmallVector<SymInt> dims = dimsOf(x);
-  SymInt count = SymInt::cst(1);
-  for (int64_t a : axes)
-    count = sMul(count, dims[a]);
-  FailureOr<Value> sum = emitReduce(x, axes, ReduceKind::Sum, keepDims);
-  if (failed(sum))
-    return failure();
-  Type elem = cast<RankedTensorType>(x.getType()).getElementType();
-  if (!isa<FloatType>(elem))
-    return fail("mean of a non-float tensor");
-  Value n;
-  if (!count.isConst()) {
-    Value i64 = toInt(count, b.getI64Type());
-    n = arith::SIToFPOp::create(b, loc, elem, i64);
-  }
-  double c = double(count.c);
-  return emitElementwise({*sum}, elem,
-                         [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-                           Value d = n ? n : scalarConst(nb, nl, elem, c);
-                           return arith::DivFOp::create(nb, nl, a[0], d)
-                               .getResult();
-                         });
-}
-
-FailureOr<Value> Importer::emitTranspose(Value x, ArrayRef<int64_t> perm) {
-  SmallVector<SymInt> dims = dimsOf(x), outDims;
-  for (int64_t p : perm)
-    outDims.push_back(dims[p]);
-  Value init = emptyTensor(
-      outDims, cast<RankedTensorType>(x.getType()).getElementType());
-  Value r = linalg::TransposeOp::create(b, loc, x, init, perm).getResult()[0];
-  setDims(r, outDims);
-  return r;
-}
-
-FailureOr<Value> Importer::emitSlice(Value x, ArrayRef<SymInt> offsets,
-                                     ArrayRef<SymInt> sizes,
-                                     ArrayRef<SymInt> strides) {
-  auto type = typeFor(sizes, cast<RankedTensorType>(x.getType()).getElementType());
-  Value r = tensor::ExtractSliceOp::create(b, loc, type, x,
-                                           foldResults(offsets),
-                                           foldResults(sizes),
-                                           foldResults(strides));
-  setDims(r, sizes);
-  return r;
-}
-
-/// Converts one scalar between element types with ONNX Cast semantics.
-static Value convertScalar(OpBuilder &b, Location loc, Value v, Type to) {
-  Type from = v.getType();
-  if (from == to)
-    return v;
-  auto ff = dyn_cast<FloatType>(from), ft = dyn_cast<FloatType>(to);
-  if (ff && ft)
-    return ft.getWidth() > ff.getWidth()
-               ? Value(arith::ExtFOp::create(b, loc, to, v))
-               : Value(arith::TruncFOp::create(b, loc, to, v));
-  if (!ff && ft)
-    return from.isInteger(1) ? Value(arith::UIToFPOp::create(b, loc, to, v))
-                             : Value(arith::SIToFPOp::create(b, loc, to, v));
-  if (ff && !ft) {
-    if (to.isInteger(1)) {
-      Value zero = arith::ConstantOp::create(b, loc, FloatAttr::get(from, 0.0));
-      return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNE, v, zero);
-    }
-    return arith::FPToSIOp::create(b, loc, to, v);
-  }
-  unsigned fw = from.getIntOrFloatBitWidth(), tw = to.getIntOrFloatBitWidth();
-  if (tw == 1) {
-    Value zero = arith::ConstantOp::create(b, loc, IntegerAttr::get(from, 0));
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, v, zero);
-  }
-  if (fw == 1)
-    return arith::ExtUIOp::create(b, loc, to, v);
-  return tw > fw ? Value(arith::ExtSIOp::create(b, loc, to, v))
-                 : Value(arith::TruncIOp::create(b, loc, to, v));
-}
-
-FailureOr<Value> Importer::emitCast(Value x, Type to) {
-  if (cast<RankedTensorType>(x.getType()).getElementType() == to)
-    return x;
-  return emitElementwise({x}, to,
-                         [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-                           return convertScalar(nb, nl, a[0], to);
-                         });
-}
-
-FailureOr<Value> Importer::emitSoftmax(Value x, int64_t axis) {
-  Type elem = cast<RankedTensorType>(x.getType()).getElementType();
-  FailureOr<Value> m = emitReduce(x, {axis}, ReduceKind::Max, true);
-  if (failed(m))
-    return failure();
-  FailureOr<Value> e = emitElementwise(
-      {x, *m}, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-        Value d = arith::SubFOp::create(nb, nl, a[0], a[1]);
-        return math::ExpOp::create(nb, nl, d).getResult();
-      });
-  if (failed(e))
-    return failure();
-  FailureOr<Value> s = emitReduce(*e, {axis}, ReduceKind::Sum, true);
-  if (failed(s))
-    return failure();
-  return emitElementwise({*e, *s}, elem,
-                         [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-                           return arith::DivFOp::create(nb, nl, a[0], a[1])
-                               .getResult();
-                         });
-}
-
-FailureOr<Value> Importer::emitMatMul(Value a, Value bv) {
-  auto at = cast<RankedTensorType>(a.getType());
-  auto bt = cast<RankedTensorType>(bv.getType());
-  Type elem = at.getElementType();
-  if (bt.getElementType() != elem)
-    return fail("operand element types differ: " + shapeStr(at) + " vs " +
-                shapeStr(bt));
-  if (at.getRank() == 0 || bt.getRank() == 0)
-    return fail("MatMul operands must have rank >= 1");
-  bool squeezeM = false, squeezeN = false;
-  // numpy.matmul semantics: promote 1-D operands, drop the dim afterwards.
-  if (at.getRank() == 1) {
-    FailureOr<Value> r = emitReshape(a, {SymInt::cst(1), dimOf(a, 0)});
-    if (failed(r))
-      return failure();
-    a = *r;
-    squeezeM = true;
-  }
-  if (bt.getRank() == 1) {
-    FailureOr<Value> r = emitReshape(bv, {dimOf(bv, 0), SymInt::cst(1)});
-    if (failed(r))
-      return failure();
-    bv = *r;
-    squeezeN = true;
-  }
-  at = cast<RankedTensorType>(a.getType());
-  bt = cast<RankedTensorType>(bv.getType());
-  int64_t ra = at.getRank(), rb = bt.getRank();
-  int64_t nb = std::max(ra, rb) - 2;
-  SmallVector<SymInt> aDims = dimsOf(a), bDims = dimsOf(bv);
-  SymInt ka = aDims[ra - 1], kb = bDims[rb - 2];
-  if (ka.isConst() && kb.isConst() && ka.c != kb.c)
-    return fail("contraction dims differ: " + shapeStr(at) + " x " +
-                shapeStr(bt));
-  // Broadcast the batch dims.
-  SmallVector<SymInt> outDims;
-  for (int64_t o = 0; o < nb; ++o) {
-    int64_t ja = o - (nb - (ra - 2)), jb = o - (nb - (rb - 2));
-    std::optional<SymInt> da, db;
-    if (ja >= 0)
-      da = aDims[ja];
-    if (jb >= 0)
-      db = bDims[jb];
-    auto isOne = [](const std::optional<SymInt> &d) {
-      return !d || (d->isConst() && d->c == 1);
-    };
-    if (isOne(da))
-      outDims.push_back(db ? *db : SymInt::cst(1));
-    else if (isOne(db))
-      outDims.push_back(*da);
-    else {
-      if (da->isConst() && db->isConst() && da->c != db->c)
-        return fail("batch dims are not broadcast-compatible: " +
-                    shapeStr(at) + " x " + shapeStr(bt));
-      outDims.push_back(da->isConst() ? *da : *db);
-    }
-  }
-  outDims.push_back(aDims[ra - 2]);
-  outDims.push_back(bDims[rb - 1]);
-  unsigned nLoops = unsigned(nb + 3);
-  unsigned dm = unsigned(nb), dn = unsigned(nb + 1), dk = unsigned(nb + 2);
-  auto batchExprs = [&](RankedTensorType t, int64_t r) {
-    SmallVector<AffineExpr> e;
-    for (int64_t j = 0; j < r - 2; ++j) {
-      int64_t o = j + nb - (r - 2);
-      bool outIsOne = outDims[o].isConst() && outDims[o].c == 1;
-      e.push_back(t.getDimSize(j) == 1 && !outIsOne
-                      ? getAffineConstantExpr(0, ctx)
-                      : getAffineDimExpr(unsigned(o), ctx));
-    }
-    return e;
-  };
-  SmallVector<AffineExpr> ea = batchExprs(at, ra), eb = batchExprs(bt, rb),
-                          eo;
-  ea.push_back(getAffineDimExpr(dm, ctx));
-  ea.push_back(getAffineDimExpr(dk, ctx));
-  eb.push_back(getAffineDimExpr(dk, ctx));
-  eb.push_back(getAffineDimExpr(dn, ctx));
-  for (unsigned i = 0; i < unsigned(nb + 2); ++i)
-    eo.push_back(getAffineDimExpr(i, ctx));
-  SmallVector<AffineMap> maps = {AffineMap::get(nLoops, 0, ea, ctx),
-                                 AffineMap::get(nLoops, 0, eb, ctx),
-                                 AffineMap::get(nLoops, 0, eo, ctx)};
-  SmallVector<utils::IteratorType> iters(nLoops, utils::IteratorType::parallel);
-  iters[dk] = utils::IteratorType::reduction;
-  // Half-precision products accumulate in f32.
-  Type acc = elem;
-  if (elem.isF16() || elem.isBF16())
-    acc = b.getF32Type();
-  bool isFloat = isa<FloatType>(elem);
-  Value init = emitFill(outDims, isFloat ? TypedAttr(FloatAttr::get(acc, 0.0))
-                                         : TypedAttr(IntegerAttr::get(acc, 0)));
-  auto generic = linalg::GenericOp::create(
-      b, loc, TypeRange{init.getType()}, ValueRange{a, bv}, ValueRange{init},
-      maps, iters, [&](OpBuilder &nb2, Location nl, ValueRange args) {
-        Value x = convertScalar(nb2, nl, args[0], acc);
-        Value y = convertScalar(nb2, nl, args[1], acc);
-        Value r;
-        if (isFloat)
-          r = arith::AddFOp::create(nb2, nl, args[2],
-                                    arith::MulFOp::create(nb2, nl, x, y));
-        else
-          r = arith::AddIOp::create(nb2, nl, args[2],
-                                    arith::MulIOp::create(nb2, nl, x, y));
-        linalg::YieldOp::create(nb2, nl, r);
-      });
-  Value res = generic.getResult(0);
-  setDims(res, outDims);
-  if (acc != elem) {
-    FailureOr<Value> c = emitCast(res, elem);
-    if (failed(c))
-      return failure();
-    res = *c;
-  }
-  if (squeezeM || squeezeN) {
-    SmallVector<SymInt> dims(outDims.begin(), outDims.end() - 2);
-    if (!squeezeM)
-      dims.push_back(outDims[nb]);
-    if (!squeezeN)
-      dims.push_back(outDims[nb + 1]);
-    return emitReshape(res, dims);
-  }
-  return res;
-}
-
-FailureOr<Value> Importer::emitReshape(Value x, ArrayRef<SymInt> outDims) {
-  auto type = cast<RankedTensorType>(x.getType());
-  Type elem = type.getElementType();
-  SmallVector<SymInt> in = dimsOf(x);
-  RankedTensorType outType = typeFor(outDims, elem);
-  if (in.size() == outDims.size() &&
-      llvm::all_of(llvm::zip(in, outDims), [](auto p) {
-        return sameSym(std::get<0>(p), std::get<1>(p));
-      })) {
-    if (outType == type)
-      return x;
-    Value c = tensor::CastOp::create(b, loc, outType, x);
-    setDims(c, outDims);
-    return c;
-  }
-  auto isOne = [](const SymInt &s) { return s.isConst() && s.c == 1; };
-  // Group input and output dims so that each group is a pure collapse or
-  // expansion: identical dynamic dims pair up, static runs match products.
-  // Size-1 dims join a neighbouring group.
-  SmallVector<ReassociationIndices> gin, gout;
-  size_t i = 0, j = 0, nI = in.size(), nO = outDims.size();
-  bool ok = true;
-  ReassociationIndices pi, pj; // leading size-1 dims
-  while (i < nI && isOne(in[i]))
-    pi.push_back(int64_t(i++));
-  while (j < nO && isOne(outDims[j]))
-    pj.push_back(int64_t(j++));
-  while (ok && (i < nI || j < nO)) {
-    ReassociationIndices ri = pi, rj = pj;
-    pi.clear();
-    pj.clear();
-    if (i < nI && j < nO && !in[i].isConst() && sameSym(in[i], outDims[j])) {
-      ri.push_back(int64_t(i++));
-      rj.push_back(int64_t(j++));
-    } else {
-      if (i >= nI || j >= nO || !in[i].isConst() || !outDims[j].isConst()) {
-        ok = false;
-        break;
-      }
-      int64_t p = in[i].c, q = outDims[j].c;
-      ri.push_back(int64_t(i++));
-      rj.push_back(int64_t(j++));
-      while (p != q) {
-        if (p < q) {
-          if (i >= nI || !in[i].isConst()) {
-            ok = false;
-            break;
-          }
-          p *= in[i].c;
-          ri.push_back(int64_t(i++));
-        } else {
-          if (j >= nO || !outDims[j].isConst()) {
-            ok = false;
-            break;
-          }
-          q *= outDims[j].c;
-          rj.push_back(int64_t(j++));
-        }
-      }
-    }
-    while (i < nI && isOne(in[i]))
-      ri.push_back(int64_t(i++));
-    while (j < nO && isOne(outDims[j]))
-      rj.push_back(int64_t(j++));
-    gin.push_back(ri);
-    gout.push_back(rj);
-  }
-  if (ok && gin.empty() && (!pi.empty() || !pj.empty())) {
-    // Only size-1 dims on both sides: collapse to rank 0, expand back.
-    if (nI && nO) {
-      gin.push_back(pi);
-      gout.push_back(pj);
-    }
-  }
-  if (ok) {
-    Value cur = x;
-    bool needCollapse = nO == 0 || llvm::any_of(gin, [](auto &g) {
-                          return g.size() != 1;
-                        });
-    bool needExpand = nI == 0 || llvm::any_of(gout, [](auto &g) {
-                        return g.size() != 1;
-                      });
-    if (needCollapse) {
-      SmallVector<SymInt> mid;
-      for (auto &g : gin) {
-        SymInt p = SymInt::cst(1);
-        for (int64_t k : g)
-          p = sMul(p, in[k]);
-        mid.push_back(p);
-      }
-      RankedTensorType midType = typeFor(mid, elem);
-      cur = tensor::CollapseShapeOp::create(b, loc, midType, cur,
-                                            nO == 0 ? SmallVector<ReassociationIndices>{}
-                                                    : gin);
-      setDims(cur, mid);
-    }
-    if (needExpand) {
-      cur = tensor::ExpandShapeOp::create(
-          b, loc, outType, cur,
-          nI == 0 ? SmallVector<ReassociationIndices>{} : gout,
-          foldResults(outDims));
-    } else if (cast<RankedTensorType>(cur.getType()) != outType) {
-      cur = tensor::CastOp::create(b, loc, outType, cur);
-    }
-    setDims(cur, outDims);
-    return cur;
-  }
-  // General case: a reshape through a shape operand.
-  SmallVector<Value> shapeElems;
-  for (const SymInt &d : outDims)
-    shapeElems.push_back(toInt(d, b.getI64Type()));
-  Value shape = tensor::FromElementsOp::create(
-      b, loc, RankedTensorType::get({int64_t(outDims.size())}, b.getI64Type()),
-      shapeElems);
-  Value r = tensor::ReshapeOp::create(b, loc, outType, x, shape);
-  setDims(r, outDims);
-  return r;
-}
-
-//===----------------------------------------------------------------------===//
-// Weights
-//===----------------------------------------------------------------------===//
-
-std::string Importer::archiveKey(const TensorData *t, bool transposed,
-                                 StringRef preferredKey) {
-  auto k = std::make_pair(t, transposed);
-  auto it = keyOf.find(k);
-  if (it != keyOf.end())
-    return it->second;
-  std::string base = preferredKey.empty() ? t->name : preferredKey.str();
-  if (base.empty())
-    base = "tensor";
-  std::string key = base;
-  // Two different tensors asking for one name (a weight needed both as is
-  // and transposed): the later one gets a numbered key.
-  for (int n = 1; archive.count(key); ++n)
-    key = base + "." + std::to_string(n);
-  archive[key] = {t, transposed};
-  keyOf[k] = key;
-  return key;
-}
-
-Value Importer::weightRef(const TensorData *t, bool transposed,
-                          StringRef preferredKey) {
-  std::string key = archiveKey(t, transposed, preferredKey);
-  auto it = weightOps.find(key);
-  if (it != weightOps.end())
-    return it->second;
-  SmallVector<int64_t> shape(t->shape.begin(), t->shape.end());
-  if (transposed)
-    std::swap(shape[0], shape[1]);
-  Type compute = dtypeToType(t->dtype, ctx);
-  Type stored = t->dtype == onnx::TensorProto::UINT8
-                    ? IntegerType::get(ctx, 8, IntegerType::Unsigned)
-                    : compute;
-  // Weights are defined at the top of the function so that every later use
-  // is dominated, whichever node referenced them first.
-  OpBuilder::InsertionGuard guard(b);
-  if (weightAnchor)
-    b.setInsertionPointAfter(weightAnchor);
-  else
-    b.setInsertionPointToStart(b.getInsertionBlock());
-  Value w = quant_mlir::wq::WeightOp::create(
-      b, loc, RankedTensorType::get(shape, stored), b.getStringAttr(key));
-  if (stored != compute)
-    w = tensor::BitcastOp::create(b, loc, RankedTensorType::get(shape, compute),
-                                  w);
-  weightAnchor = w.getDefiningOp();
-  weightOps[key] = w;
-  return w;
-}
-
-std::string Importer::linearName(StringRef module) {
-  std::string base = module.empty() ? "linear" : module.str();
-  std::string name = base;
-  for (int n = 1; linearNames.contains(name); ++n)
-    name = base + "_" + std::to_string(n);
-  linearNames.insert(name);
-  return name;
-}
-
-FailureOr<Value> Importer::emitLinear(Value x, const OValue &w,
-                                      const TensorData *bias,
-                                      StringRef moduleName) {
-  const TensorData *t = w.init;
-  auto xt = cast<RankedTensorType>(x.getType());
-  Type elem = xt.getElementType();
-  if (dtypeToType(t->dtype, ctx) != elem)
-    return fail("weight '" + t->name + "' is " + dtypeName(t->dtype) +
-                " but the activation is " + shapeStr(elem));
-  // [N, K] when the graph transposes the initializer (nn.Linear), else the
-  // initializer is [K, N] (Conv1D, folded graphs) and is stored transposed.
-  bool isNK = w.initTransposed;
-  int64_t n = isNK ? t->shape[0] : t->shape[1];
-  int64_t k = isNK ? t->shape[1] : t->shape[0];
-  SmallVector<SymInt> xDims = dimsOf(x);
-  if (xDims.empty())
-    return fail("linear input must have rank >= 1");
-  if (xDims.back().isConst() && xDims.back().c != k)
-    return fail("input " + shapeStr(xt) + " does not match weight '" +
-                t->name + "' with K = " + Twine(k));
-  std::string name = linearName(moduleName);
-  std::string preferred = isNK && isParameterName(t->name)
-                              ? t->name
-                              : name + ".weight";
-  Value wv = weightRef(t, !isNK, preferred);
-  Value bv;
-  if (bias)
-    bv = weightRef(bias, false,
-                   isParameterName(bias->name) ? bias->name : name + ".bias");
-  SmallVector<SymInt> outDims(xDims.begin(), xDims.end() - 1);
-  outDims.push_back(SymInt::cst(n));
-  if (!xDims.back().isConst()) {
-    // wq.linear wants a static K; the weight fixes it.
-    SmallVector<SymInt> fixed(xDims);
-    fixed.back() = SymInt::cst(k);
-    Value c = tensor::CastOp::create(b, loc, typeFor(fixed, elem), x);
-    setDims(c, fixed);
-    x = c;
-  }
-  Value r = quant_mlir::wq::LinearOp::create(b, loc, typeFor(outDims, elem), x,
-                                             wv, bv, b.getStringAttr(name),
-                                             /*stats=*/{}, /*scheme=*/{});
-  setDims(r, outDims);
-  ++linearCount;
-  return r;
-}
-
-//===----------------------------------------------------------------------===//
 // Driver
 //===----------------------------------------------------------------------===//
 
-Error Importer::run(StringRef path) {
-  if (Error err = loadModelProto(path, storage.proto))
-    return err;
-  StringRef dir = sys::path::parent_path(path);
-  storage.modelDir = dir.empty() ? "." : dir.str();
-  const onnx::ModelProto &model = storage.proto;
+/// The graph inputs that select an If branch: scalar bools read only as
+/// the condition of top-level If nodes (optimum's `use_cache_branch`).
+static SmallVector<std::string>
+branchSelectors(const onnx::GraphProto &g, const llvm::StringSet<> &inits) {
+  SmallVector<std::string> out;
+  for (const auto &in : g.input()) {
+    if (inits.contains(in.name()) || !in.type().has_tensor_type())
+      continue;
+    const auto &tt = in.type().tensor_type();
+    if (tt.elem_type() != onnx::TensorProto::BOOL || !tt.has_shape() ||
+        tt.shape().dim_size() > 1 ||
+        (tt.shape().dim_size() == 1 && tt.shape().dim(0).dim_value() != 1))
+      continue;
+    bool onlyIf = true, any = false;
+    for (const auto &n : g.node())
+      for (int i = 0; i < n.input_size(); ++i)
+        if (n.input(i) == in.name()) {
+          any = true;
+          onlyIf &= n.op_type() == "If" && i == 0;
+        }
+    if (any && onlyIf)
+      out.push_back(in.name());
+  }
+  return out;
+}
 
-  opset = -1;
-  for (const auto &o : model.opset_import())
-    if (o.domain().empty() || o.domain() == "ai.onnx")
-      opset = o.version();
-  if (opset < 0)
-    return createStringError("'" + path + "' imports no default ONNX opset");
-  if (opset < 13 || opset > 21)
-    return createStringError("opset " + Twine(opset) +
-                             " is not supported (supported: 13..21)");
-
-  const onnx::GraphProto &g = model.graph();
-  loc = NameLoc::get(b.getStringAttr(g.name().empty() ? "graph" : g.name()));
-  result.module = ModuleOp::create(UnknownLoc::get(ctx));
+Error Importer::buildFunction(StringRef name,
+                              const std::map<std::string, int64_t> &fixed,
+                              bool dropUnusedArgs) {
+  const onnx::GraphProto &g = storage.proto.graph();
   ModuleOp module = *result.module;
-  module->setAttr(quant_mlir::wq::WQDialect::kArchiveAttrName,
-                  b.getStringAttr(options.archiveName));
+  values.clear();
+  consumers.clear();
+  graphOutputs.clear();
+  skipNodes.clear();
+  nodes.clear();
+  dimCache.clear();
+  weightOps.clear();
+  weightAnchor = nullptr;
+  linearNames.clear();
+  loc = NameLoc::get(b.getStringAttr(g.name().empty() ? "graph" : g.name()));
 
   llvm::StringSet<> initNames;
   for (const auto &t : g.initializer())
     initNames.insert(t.name());
-
-  // Graph inputs become function arguments; batch and sequence stay dynamic.
+  // Graph inputs become function arguments; batch and sequence stay
+  // dynamic. Fixed inputs become import-time constants.
   SmallVector<Type> argTypes;
   SmallVector<std::string> argNames;
+  SmallVector<std::pair<std::string, RankedTensorType>> fixedArgs;
   for (const auto &in : g.input()) {
     if (initNames.contains(in.name()))
       continue;
@@ -1180,30 +331,37 @@ Error Importer::run(StringRef path) {
     SmallVector<int64_t> shape;
     for (const auto &d : tt.shape().dim())
       shape.push_back(d.has_dim_value() ? d.dim_value() : ShapedType::kDynamic);
-    argTypes.push_back(RankedTensorType::get(shape, elem));
+    auto type = RankedTensorType::get(shape, elem);
+    if (fixed.count(in.name())) {
+      if (!isa<IntegerType>(elem) || type.getNumElements() != 1 ||
+          !type.hasStaticShape())
+        return createStringError("--set-input: graph input '" + in.name() +
+                                 "' is not a one-element integer or bool");
+      fixedArgs.push_back({in.name(), type});
+      continue;
+    }
+    argTypes.push_back(type);
     argNames.push_back(in.name());
   }
   b.setInsertionPointToEnd(module.getBody());
-  auto func = func::FuncOp::create(b, loc, "main_graph",
+  auto func = func::FuncOp::create(b, loc, name,
                                    b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  for (auto [i, name] : llvm::enumerate(argNames)) {
+  for (auto [i, argName] : llvm::enumerate(argNames)) {
     OValue v;
     v.type = cast<RankedTensorType>(argTypes[i]);
     v.tensor = entry->getArgument(unsigned(i));
-    values[name] = v;
-    func.setArgAttr(unsigned(i), "onnx.name", b.getStringAttr(name));
+    values[argName] = v;
   }
-
-  for (const auto &t : g.initializer()) {
-    storage.tensors.emplace_back();
-    TensorData &data = storage.tensors.back();
-    if (Error err = decodeTensor(t, storage, data, /*allowBoolAndDouble=*/false,
-                                 "initializer '" + t.name() + "'"))
-      return err;
-    values[t.name()] = valueFromTensorData(data, /*isInitializer=*/true);
+  for (const auto &[argName, type] : fixedArgs) {
+    OValue v;
+    v.type = type;
+    v.sym = SmallVector<SymInt>{SymInt::cst(fixed.at(argName))};
+    values[argName] = v;
   }
+  for (const TensorData *data : topInits)
+    values[data->name] = valueFromTensorData(*data, /*isInitializer=*/true);
 
   for (const auto &n : g.node())
     nodes.push_back(&n);
@@ -1214,15 +372,8 @@ Error Importer::run(StringRef path) {
   for (const auto &out : g.output())
     graphOutputs.insert(out.name());
 
-  for (int i = 0, e = int(nodes.size()); i < e; ++i) {
-    if (skipNodes.contains(i))
-      continue;
-    node = nodes[i];
-    loc = NameLoc::get(b.getStringAttr(
-        node->name().empty() ? node->op_type() : node->name()));
-    if (failed(convertNode(i)))
-      return createStringError(error);
-  }
+  if (failed(convertNodes(0, int(nodes.size()))))
+    return createStringError(error);
   node = nullptr;
 
   SmallVector<Value> results;
@@ -1242,6 +393,115 @@ Error Importer::run(StringRef path) {
   func.setType(b.getFunctionType(argTypes, resultTypes));
   for (auto [i, out] : llvm::enumerate(g.output()))
     func.setResultAttr(unsigned(i), "onnx.name", b.getStringAttr(out.name()));
+
+  // An entry of a multi-entry import drops the inputs its branch never
+  // reads (the past of the no-cache entry).
+  SmallVector<unsigned> keep;
+  for (unsigned i = 0; i < entry->getNumArguments(); ++i)
+    if (!dropUnusedArgs || !entry->getArgument(i).use_empty())
+      keep.push_back(i);
+  if (keep.size() != argTypes.size()) {
+    llvm::BitVector erase(entry->getNumArguments(), true);
+    for (unsigned i : keep)
+      erase.reset(i);
+    SmallVector<Type> kept;
+    SmallVector<std::string> keptNames;
+    for (unsigned i : keep) {
+      kept.push_back(argTypes[i]);
+      keptNames.push_back(argNames[i]);
+    }
+    entry->eraseArguments(erase);
+    argTypes = kept;
+    argNames = keptNames;
+    func.setType(b.getFunctionType(argTypes, resultTypes));
+  }
+  for (auto [i, argName] : llvm::enumerate(argNames))
+    func.setArgAttr(unsigned(i), "onnx.name", b.getStringAttr(argName));
+  return Error::success();
+}
+
+Error Importer::run(StringRef path) {
+  if (Error err = loadModelProto(path, storage.proto))
+    return err;
+  StringRef dir = sys::path::parent_path(path);
+  storage.modelDir = dir.empty() ? "." : dir.str();
+  const onnx::ModelProto &model = storage.proto;
+
+  opset = -1;
+  for (const auto &o : model.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") {
+      if (opset >= 0)
+        return createStringError("'" + path +
+                                 "' imports the default ONNX domain twice");
+      opset = o.version();
+    }
+  if (opset < 0)
+    return createStringError("'" + path + "' imports no default ONNX opset");
+  if (opset < 13 || opset > 21)
+    return createStringError("opset " + Twine(opset) +
+                             " is not supported (supported: 13..21)");
+
+  const onnx::GraphProto &g = model.graph();
+  if (g.output_size() == 0)
+    return createStringError("the graph has no outputs");
+  result.module = ModuleOp::create(UnknownLoc::get(ctx));
+  ModuleOp module = *result.module;
+  module->setAttr(quant_mlir::wq::WQDialect::kArchiveAttrName,
+                  b.getStringAttr(options.archiveName));
+
+  llvm::StringSet<> initNames;
+  for (const auto &t : g.initializer())
+    if (!initNames.insert(t.name()).second)
+      return createStringError("initializer '" + t.name() +
+                               "' is defined twice");
+  llvm::StringSet<> inputNames;
+  for (const auto &in : g.input())
+    if (!initNames.contains(in.name()) &&
+        !inputNames.insert(in.name()).second)
+      return createStringError("graph input '" + in.name() +
+                               "' is declared twice");
+  for (const auto &[name, value] : options.fixedInputs)
+    if (!inputNames.contains(name))
+      return createStringError("--set-input: the graph has no input '" + name +
+                               "'");
+
+  // Initializers are decoded once and shared by every entry.
+  for (const auto &t : g.initializer()) {
+    storage.tensors.emplace_back();
+    TensorData &data = storage.tensors.back();
+    if (Error err = decodeTensor(t, storage, data, /*allowBoolAndDouble=*/false,
+                                 "initializer '" + t.name() + "'"))
+      return err;
+    topInits.push_back(&data);
+  }
+
+  // One entry, or one per value of a branch-selecting input nobody fixed.
+  SmallVector<std::pair<std::string, std::map<std::string, int64_t>>> entries;
+  std::map<std::string, int64_t> fixed = options.fixedInputs;
+  SmallVector<std::string> selectors;
+  for (const std::string &s : branchSelectors(g, initNames))
+    if (!fixed.count(s))
+      selectors.push_back(s);
+  if (selectors.size() > 1)
+    return createStringError("the graph has " + Twine(selectors.size()) +
+                             " branch-selecting inputs ('" + selectors[0] +
+                             "', '" + selectors[1] +
+                             "'); fix them with --set-input NAME=VALUE");
+  if (selectors.empty()) {
+    entries.push_back({"main_graph", fixed});
+  } else {
+    std::string suffix;
+    for (char c : selectors[0])
+      suffix += isAlnum(c) ? c : '_';
+    auto f0 = fixed, f1 = fixed;
+    f0[selectors[0]] = 0;
+    f1[selectors[0]] = 1;
+    entries.push_back({"main_graph", f0});
+    entries.push_back({"main_graph_" + suffix, f1});
+  }
+  for (const auto &[name, values] : entries)
+    if (Error err = buildFunction(name, values, entries.size() > 1))
+      return err;
 
   // Internal errors (a malformed op) surface as verifier diagnostics.
   std::string diag;
@@ -1311,7 +571,7 @@ ImportedModel::~ImportedModel() = default;
 
 void registerImportDialects(DialectRegistry &registry) {
   registry.insert<arith::ArithDialect, func::FuncDialect, linalg::LinalgDialect,
-                  math::MathDialect, tensor::TensorDialect,
+                  math::MathDialect, scf::SCFDialect, tensor::TensorDialect,
                   quant_mlir::wq::WQDialect>();
 }
 
@@ -1323,7 +583,7 @@ importONNXModel(StringRef path, MLIRContext *context,
   context->appendDialectRegistry(registry);
   context->loadDialect<arith::ArithDialect, func::FuncDialect,
                        linalg::LinalgDialect, math::MathDialect,
-                       tensor::TensorDialect, quant_mlir::wq::WQDialect>();
+                       scf::SCFDialect, tensor::TensorDialect, quant_mlir::wq::WQDialect>();
   std::unique_ptr<ImportedModel> model(new ImportedModel());
   Importer importer(*model, context, options);
   if (Error err = importer.run(path))

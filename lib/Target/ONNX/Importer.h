@@ -1,6 +1,8 @@
 //===- Importer.h - internals of the ONNX importer --------------*- C++ -*-===//
-// Declarations shared by ONNXModel.cpp (protobuf, initializers, external
-// data), Importer.cpp (values, shapes, archive) and Ops.cpp (node lowering).
+// Declarations shared by the importer's files: ONNXModel.cpp (protobuf,
+// initializers, external data), Importer.cpp (values, driver), Symbolic.cpp,
+// Emitters.cpp, Weights.cpp, OpRegistry.cpp (operator table, attributes) and
+// the per-family operator handlers (*Ops.cpp).
 //===----------------------------------------------------------------------===//
 
 #ifndef QUANT_MLIR_LIB_TARGET_ONNX_IMPORTER_H
@@ -98,11 +100,75 @@ struct OValue {
   bool initTransposed = false; // lazily Transpose(perm=[1,0])'d
 };
 
+class Importer;
+
+/// One operator handler: the ONNX opsets whose semantics it implements and
+/// the arity it accepts, checked before it runs (so a handler may index its
+/// inputs and outputs freely within those bounds).
+struct OpHandler {
+  std::string name;
+  int64_t sinceOpset = 1, untilOpset = 21;
+  int minInputs = 0, maxInputs = 0, minOutputs = 1, maxOutputs = 1;
+  mlir::LogicalResult (Importer::*fn)() = nullptr;
+};
+
+/// The operator table (torch-mlir's onOp registration): name -> handlers,
+/// each for an opset range.
+class OpRegistry {
+public:
+  struct Arity {
+    int minInputs, maxInputs, minOutputs = 1, maxOutputs = 1;
+  };
+  void onOp(llvm::StringRef name, int64_t since, Arity arity,
+            mlir::LogicalResult (Importer::*fn)(), int64_t until = 21);
+  /// The handler of `name` for `opset`, or null.
+  const OpHandler *lookup(llvm::StringRef name, int64_t opset) const;
+  /// Every registered operator, sorted.
+  std::vector<std::string> names() const;
+  static const OpRegistry &get();
+
+private:
+  llvm::StringMap<std::vector<OpHandler>> table;
+};
+
+// Per-family registration (each *Ops.cpp).
+void registerElementwiseOps(OpRegistry &r);
+void registerShapeOps(OpRegistry &r);
+void registerTensorOps(OpRegistry &r);
+void registerReductionOps(OpRegistry &r);
+void registerLinearOps(OpRegistry &r);
+void registerControlFlowOps(OpRegistry &r);
+
+/// How errors print a type.
+std::string shapeStr(mlir::Type t);
+
+inline mlir::Type elemOf(mlir::Value v) {
+  return mlir::cast<mlir::RankedTensorType>(v.getType()).getElementType();
+}
+inline int64_t rankOf(mlir::Value v) {
+  return mlir::cast<mlir::RankedTensorType>(v.getType()).getRank();
+}
+/// Normalizes `axis` into [0, rank).
+inline std::optional<int64_t> normAxis(int64_t axis, int64_t rank) {
+  if (axis < 0)
+    axis += rank;
+  if (axis < 0 || axis >= rank)
+    return std::nullopt;
+  return axis;
+}
+/// The value of a splat constant, if `v` is one.
+std::optional<double> splatFloat(mlir::Value v);
+
 class Importer {
 public:
   Importer(ImportedModel &result, mlir::MLIRContext *ctx,
            const ImportOptions &options);
   llvm::Error run(llvm::StringRef path);
+  /// Imports the graph as function `name`, the inputs in `fixed` replaced by
+  /// constants (an If on them folds to one branch).
+  llvm::Error buildFunction(llvm::StringRef name,
+                            const std::map<std::string, int64_t> &fixed,
+                            bool dropUnusedArgs);
 
   // ---- errors -------------------------------------------------------------
   /// Records a node-level error; always returns failure().
@@ -176,7 +242,7 @@ public:
                                          llvm::ArrayRef<SymInt> strides);
   mlir::FailureOr<mlir::Value> emitSoftmax(mlir::Value x, int64_t axis);
   mlir::Value emitFill(llvm::ArrayRef<SymInt> dims, mlir::TypedAttr value);
-  mlir::Value scalarConst(mlir::OpBuilder &b, mlir::Location loc,
+  static mlir::Value scalarConst(mlir::OpBuilder &b, mlir::Location loc,
                           mlir::Type elem, double value);
   mlir::Value tensorConst(mlir::Type elem, double value); // rank-0 tensor
 
@@ -190,10 +256,84 @@ public:
                                           llvm::StringRef moduleName);
   std::string linearName(llvm::StringRef module);
 
-  // ---- nodes (Ops.cpp) ----------------------------------------------------
+  // ---- nodes (OpRegistry.cpp) ----------------------------------------------
+  /// Checks the node against the operator table (domain, opset, arity) and
+  /// runs its handler.
   mlir::LogicalResult convertNode(int index);
-  mlir::LogicalResult convertSymbolic(llvm::StringRef op, bool &handled);
-  mlir::LogicalResult convertMatMul(int index, bool gemm);
+  /// Converts nodes [begin, end) of `nodes` in order.
+  mlir::LogicalResult convertNodes(int begin, int end);
+
+  // Attributes: a present attribute of the wrong type records an error
+  // naming it (the handler's result is then discarded), never a default.
+  const onnx::AttributeProto *findAttr(llvm::StringRef name);
+  int64_t attrInt(llvm::StringRef name, int64_t def);
+  float attrFloat(llvm::StringRef name, float def);
+  std::optional<llvm::SmallVector<int64_t>> attrInts(llvm::StringRef name);
+  std::string attrString(llvm::StringRef name, llvm::StringRef def);
+  const onnx::TensorProto *attrTensor(llvm::StringRef name);
+  const onnx::GraphProto *attrGraph(llvm::StringRef name);
+
+  // Handler helpers.
+  mlir::LogicalResult done(mlir::FailureOr<mlir::Value> r);
+  mlir::FailureOr<mlir::Value> floatInput(unsigned i);
+  mlir::LogicalResult binaryOperands(mlir::Value &x, mlir::Value &y);
+  mlir::FailureOr<std::optional<int64_t>> constScalarInt(unsigned i);
+
+  /// Shape arithmetic: when every present input is a symbolic integer
+  /// vector, handlers compute on SymInts at import time instead of tensors.
+  struct SymArg {
+    llvm::SmallVector<SymInt> elems;
+    bool rank0 = false;
+    mlir::Type elem;
+    bool present = false;
+  };
+  /// The inputs as SymArgs, or nullopt if some present input is a tensor.
+  std::optional<llvm::SmallVector<SymArg>> symbolicArgs();
+  mlir::LogicalResult
+  symElementwise(llvm::ArrayRef<SymArg> args, llvm::ArrayRef<unsigned> which,
+                 mlir::Type outElem,
+                 llvm::function_ref<SymInt(llvm::ArrayRef<SymInt>)> fn);
+
+  // ---- operator handlers (one per operator or operator family) ----------
+  // ElementwiseOps.cpp
+  mlir::LogicalResult onUnaryMath();
+  mlir::LogicalResult onGelu();
+  mlir::LogicalResult onNegAbsNot();
+  mlir::LogicalResult onBinaryArith();
+  mlir::LogicalResult onPow();
+  mlir::LogicalResult onVariadic();
+  mlir::LogicalResult onCompare();
+  mlir::LogicalResult onLogical();
+  mlir::LogicalResult onWhere();
+  mlir::LogicalResult onCast();
+  // ShapeOps.cpp
+  mlir::LogicalResult onShape();
+  mlir::LogicalResult onTranspose();
+  mlir::LogicalResult onReshapeLike();
+  mlir::LogicalResult onExpand();
+  mlir::LogicalResult onConcat();
+  mlir::LogicalResult onSlice();
+  mlir::LogicalResult onSplit();
+  mlir::LogicalResult onTile();
+  // TensorOps.cpp
+  mlir::LogicalResult onConstant();
+  mlir::LogicalResult onIdentity();
+  mlir::LogicalResult onGather();
+  mlir::LogicalResult onRange();
+  mlir::LogicalResult onConstantOfShape();
+  mlir::LogicalResult onTrilu();
+  mlir::LogicalResult onScatterND();
+  // ReductionOps.cpp
+  mlir::LogicalResult onSoftmax();
+  mlir::LogicalResult onReduce();
+  mlir::LogicalResult onLayerNormalization();
+  mlir::LogicalResult onCumSum();
+  // LinearOps.cpp
+  mlir::LogicalResult onMatMul();
+  mlir::LogicalResult onGemm();
+  mlir::LogicalResult convertMatMul(bool gemm);
+  // ControlFlowOps.cpp
+  mlir::LogicalResult onIf();
 
   // ---- state --------------------------------------------------------------
   ImportedModel &result;
@@ -205,11 +345,20 @@ public:
   int64_t opset = 0;
 
   const onnx::NodeProto *node = nullptr;
+  int nodeIndex = -1;
+  /// Producer prefix of the names inside the If branch being imported.
+  std::string namePrefix;
+  int depth = 0;
+  llvm::StringRef stripNamePrefix(llvm::StringRef name) const {
+    return name.starts_with(namePrefix) ? name.drop_front(namePrefix.size())
+                                        : name;
+  }
   llvm::StringMap<OValue> values;
   llvm::StringMap<llvm::SmallVector<int>> consumers;
   llvm::StringSet<> graphOutputs;
   llvm::DenseSet<int> skipNodes;
   std::vector<const onnx::NodeProto *> nodes;
+  std::vector<const TensorData *> topInits; // the main graph's initializers
 
   llvm::DenseMap<std::pair<mlir::Value, unsigned>, SymInt> dimCache;
 
@@ -229,6 +378,24 @@ public:
 std::string modulePathFromNodeName(llvm::StringRef nodeName);
 /// True for names torch gives parameters (not "onnx::MatMul_12", "/x/y").
 bool isParameterName(llvm::StringRef name);
+
+/// Input `i` of a shape-arithmetic node as constants; false when some
+/// element is only known at run time.
+inline bool symConsts(llvm::ArrayRef<Importer::SymArg> args, unsigned i,
+                      llvm::SmallVector<int64_t> &out) {
+  if (i >= args.size())
+    return false;
+  for (const SymInt &s : args[i].elems) {
+    if (!s.isConst())
+      return false;
+    out.push_back(s.c);
+  }
+  return true;
+}
+
+inline bool symPresent(llvm::ArrayRef<Importer::SymArg> args, unsigned i) {
+  return i < args.size() && args[i].present;
+}
 
 } // namespace quant_mlir::onnx_import
 

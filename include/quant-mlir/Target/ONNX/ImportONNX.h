@@ -14,6 +14,8 @@
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <map>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -29,7 +31,15 @@ struct ImportOptions {
   std::string archiveName = "model.safetensors";
   /// Run CSE + canonicalization on the imported function.
   bool cleanup = true;
+  /// Graph inputs replaced by constants (`--set-input NAME=VALUE`): an If
+  /// on such an input imports only its taken branch. A bool input that
+  /// selects If branches and is not fixed here gives one entry per value:
+  /// `main_graph` (false) and `main_graph_<input>` (true).
+  std::map<std::string, int64_t> fixedInputs;
 };
+
+/// The ONNX operators the importer has handlers for (default domain).
+std::vector<std::string> supportedOperators();
 
 struct ImportStats {
   int64_t nodes = 0;
