@@ -226,11 +226,15 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
           return makeError("function '" + sig.name +
                            "': inputs must precede weight arguments");
         sig.inputs.push_back(tensor);
+        auto onnxName = func.getArgAttrOfType<StringAttr>(i, "onnx.name");
+        sig.inputNames.push_back(onnxName ? onnxName.getValue().str() : "");
       }
       // Inputs and the read-only mmapped archive are never written in place.
       func.setArgAttr(i, "bufferization.writable", BoolAttr::get(ctx, false));
     }
-    for (Type type : func.getResultTypes()) {
+    for (auto [i, type] : llvm::enumerate(func.getResultTypes())) {
+      auto onnxName = func.getResultAttrOfType<StringAttr>(i, "onnx.name");
+      sig.resultNames.push_back(onnxName ? onnxName.getValue().str() : "");
       auto tensor = dyn_cast<RankedTensorType>(type);
       if (!tensor || !dtypeFor(tensor.getElementType()))
         return makeError("function '" + sig.name +

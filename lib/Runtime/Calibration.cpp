@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/LanguageModel.h"
 #include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
@@ -182,33 +183,6 @@ llvm::Error CalibrationRecorder::write(
   return writer.write(path);
 }
 
-llvm::Expected<const FunctionSignature *>
-quant_mlir::selectLanguageModelEntry(const CPUModule &module,
-                                     llvm::StringRef func) {
-  const FunctionSignature *sig = nullptr;
-  if (!func.empty()) {
-    sig = module.lookup(func);
-    if (!sig)
-      return makeError("no public function '" + func + "'");
-  } else if (module.functions().size() == 1) {
-    sig = &module.functions().front();
-  } else {
-    return makeError("the model has " +
-                     llvm::Twine(module.functions().size()) +
-                     " public functions; pick one with --func");
-  }
-  if (sig->inputs.size() != 1 ||
-      !sig->inputs[0].getElementType().isInteger(64) ||
-      sig->inputs[0].getRank() != 2 || sig->results.size() != 1 ||
-      sig->results[0].getRank() != 3 ||
-      !sig->results[0].getElementType().isF32() ||
-      mlir::ShapedType::isDynamic(sig->results[0].getDimSize(2)))
-    return makeError("function '" + sig->name +
-                     "' must map token ids tensor<BxSxi64> to logits "
-                     "tensor<BxSxVxf32> with a static vocabulary V");
-  return sig;
-}
-
 /// Writes the statistics archive and annotates `module` (calibrateModel
 /// and calibrateSequential).
 static llvm::Expected<CalibrateResult>
@@ -260,7 +234,11 @@ llvm::Expected<CalibrateResult>
 quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
                            llvm::ArrayRef<int64_t> tokens,
                            const CalibrateOptions &options) {
-  mlir::OwningOpRef<mlir::ModuleOp> instrumented = module.clone();
+  LanguageModelEntry entry;
+  auto scoring = specializeForScoring(module, options.func, entry);
+  if (!scoring)
+    return scoring.takeError();
+  mlir::OwningOpRef<mlir::ModuleOp> instrumented = std::move(*scoring);
   mlir::PassManager pm(module.getContext());
   pm.addPass(wq::createWQInstrumentCalibration());
   if (mlir::failed(pm.run(*instrumented)))
@@ -276,11 +254,8 @@ quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
   auto compiled = CPUModule::compile(std::move(instrumented), modelDir);
   if (!compiled)
     return compiled.takeError();
-  auto sig = selectLanguageModelEntry(**compiled, options.func);
-  if (!sig)
-    return sig.takeError();
-  int64_t vocab = (*sig)->results[0].getDimSize(2);
-  if (llvm::Error err = data::checkVocabulary(tokens, vocab, options.dataName))
+  if (llvm::Error err =
+          data::checkVocabulary(tokens, entry.vocab, options.dataName))
     return std::move(err);
   auto starts = data::sampleWindows(tokens.size(), options.seqLen,
                                     options.samples, options.seed,
@@ -294,10 +269,8 @@ quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
   Progress progress("calibration", starts->size(), !options.quiet);
   for (int64_t start : *starts) {
     auto out = (*compiled)->run(
-        (*sig)->name,
-        {HostTensor::from<int64_t>(safetensors::DType::I64,
-                                   {1, options.seqLen},
-                                   tokens.slice(start, options.seqLen))});
+        entry.name, entry.inputs(tokens.slice(start, options.seqLen), 1,
+                                 options.seqLen));
     if (!out)
       return out.takeError();
     progress.advance();
@@ -312,7 +285,11 @@ llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
     mlir::ModuleOp module, llvm::StringRef modelDir,
     llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
     const wq::LayerQuantizer &quantizer) {
-  auto model = BlockwiseModel::create(module, modelDir, options.func,
+  LanguageModelEntry entry;
+  auto scoring = specializeForScoring(module, options.func, entry);
+  if (!scoring)
+    return scoring.takeError();
+  auto model = BlockwiseModel::create(**scoring, modelDir, entry.name,
                                       /*instrument=*/true);
   if (!model)
     return model.takeError();
@@ -366,9 +343,8 @@ llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
 
   std::vector<std::vector<HostTensor>> inputs;
   for (int64_t start : *starts)
-    inputs.push_back({HostTensor::from<int64_t>(
-        safetensors::DType::I64, {1, options.seqLen},
-        tokens.slice(start, options.seqLen))});
+    inputs.push_back(
+        entry.inputs(tokens.slice(start, options.seqLen), 1, options.seqLen));
   Progress progress("true-sequential", totalRuns * int64_t(starts->size()),
                     !options.quiet);
   auto tick = [&] { progress.advance(); };

@@ -10,6 +10,8 @@
 #include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/LanguageModel.h"
+#include "RawRun.h"
 #include "quant-mlir/Support/Progress.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -80,6 +82,13 @@ static cl::opt<bool> blockwise("blockwise",
                                cl::desc("Evaluate one transformer block at a time over all windows "
                                         "(wq-outline-blocks; peak memory: one block's activations)"),
                                cl::cat(category));
+
+static cl::list<std::string> rawInputs("input",
+                                      cl::desc("NAME=FILE.npy: run the entry as the graph defines it on these inputs (with --outputs)"),
+                                      cl::cat(category));
+static cl::opt<std::string> rawOutputs("outputs",
+                                       cl::desc("Directory for every output of a raw run, as NAME.npy"),
+                                       cl::cat(category));
 
 static cl::opt<bool> printTokens("print-tokens",
                                  cl::desc("Print the token ids of --eval-data (after tokenization) and exit"),
@@ -174,7 +183,11 @@ static void report(int64_t windows, int64_t predicted, double meanNLL,
 static int evaluateBlockwise(mlir::ModuleOp module,
                              llvm::ArrayRef<int64_t> tokens,
                              llvm::StringRef dataPath) {
-  auto model = BlockwiseModel::create(module, modelDir, funcName,
+  LanguageModelEntry entry;
+  auto scoring = specializeForScoring(module, funcName, entry);
+  if (!scoring)
+    return fail(llvm::toString(scoring.takeError()));
+  auto model = BlockwiseModel::create(**scoring, modelDir, entry.name,
                                       /*instrument=*/false);
   if (!model)
     return fail(llvm::toString(model.takeError()));
@@ -195,9 +208,7 @@ static int evaluateBlockwise(mlir::ModuleOp module,
     windows = std::min<int64_t>(windows, maxWindows);
   std::vector<std::vector<HostTensor>> inputs;
   for (int64_t w = 0; w < windows; ++w)
-    inputs.push_back({HostTensor::from<int64_t>(
-        safetensors::DType::I64, {1, seqLen},
-        tokens.slice(w * seqLen, seqLen))});
+    inputs.push_back(entry.inputs(tokens.slice(w * seqLen, seqLen), 1, seqLen));
 
   double compileSeconds = 0, nllSum = 0;
   int64_t predicted = 0;
@@ -263,6 +274,21 @@ int main(int argc, char **argv) {
       return fail(llvm::toString(tok.takeError()));
     tokenizer = std::move(*tok);
   }
+  if (!rawInputs.empty() || !rawOutputs.empty()) {
+    if (rawOutputs.empty())
+      return fail("--input needs --outputs DIR");
+    llvm::SmallString<256> path(modelDir);
+    llvm::sys::path::append(path, "model.mlir");
+    llvm::SourceMgr sm;
+    mlir::SourceMgrDiagnosticHandler handler(sm, &context);
+    auto module = mlir::parseSourceFile<mlir::ModuleOp>(path, sm, &context);
+    if (!module)
+      return fail("cannot load '" + path + "'");
+    if (llvm::Error err = runRaw(std::move(module), modelDir, funcName,
+                                 rawInputs, rawOutputs))
+      return fail(llvm::toString(std::move(err)));
+    return 0;
+  }
   if (calibrate && calibData.empty())
     return fail("--calibrate needs --calib-data");
   if (!calibrate && evalData.empty())
@@ -320,26 +346,25 @@ int main(int argc, char **argv) {
   if (blockwise)
     return evaluateBlockwise(*module, *tokens, dataPath);
 
+  LanguageModelEntry entry;
+  auto scoring = specializeForScoring(*module, funcName, entry);
+  if (!scoring)
+    return fail(llvm::toString(scoring.takeError()));
   auto compileStart = std::chrono::steady_clock::now();
-  auto compiled = CPUModule::compile(std::move(module), modelDir);
+  auto compiled = CPUModule::compile(std::move(*scoring), modelDir);
   if (!compiled)
     return fail(llvm::toString(compiled.takeError()));
   double compileSeconds = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - compileStart)
                               .count();
 
-  auto entry = selectLanguageModelEntry(**compiled, funcName);
-  if (!entry)
-    return fail(llvm::toString(entry.takeError()));
-  const FunctionSignature *sig = *entry;
-  int64_t vocab = sig->results[0].getDimSize(2);
+  int64_t vocab = entry.vocab;
   if (llvm::Error err = data::checkVocabulary(*tokens, vocab, dataPath))
     return fail(llvm::toString(std::move(err)));
 
   if (!dumpLogits.empty()) {
     int64_t n = tokens->size();
-    auto out = (*compiled)->run(
-        sig->name, {HostTensor::from<int64_t>(safetensors::DType::I64, {1, n}, *tokens)});
+    auto out = (*compiled)->run(entry.name, entry.inputs(*tokens, 1, n));
     if (!out)
       return fail(llvm::toString(out.takeError()));
     if (llvm::Error err = writeNpyF32(dumpLogits, (*out)[0]))
@@ -361,9 +386,7 @@ int main(int argc, char **argv) {
   auto evalStart = std::chrono::steady_clock::now();
   for (int64_t w = 0; w < windows; ++w) {
     llvm::ArrayRef<int64_t> window(tokens->data() + w * seqLen, seqLen);
-    auto out = (*compiled)->run(
-        sig->name,
-        {HostTensor::from<int64_t>(safetensors::DType::I64, {1, seqLen}, window)});
+    auto out = (*compiled)->run(entry.name, entry.inputs(window, 1, seqLen));
     if (!out)
       return fail(llvm::toString(out.takeError()));
     accumulateNLL((*out)[0].as<float>(), vocab, window, nllSum, predicted);

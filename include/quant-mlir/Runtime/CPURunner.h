@@ -52,6 +52,8 @@ struct FunctionSignature {
   llvm::SmallVector<std::string> weights;            // archive names, in order
   llvm::SmallVector<mlir::RankedTensorType> weightTypes;
   llvm::SmallVector<mlir::RankedTensorType> results;
+  /// The ONNX names of inputs and results (`onnx.name`), "" where absent.
+  llvm::SmallVector<std::string> inputNames, resultNames;
 };
 
 class CPUModule {

@@ -82,12 +82,6 @@ namespace wq {
 class LayerQuantizer;
 } // namespace wq
 
-/// The language-model entry of a compiled module: `func` if given, else the
-/// only public function; it must map ids tensor<BxSxi64> to logits
-/// tensor<BxSxVxf32> with a static V.
-llvm::Expected<const FunctionSignature *>
-selectLanguageModelEntry(const CPUModule &module, llvm::StringRef func);
-
 struct CalibrateOptions {
   int64_t samples = 128, seqLen = 512, sampleRows = 512;
   uint64_t seed = 0;
