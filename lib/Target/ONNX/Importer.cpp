@@ -225,6 +225,23 @@ OValue Importer::valueFromTensorData(const TensorData &t, bool isInitializer) {
 }
 
 FailureOr<Value> Importer::materialize(OValue &v) {
+  // torch.onnx folds identical parameters into one initializer (every
+  // RMSNorm weight of a fresh model is ones): a vector parameter read by
+  // another module is archived under that module's name, so per-layer
+  // weights stay per layer (block splitting, AWQ folding, checkpoints).
+  if (v.init && !v.initTransposed) {
+    StringRef initName = v.init->name;
+    std::string module = node ? modulePathFromNodeName(stripNamePrefix(node->name()))
+                              : std::string();
+    if (v.init->shape.size() == 1 && isParameterName(initName) &&
+        !module.empty() && initName.contains('.') &&
+        initName.rsplit('.').first != module) {
+      return weightRef(v.init, /*transposed=*/false,
+                       module + "." + initName.rsplit('.').second.str());
+    }
+    if (v.init->shape.size() == 1 && isParameterName(initName))
+      return weightRef(v.init, /*transposed=*/false, initName); // uncached
+  }
   if (v.tensor)
     return v.tensor;
   if (v.init) {

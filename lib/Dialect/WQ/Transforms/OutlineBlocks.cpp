@@ -183,6 +183,11 @@ struct Splitter {
           llvm::none_of(users[i], [&](int u) { return firstLayer[u] == 0; }))
         continue;
       int end = lca(ipdom[i], meet.front());
+      // The residual stream has one type in and out of a block; a side
+      // value read by layer 0 (a per-layer attention mask) does not.
+      if (ops[end]->getNumResults() != 1 ||
+          ops[end]->getResult(0).getType() != op->getResult(0).getType())
+        continue;
       if (end < inputEnd)
         input = i, inputEnd = end;
     }
