@@ -23,20 +23,29 @@
 using namespace llvm;
 namespace st = quant_mlir::safetensors;
 
-static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"));
+static cl::OptionCategory category("quant-import options");
+static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"),
+                                      cl::cat(category));
 static cl::opt<std::string> outDir("o", cl::desc("output directory"),
-                                   cl::value_desc("dir"));
+                                   cl::value_desc("dir"), cl::cat(category));
 static cl::opt<std::string>
     archiveName("archive-name",
                 cl::desc("archive file name inside the output directory "
                          "(and the module's wq.archive)"),
-                cl::init("model.safetensors"));
+                cl::init("model.safetensors"), cl::cat(category));
 static cl::opt<bool> noCleanup("no-cleanup",
-                               cl::desc("skip CSE/canonicalization"));
+                               cl::desc("skip CSE/canonicalization"),
+                               cl::cat(category));
 static cl::opt<std::string>
     listArchive("list-archive",
                 cl::desc("print the tensors of a safetensors file and exit"),
-                cl::value_desc("file.safetensors"));
+                cl::value_desc("file.safetensors"), cl::cat(category));
+static cl::list<std::string> setInputs(
+    "set-input",
+    cl::desc("NAME=VALUE: import with graph input NAME fixed to the integer "
+             "VALUE (an If on it keeps one branch; e.g. use_cache_branch=1 "
+             "imports only the cached branch of a merged decoder)"),
+    cl::value_desc("NAME=VALUE"), cl::cat(category));
 
 static int listTensors(StringRef path) {
   auto reader = st::Reader::open(path);
@@ -54,6 +63,7 @@ static int listTensors(StringRef path) {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
       argc, argv,
       "quant-import: ONNX model -> model.mlir + weight archive\n\n"
@@ -70,6 +80,17 @@ int main(int argc, char **argv) {
     errs() << "quant-import: error: --archive-name must be a plain file name "
               "other than model.mlir\n";
     return 2;
+  }
+  std::map<std::string, int64_t> fixedInputs;
+  for (const std::string &spec : setInputs) {
+    auto [name, value] = StringRef(spec).split('=');
+    int64_t v;
+    if (name.empty() || value.getAsInteger(10, v)) {
+      errs() << "quant-import: error: --set-input wants NAME=INTEGER, got '"
+             << spec << "'\n";
+      return 2;
+    }
+    fixedInputs[name.str()] = v;
   }
   auto start = std::chrono::steady_clock::now();
 
@@ -103,6 +124,7 @@ int main(int argc, char **argv) {
   quant_mlir::onnx_import::ImportOptions options;
   options.archiveName = archiveName;
   options.cleanup = !noCleanup;
+  options.fixedInputs = fixedInputs;
   auto model =
       quant_mlir::onnx_import::importONNXModel(inputPath, &context, options);
   if (!model)

@@ -98,6 +98,8 @@ std::optional<safetensors::DType> dtypeToArchive(int32_t dtype) {
     return DType::I8;
   case TensorProto::UINT8:
     return DType::U8;
+  case TensorProto::BOOL: // small ones are folded; others as the archive's BOOL
+    return DType::BOOL;
   default:
     return std::nullopt;
   }
