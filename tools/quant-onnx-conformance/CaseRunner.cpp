@@ -127,10 +127,20 @@ CaseResult conformance::runCase(const TestCase &tc, mlir::MLIRContext &context,
     return finish(Status::Refused, "import", toString(imported.takeError()));
   if (tc.probeOnly)
     return finish(Status::Passed, "import", "imported");
-  auto func = (*imported)->getModule().lookupSymbol<mlir::func::FuncOp>(
-      "main_graph");
+  // @main_graph, or else the module's only public function.
+  mlir::ModuleOp importedModule = (*imported)->getModule();
+  auto func = importedModule.lookupSymbol<mlir::func::FuncOp>("main_graph");
+  if (!func) {
+    auto publics = llvm::make_filter_range(
+        importedModule.getOps<mlir::func::FuncOp>(),
+        [](mlir::func::FuncOp f) { return f.isPublic() && !f.isExternal(); });
+    if (llvm::hasSingleElement(publics))
+      func = *publics.begin();
+  }
   if (!func)
-    return finish(Status::Failed, "import", "no @main_graph in the module");
+    return finish(Status::Failed, "import",
+                  "no @main_graph nor a single public function");
+  std::string entry = func.getSymName().str();
   SmallVector<std::string> argNames = nameAttrs(func, false);
   SmallVector<std::string> resultNames = nameAttrs(func, true);
 
@@ -148,9 +158,8 @@ CaseResult conformance::runCase(const TestCase &tc, mlir::MLIRContext &context,
   if (!compiled)
     return finish(Status::Failed, "compile",
                   withDiagnostics(toString(compiled.takeError())));
-  const FunctionSignature *sig = (*compiled)->lookup("main_graph");
-  if (!sig)
-    return finish(Status::Failed, "compile", "main_graph is not public");
+  if (!(*compiled)->lookup(entry))
+    return finish(Status::Failed, "compile", "@" + entry + " is not public");
 
   // 3. Every data set.
   std::vector<std::string> sets = dataSets(tc.dir);
@@ -172,7 +181,7 @@ CaseResult conformance::runCase(const TestCase &tc, mlir::MLIRContext &context,
         return finish(Status::Failed, "data", toString(t.takeError()));
       inputs.push_back(std::move(*t));
     }
-    auto outputs = (*compiled)->run("main_graph", inputs);
+    auto outputs = (*compiled)->run(entry, inputs);
     if (!outputs)
       return finish(Status::Failed, "run",
                     withDiagnostics(toString(outputs.takeError())));

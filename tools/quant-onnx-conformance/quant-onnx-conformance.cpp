@@ -103,6 +103,13 @@ static cl::opt<std::string> knownFailures(
     cl::desc("Fail unless exactly the cases listed here (name reason) fail"),
     cl::value_desc("file"), cl::cat(category));
 
+static cl::opt<bool> updateLists(
+    "update-lists",
+    cl::desc("Rewrite the --expected-refusals / --known-failures files to "
+             "match this run (kept comments and reasons; a new entry's reason "
+             "is its message), then check as usual"),
+    cl::cat(category));
+
 /// The operators the importer handles (lib/Target/ONNX/Ops.cpp). The importer
 /// has no API listing them yet; once its handler table exposes one, this list
 /// should come from it.
@@ -527,6 +534,39 @@ handledOutsideList(const std::vector<CaseResult> &probes) {
   return handled;
 }
 
+/// Rewrites `path` so that it lists exactly the cases of `status`: comment
+/// lines and the reasons of cases still listed stay, gone cases are dropped,
+/// new ones are appended with their message as the reason.
+static Error rewriteList(StringRef path,
+                         const std::vector<CaseResult> &results,
+                         Status status) {
+  std::map<std::string, const CaseResult *> wanted;
+  for (const CaseResult &r : results)
+    if (r.status == status)
+      wanted[r.name] = &r;
+  std::string text;
+  if (auto buffer = MemoryBuffer::getFile(path))
+    text = (*buffer)->getBuffer().str();
+  SmallVector<StringRef> lines;
+  StringRef(text).split(lines, '\n');
+  std::string out;
+  for (StringRef line : lines) {
+    StringRef name = line.split('#').first.trim().split(' ').first;
+    if (!name.empty() && !wanted.erase(name.str()))
+      continue;
+    if (!line.empty() || !out.empty())
+      out += line.str() + "\n";
+  }
+  while (StringRef(out).ends_with("\n\n"))
+    out.pop_back();
+  for (const auto &[name, r] : wanted)
+    out += name + " " + r->stage + ": " + r->message + "\n";
+  return writeToOutput(path, [&](raw_ostream &os) {
+    os << out;
+    return Error::success();
+  });
+}
+
 static Error writeOutputs(const std::vector<CaseResult> &results,
                           const std::map<std::string, Counts> &table) {
   if (!csvOut.empty())
@@ -635,6 +675,15 @@ int main(int argc, char **argv) {
   for (const auto &[op, example] : uncovered)
     errs() << "conformance: the importer handles " << op << " (" << example
            << ") but it is not in the coverage list\n";
+  if (updateLists) {
+    if (!filter.empty())
+      return fatal("--update-lists needs a full run (no --filter)");
+    for (auto [path, status] : {std::pair{&expectedRefusals, Status::Refused},
+                                std::pair{&knownFailures, Status::Failed}})
+      if (!path->empty())
+        if (Error err = rewriteList(*path, results, status))
+          return fatal(toString(std::move(err)));
+  }
   bool check = !expectedRefusals.empty() || !knownFailures.empty();
   int rc = check ? checkLists(results) : 0;
   return check && !uncovered.empty() ? 1 : rc;
