@@ -12,7 +12,7 @@ ORT_VERSION="1.30.0"
 PACKAGES=(
   cmake ninja-build g++ git
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
-  libonnx-dev libprotobuf-dev protobuf-compiler
+  libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
   libopenblas-dev liblapacke-dev libsentencepiece-dev libgtest-dev
   python3-onnx python3-numpy python3-torch python3-sentencepiece
   nodejs

@@ -23,7 +23,7 @@ llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 
 tool_dirs = [config.quant_mlir_tools_dir, config.llvm_tools_dir]
-tools = ["quant-opt", "quant-run", "quant-layer", "quant-import", "quant-compile", "mlir-opt", "mlir-runner"]
+tools = ["quant-opt", "quant-run", "quant-layer", "quant-import", "quant-compile", "quant-onnx-conformance", "mlir-opt", "mlir-runner"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.quant_mlir_tools_dir, append_path=True)
@@ -33,3 +33,9 @@ llvm_config.with_environment("PATH", config.quant_mlir_tools_dir, append_path=Tr
 ptxas = os.environ.get("QUANT_MLIR_PTXAS", "/usr/local/cuda/bin/ptxas")
 if os.path.exists(ptxas):
     config.available_features.add("ptxas")
+
+# ONNX's backend node tests, from Debian's libonnx-testdata (scripts/setup.sh).
+onnx_node_tests = "/usr/share/libonnx-testdata/data/node"
+config.substitutions.append(("%onnx_node_tests", onnx_node_tests))
+if os.path.isdir(onnx_node_tests):
+    config.available_features.add("onnx-node-tests")
