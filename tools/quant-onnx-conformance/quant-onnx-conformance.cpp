@@ -8,6 +8,8 @@
 
 #include "Conformance.h"
 
+#include "quant-mlir/Target/ONNX/ImportONNX.h"
+
 #include "quant-mlir/InitAllDialects.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -113,30 +115,6 @@ static cl::opt<bool> updateLists(
 /// The operators the importer handles (lib/Target/ONNX/Ops.cpp). The importer
 /// has no API listing them yet; once its handler table exposes one, this list
 /// should come from it.
-static const char *const kCoveredOps[] = {
-    "Abs",         "Add",           "And",
-    "Cast",        "CastLike",      "Ceil",
-    "Concat",      "Constant",      "ConstantOfShape",
-    "Cos",         "Div",           "Dropout",
-    "Equal",       "Erf",           "Exp",
-    "Expand",      "Flatten",       "Floor",
-    "Gather",      "Gelu",          "Gemm",
-    "Greater",     "GreaterOrEqual", "Identity",
-    "LayerNormalization", "Less",   "LessOrEqual",
-    "Log",         "LogSoftmax",    "MatMul",
-    "Max",         "Mean",          "Min",
-    "Mod",         "Mul",           "Neg",
-    "Not",         "Or",            "Pow",
-    "Range",       "Reciprocal",    "ReduceMax",
-    "ReduceMean",  "ReduceSum",     "Relu",
-    "Reshape",     "Shape",         "Sigmoid",
-    "Sin",         "Size",          "Slice",
-    "Softmax",     "Softplus",      "Split",
-    "Sqrt",        "Squeeze",       "Sub",
-    "Sum",         "Tanh",          "Transpose",
-    "Trilu",       "Unsqueeze",     "Where",
-    "Xor",
-};
 
 static int fatal(const Twine &msg) {
   errs() << "quant-onnx-conformance: error: " << msg << "\n";
@@ -610,7 +588,7 @@ int main(int argc, char **argv) {
 
   StringSet<> covered;
   if (opsOverride.empty())
-    for (const char *op : kCoveredOps)
+    for (const std::string &op : quant_mlir::onnx_import::supportedOperators())
       covered.insert(op);
   else
     for (const std::string &op : opsOverride)

@@ -114,7 +114,7 @@ FailureOr<SmallVector<SymInt>> Importer::symInts(unsigned i) {
                             b, loc, b.getIndexType(), e))
                       : Value(arith::IndexCastOp::create(
                             b, loc, b.getIndexType(), e));
-      elems.push_back(SymInt{0, idx, false});
+      elems.push_back(SymInt{0, idx, false, true});
     }
     return elems;
   }

@@ -82,6 +82,7 @@ struct SymInt {
   int64_t c = 0;
   mlir::Value v;
   bool nonNeg = false; // known >= 0 (tensor dims and their sums/products)
+  bool fromData = false; // read at run time from a tensor (not shape math)
   bool isConst() const { return !v; }
   static SymInt cst(int64_t c) { return SymInt{c, {}, c >= 0}; }
 };

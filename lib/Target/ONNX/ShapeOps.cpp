@@ -148,6 +148,27 @@ LogicalResult Importer::onReshapeLike() {
       if (failed(shape))
         return failure();
       bool allowZero = attrInt("allowzero", 0) != 0;
+      // A shape read from data: 0 (copy) and -1 (infer) resolved at run
+      // time with selects (at most one -1, as ONNX requires).
+      if (llvm::any_of(*shape, [](const SymInt &d) { return d.fromData; })) {
+        SmallVector<SymInt> dims, isInfer;
+        for (auto [k, d] : llvm::enumerate(*shape)) {
+          SymInt v = d;
+          if (d.fromData && !allowZero && int64_t(k) < rank)
+            v = sSelect(sCmp(P::eq, d, SymInt::cst(0)), in[k], d);
+          dims.push_back(v);
+          isInfer.push_back(sCmp(P::eq, d, SymInt::cst(-1)));
+        }
+        SymInt total = SymInt::cst(1), rest = SymInt::cst(1);
+        for (const SymInt &d : in)
+          total = sMul(total, d);
+        for (auto [k, d] : llvm::enumerate(dims))
+          rest = sMul(rest, sSelect(isInfer[k], SymInt::cst(1), d));
+        SymInt inferred = sDiv(total, rest);
+        for (auto [k, d] : llvm::enumerate(dims))
+          out.push_back(sSelect(isInfer[k], inferred, d));
+        return done(emitReshape(x, out));
+      }
       int inferIdx = -1;
       for (auto [k, s] : llvm::enumerate(*shape)) {
         if (s.isConst() && s.c == 0 && !allowZero) {
@@ -274,6 +295,7 @@ LogicalResult Importer::onExpand() {
     FailureOr<SmallVector<SymInt>> shape = symInts(1);
     if (failed(xv) || failed(shape))
       return failure();
+
     Value x = *xv;
     SmallVector<SymInt> in = dimsOf(x);
     int64_t r = int64_t(in.size()), s = int64_t(shape->size());
@@ -291,7 +313,9 @@ LogicalResult Importer::onExpand() {
         return !d || (d->isConst() && d->c == 1);
       };
       SymInt d;
-      if (isOne(ds))
+      if (ds && ds->fromData && !ds->isConst()) // broadcast-compatible: max
+        d = di ? sMax(*di, *ds) : *ds;
+      else if (isOne(ds))
         d = di ? *di : SymInt::cst(1);
       else if (isOne(di))
         d = *ds;
@@ -516,7 +540,10 @@ LogicalResult Importer::onSplit() {
           strides(rank, SymInt::cst(1));
       offs[*axis] = offset;
       sz[*axis] = sizes[k];
-      FailureOr<Value> r = emitSlice(x, offs, sz, strides);
+      FailureOr<Value> r =
+          sizes[k].isConst() && sizes[k].c == 0
+              ? FailureOr<Value>(emptyTensor(sz, elemOf(x)))
+              : emitSlice(x, offs, sz, strides);
       if (failed(r))
         return failure();
       setOutputTensor(unsigned(k), *r);
