@@ -17,6 +17,7 @@ using namespace quant_mlir::kernels::detail;
 
 namespace {
 GemmMicroKernel registered;
+QGemvMicroKernel registeredGemv;
 
 /// K rows per packed block: the B panels of one chunk (kKc x kChunkN floats,
 /// 128 KiB) stay in L2, one A tile (kKc x mr) in L1.
@@ -93,10 +94,73 @@ void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
 bool useMicroKernel(i64 M) {
   return registered.fn && M * 2 >= registered.mr;
 }
+
+/// The decode path applies: a GEMV kernel for these bits, whole panels,
+/// whole words per group, no act-order (its per-row groups would need a
+/// scale gather per k).
+bool useGemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize,
+             const int32_t *gIdx) {
+  const QGemvMicroKernel &g = registeredGemv;
+  return g.nr > 0 && bits <= 8 && 32 % bits == 0 && g.fn[bits][1] && !gIdx &&
+         m >= 1 && m <= 8 && n % g.nr == 0 && kChunkN % g.nr == 0 &&
+         (groupSize <= 0 || (groupSize * bits) % 32 == 0) &&
+         (k * bits) % 32 == 0 && (groupSize <= 0 || k % groupSize == 0);
+}
+
+void callGemv(QGemvMicroKernel::Fn fn, const int32_t *q, const float *s,
+              const float *nz, const float *x, float *y, i64 ldq, i64 ldx,
+              i64 groups, i64 wpg) {
+  constexpr i64 big = std::numeric_limits<int32_t>::max();
+  auto *pq = const_cast<int32_t *>(q);
+  auto *ps = const_cast<float *>(s), *pz = const_cast<float *>(nz),
+       *px = const_cast<float *>(x);
+  fn(pq, pq, 0, big, 1, ps, ps, 0, big, 1, pz, pz, 0, big, 1, px, px, 0, big,
+     1, y, y, 0, big, 1, ldq, ldx, groups, wpg);
+}
+
+/// Decode: each chunk of kChunkN columns computes its -zero * scale rows,
+/// then streams its codes once per row block (rows 8 / 4 / 2 / 1).
+void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
+           const float *x, const int32_t *codes, const float *scales,
+           const int32_t *zeros, float *y) {
+  const QGemvMicroKernel &g = registeredGemv;
+  const i64 numGroups = groupSize > 0 ? k / groupSize : 1;
+  (void)groups;
+  const i64 wpg = (groupSize > 0 ? groupSize : k) * bits / 32;
+  const i64 zeroWords = n * bits / 32;
+  const uint32_t mask = (1u << bits) - 1;
+  std::vector<float> nzs(numGroups * n);
+  const i64 chunks = (n + kChunkN - 1) / kChunkN;
+  parallelChunks(chunks, m * n * k + n * k * 8, [&](i64 chunk) {
+    const i64 n0 = chunk * kChunkN, nc = std::min(kChunkN, n - n0);
+    for (i64 gi = 0; gi < numGroups; ++gi)
+      for (i64 c = n0; c < n0 + nc; ++c) {
+        float z = float(1u << (bits - 1));
+        if (zeros) {
+          i64 bit = c * bits;
+          z = float((uint32_t(zeros[gi * zeroWords + bit / 32]) >>
+                     (bit % 32)) & mask);
+        }
+        nzs[gi * n + c] = -z * scales[gi * n + c];
+      }
+    for (i64 j0 = n0; j0 < n0 + nc; j0 += g.nr)
+      for (i64 r = 0; r < m;) {
+        i64 rows = 8;
+        while (rows > 1 && (rows > m - r || !g.fn[bits][rows]))
+          rows /= 2;
+        callGemv(g.fn[bits][rows], codes + j0, scales + j0, nzs.data() + j0,
+                 x + r * k, y + r * n + j0, n, k, numGroups, wpg);
+        r += rows;
+      }
+  });
+}
 } // namespace
 
 namespace quant_mlir::kernels {
 void setGemmMicroKernel(const GemmMicroKernel &kernel) { registered = kernel; }
+void setQGemvMicroKernels(const QGemvMicroKernel &kernels) {
+  registeredGemv = kernels;
+}
 const GemmMicroKernel &gemmMicroKernel() { return registered; }
 
 void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,
@@ -135,6 +199,13 @@ void vqlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
                  const int32_t *codes, const float *scales,
                  const int32_t *zeros, const int32_t *gIdx, const float *bias,
                  float *y) {
+  if (useGemv(m, n, k, bits, groupSize, gIdx)) {
+    for (i64 r = 0; r < m; ++r)
+      for (i64 c = 0; c < n; ++c)
+        y[r * n + c] = bias ? bias[c] : 0.0f;
+    qgemv(m, n, k, bits, groupSize, groups, x, codes, scales, zeros, y);
+    return;
+  }
   if (!useMicroKernel(m) || n == 0 || k == 0) {
     qlinearF32(m, n, k, bits, groupSize, groups, x, codes, scales, zeros,
                gIdx, bias, y);

@@ -43,6 +43,7 @@ HostVectorTarget quant_mlir::detectHostVectorTarget() {
     t.isa = "avx512";
     t.vectorWidth = 16;
     t.mr = 8;
+    t.maxGemvRows = 8;
   } else if (features.lookup("avx2") && features.lookup("fma")) {
     // 16 ymm registers: 6 x 2 accumulators, 2 B vectors, 1 broadcast.
     t.isa = "avx2";
@@ -115,6 +116,119 @@ void quant_mlir::buildGemmMicroKernel(ModuleOp module,
 }
 
 namespace {
+std::string qgemvName(unsigned bits, int64_t rows) {
+  return "quant_ukernel_qgemv_b" + std::to_string(bits) + "_m" +
+         std::to_string(rows);
+}
+} // namespace
+
+void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
+                                       const HostVectorTarget &target,
+                                       unsigned bits, int64_t rows) {
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
+  auto fbuf = MemRefType::get({ShapedType::kDynamic}, f32);
+  auto ibuf = MemRefType::get({ShapedType::kDynamic}, i32);
+  auto fn = func::FuncOp::create(
+      b, loc, qgemvName(bits, rows),
+      b.getFunctionType(
+          {ibuf, fbuf, fbuf, fbuf, fbuf, index, index, index, index}, {}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value q = entry->getArgument(0), s = entry->getArgument(1),
+        nz = entry->getArgument(2), x = entry->getArgument(3),
+        y = entry->getArgument(4), ldq = entry->getArgument(5),
+        ldx = entry->getArgument(6), groups = entry->getArgument(7),
+        wpg = entry->getArgument(8);
+  const int64_t vl = target.vectorWidth, nv = target.nr / vl;
+  const int64_t per = 32 / bits;
+  // Partial sums per row and lane vector: at least 4 independent FMA chains.
+  const int64_t parts = std::max<int64_t>(1, 4 / (rows * nv));
+  auto vf = VectorType::get({vl}, f32), vi = VectorType::get({vl}, i32);
+  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, loc, v);
+  };
+  auto accIndex = [&](int64_t r, int64_t j, int64_t p) {
+    return (r * nv + j) * parts + p;
+  };
+  Value zero = arith::ConstantOp::create(b, loc, vf, b.getZeroAttr(vf));
+  Value mask = arith::ConstantOp::create(
+      b, loc, vi, DenseElementsAttr::get(vi, int32_t((1u << bits) - 1)));
+  SmallVector<Value> shifts;
+  for (int64_t f = 0; f < per; ++f)
+    shifts.push_back(arith::ConstantOp::create(
+        b, loc, vi, DenseElementsAttr::get(vi, int32_t(f * bits))));
+  SmallVector<Value> init(rows * nv * parts, zero);
+  auto groupLoop = scf::ForOp::create(
+      b, loc, cst(b, 0), groups, cst(b, 1), init,
+      [&](OpBuilder &gb, Location l, Value g, ValueRange gacc) {
+        Value row = arith::MulIOp::create(gb, l, g, ldq);
+        SmallVector<Value> sv, zv;
+        for (int64_t j = 0; j < nv; ++j) {
+          Value off = arith::AddIOp::create(gb, l, row, cst(gb, j * vl));
+          sv.push_back(vector::LoadOp::create(gb, l, vf, s, off));
+          zv.push_back(vector::LoadOp::create(gb, l, vf, nz, off));
+        }
+        Value w0 = arith::MulIOp::create(gb, l, g, wpg);
+        Value w1 = arith::AddIOp::create(gb, l, w0, wpg);
+        auto wordLoop = scf::ForOp::create(
+            gb, l, w0, w1, cst(gb, 1), gacc,
+            [&](OpBuilder &wb, Location wl, Value w, ValueRange wacc) {
+              SmallVector<Value> acc(wacc.begin(), wacc.end());
+              Value qrow = arith::MulIOp::create(wb, wl, w, ldq);
+              SmallVector<Value> qv;
+              for (int64_t j = 0; j < nv; ++j) {
+                Value off =
+                    arith::AddIOp::create(wb, wl, qrow, cst(wb, j * vl));
+                qv.push_back(vector::LoadOp::create(wb, wl, vi, q, off));
+              }
+              Value k0 = arith::MulIOp::create(wb, wl, w, cst(wb, per));
+              SmallVector<Value> xrow;
+              for (int64_t r = 0; r < rows; ++r)
+                xrow.push_back(arith::AddIOp::create(
+                    wb, wl, k0, arith::MulIOp::create(wb, wl, ldx, cst(wb, r))));
+              for (int64_t f = 0; f < per; ++f) {
+                SmallVector<Value> wv;
+                for (int64_t j = 0; j < nv; ++j) {
+                  Value field = arith::AndIOp::create(
+                      wb, wl,
+                      arith::ShRUIOp::create(wb, wl, qv[j], shifts[f]), mask);
+                  Value fv = arith::UIToFPOp::create(wb, wl, vf, field);
+                  wv.push_back(vector::FMAOp::create(wb, wl, fv, sv[j], zv[j]));
+                }
+                for (int64_t r = 0; r < rows; ++r) {
+                  Value off =
+                      arith::AddIOp::create(wb, wl, xrow[r], cst(wb, f));
+                  Value xs = memref::LoadOp::create(wb, wl, x, off);
+                  Value splat = vector::BroadcastOp::create(wb, wl, vf, xs);
+                  for (int64_t j = 0; j < nv; ++j) {
+                    Value &a = acc[accIndex(r, j, f % parts)];
+                    a = vector::FMAOp::create(wb, wl, splat, wv[j], a);
+                  }
+                }
+              }
+              scf::YieldOp::create(wb, wl, acc);
+            });
+        scf::YieldOp::create(gb, l, wordLoop.getResults());
+      });
+  for (int64_t r = 0; r < rows; ++r) {
+    Value row = arith::MulIOp::create(b, loc, ldq, cst(b, r));
+    for (int64_t j = 0; j < nv; ++j) {
+      Value total = groupLoop.getResult(accIndex(r, j, 0));
+      for (int64_t p = 1; p < parts; ++p)
+        total = arith::AddFOp::create(b, loc, total,
+                                      groupLoop.getResult(accIndex(r, j, p)));
+      Value off = arith::AddIOp::create(b, loc, row, cst(b, j * vl));
+      Value old = vector::LoadOp::create(b, loc, vf, y, off);
+      vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, total),
+                              y, off);
+    }
+  }
+  func::ReturnOp::create(b, loc);
+}
+
+namespace {
 struct VectorKernels {
   MLIRContext context;
   std::unique_ptr<ExecutionEngine> engine;
@@ -135,6 +249,9 @@ VectorKernels *compileVectorKernels() {
   ctx.appendDialectRegistry(registry);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
   buildGemmMicroKernel(*module, vk->target);
+  for (unsigned bits : {2u, 4u, 8u})
+    for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2)
+      buildQGemvMicroKernel(*module, vk->target, bits, rows);
 
   PassManager pm(&ctx);
   pm.addPass(createSCFToControlFlowPass());
@@ -184,7 +301,20 @@ VectorKernels *compileVectorKernels() {
   kernel.fn = reinterpret_cast<kernels::GemmMicroKernel::Fn>(*address);
   kernel.mr = vk->target.mr;
   kernel.nr = vk->target.nr;
+  kernels::QGemvMicroKernel gemv;
+  gemv.nr = vk->target.nr;
+  for (unsigned bits : {2u, 4u, 8u})
+    for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2) {
+      auto fn = vk->engine->lookup(qgemvName(bits, rows));
+      if (!fn) {
+        vk->error = llvm::toString(fn.takeError());
+        return vk;
+      }
+      gemv.fn[bits][rows] =
+          reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*fn);
+    }
   kernels::setGemmMicroKernel(kernel);
+  kernels::setQGemvMicroKernels(gemv);
   return vk;
 }
 } // namespace

@@ -90,6 +90,26 @@ struct GemmMicroKernel {
   Fn fn = nullptr;
   int64_t mr = 0, nr = 0;
 };
+/// The decode GEMV micro-kernels (MicroKernels.cpp) for gptq layers with
+/// 32 / bits codes per word (bits 2, 4, 8): for `rows` rows of x and one
+/// panel of nr columns, y[r, 0:nr] += sum over groups g and k of
+/// x[r, k] * (q[k, :] * s[g, :] + nzs[g, :]), nzs = -zero * scale, the codes
+/// streamed once and unpacked in registers (shift, mask, convert). Memrefs
+/// codes (i32), scales, nzs, x, y in the expanded convention, then ldq (row
+/// stride of codes, scales, nzs and y: N), ldx (K), groups, words per group.
+struct QGemvMicroKernel {
+  using Fn = void (*)(int32_t *, int32_t *, int64_t, int64_t, int64_t,
+                      float *, float *, int64_t, int64_t, int64_t, float *,
+                      float *, int64_t, int64_t, int64_t, float *, float *,
+                      int64_t, int64_t, int64_t, float *, float *, int64_t,
+                      int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  /// fn[bits][rows] for bits in {2, 4, 8} and rows in {1, 2, 4, 8}; null
+  /// where not generated.
+  Fn fn[9][9] = {};
+  int64_t nr = 0;
+};
+void setQGemvMicroKernels(const QGemvMicroKernel &kernels);
+
 /// Process-wide: the micro-kernel the vector family uses (set once, by
 /// initVectorKernels in CPURunner.h; the code must outlive every use).
 void setGemmMicroKernel(const GemmMicroKernel &kernel);
@@ -98,7 +118,9 @@ const GemmMicroKernel &gemmMicroKernel();
 /// contractF32 / qlinearF32 on the vector family: activation and weight
 /// tiles packed into panels, the micro-kernel on each mr x nr tile, fixed
 /// kChunkN-column chunks per thread (bitwise independent of the thread
-/// count). OpenBLAS when no micro-kernel is set or m is below mr / 2.
+/// count). OpenBLAS when no micro-kernel is set or m is below mr / 2;
+/// vqlinearF32 runs m below mr / 2 (decode) on the GEMV micro-kernels when
+/// bits divide 32, there is no act-order and nr divides n.
 void vcontractF32(int64_t m, int64_t n, int64_t k, const float *a,
                   int64_t sam, int64_t sak, const float *b, int64_t sbk,
                   int64_t sbn, float *c, int64_t scm, int64_t scn);

@@ -21,6 +21,8 @@ namespace quant_mlir {
 struct HostVectorTarget {
   std::string cpu, isa;
   int64_t vectorWidth = 4, mr = 4, nr = 8;
+  /// Largest row count of the decode GEMV kernels (8 with 32 registers).
+  int64_t maxGemvRows = 4;
 };
 HostVectorTarget detectHostVectorTarget();
 
@@ -31,9 +33,19 @@ HostVectorTarget detectHostVectorTarget();
 /// row and vector, C += acc at the end.
 void buildGemmMicroKernel(mlir::ModuleOp module, const HostVectorTarget &target);
 
+/// Adds `func.func @quant_ukernel_qgemv_b<bits>_m<rows>` (see
+/// kernels::QGemvMicroKernel) for bits dividing 32: per word row, one
+/// vector load of codes per nr/vectorWidth lanes, each of the 32 / bits
+/// fields extracted with a shift and mask, converted and scaled in
+/// registers (q * s + nzs), then one broadcast FMA per row; a few partial
+/// accumulators per row break the FMA dependency chain when rows are few.
+void buildQGemvMicroKernel(mlir::ModuleOp module,
+                           const HostVectorTarget &target, unsigned bits,
+                           int64_t rows);
+
 /// Once per process: generates the micro-kernel for the host, lowers it to
 /// LLVM, JIT-compiles it with the host CPU and features and registers it
-/// (kernels::setGemmMicroKernel). Thread-safe; later calls return the
+/// (kernels::setGemmMicroKernel, setQGemvMicroKernels). Thread-safe; later calls return the
 /// first result.
 llvm::Expected<HostVectorTarget> initVectorKernels();
 } // namespace quant_mlir
