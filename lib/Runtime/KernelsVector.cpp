@@ -108,14 +108,14 @@ bool useGemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize,
 }
 
 void callGemv(QGemvMicroKernel::Fn fn, const int32_t *q, const float *s,
-              const float *nz, const float *x, float *y, i64 ldq, i64 ldx,
-              i64 groups, i64 wpg) {
+              const float *nz, const float *x, const float *xs, float *y,
+              i64 ldq, i64 ldx, i64 groups, i64 wpg) {
   constexpr i64 big = std::numeric_limits<int32_t>::max();
   auto *pq = const_cast<int32_t *>(q);
   auto *ps = const_cast<float *>(s), *pz = const_cast<float *>(nz),
-       *px = const_cast<float *>(x);
+       *px = const_cast<float *>(x), *pxs = const_cast<float *>(xs);
   fn(pq, pq, 0, big, 1, ps, ps, 0, big, 1, pz, pz, 0, big, 1, px, px, 0, big,
-     1, y, y, 0, big, 1, ldq, ldx, groups, wpg);
+     1, pxs, pxs, 0, big, 1, y, y, 0, big, 1, ldq, ldx, groups, wpg);
 }
 
 /// Decode: each chunk of kChunkN columns computes its -zero * scale rows,
@@ -129,7 +129,16 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
   const i64 wpg = (groupSize > 0 ? groupSize : k) * bits / 32;
   const i64 zeroWords = n * bits / 32;
   const uint32_t mask = (1u << bits) - 1;
-  std::vector<float> nzs(numGroups * n);
+  std::vector<float> nzs(numGroups * n), xs(m * numGroups);
+  // The group sums of x, in a fixed order (the zero term's factor).
+  const i64 gs = groupSize > 0 ? groupSize : k;
+  for (i64 r = 0; r < m; ++r)
+    for (i64 gi = 0; gi < numGroups; ++gi) {
+      float sum = 0.0f;
+      for (i64 i = 0; i < gs; ++i)
+        sum += x[r * k + gi * gs + i];
+      xs[r * numGroups + gi] = sum;
+    }
   const i64 chunks = (n + kChunkN - 1) / kChunkN;
   parallelChunks(chunks, m * n * k + n * k * 8, [&](i64 chunk) {
     const i64 n0 = chunk * kChunkN, nc = std::min(kChunkN, n - n0);
@@ -149,7 +158,8 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
         while (rows > 1 && (rows > m - r || !g.fn[bits][rows]))
           rows /= 2;
         callGemv(g.fn[bits][rows], codes + j0, scales + j0, nzs.data() + j0,
-                 x + r * k, y + r * n + j0, n, k, numGroups, wpg);
+                 x + r * k, xs.data() + r * numGroups, y + r * n + j0, n, k,
+                 numGroups, wpg);
         r += rows;
       }
   });

@@ -132,15 +132,16 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
   auto ibuf = MemRefType::get({ShapedType::kDynamic}, i32);
   auto fn = func::FuncOp::create(
       b, loc, qgemvName(bits, rows),
-      b.getFunctionType(
-          {ibuf, fbuf, fbuf, fbuf, fbuf, index, index, index, index}, {}));
+      b.getFunctionType({ibuf, fbuf, fbuf, fbuf, fbuf, fbuf, index, index,
+                         index, index},
+                        {}));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
   Value q = entry->getArgument(0), s = entry->getArgument(1),
         nz = entry->getArgument(2), x = entry->getArgument(3),
-        y = entry->getArgument(4), ldq = entry->getArgument(5),
-        ldx = entry->getArgument(6), groups = entry->getArgument(7),
-        wpg = entry->getArgument(8);
+        xs = entry->getArgument(4), y = entry->getArgument(5),
+        ldq = entry->getArgument(6), ldx = entry->getArgument(7),
+        groups = entry->getArgument(8), wpg = entry->getArgument(9);
   const int64_t vl = target.vectorWidth, nv = target.nr / vl;
   const int64_t per = 32 / bits;
   // Partial sums per row and lane vector: at least 4 independent FMA chains.
@@ -159,21 +160,17 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
   for (int64_t f = 0; f < per; ++f)
     shifts.push_back(arith::ConstantOp::create(
         b, loc, vi, DenseElementsAttr::get(vi, int32_t(f * bits))));
+  // Per group: acc = sum_k x[r, k] * q[k, :] (codes only: shift, mask,
+  // convert, FMA), then y[r, :] += s[g, :] * acc + nzs[g, :] * xs[r, g]
+  // with xs the group's sum of x: the scale and zero cost nothing per k.
   SmallVector<Value> init(rows * nv * parts, zero);
-  auto groupLoop = scf::ForOp::create(
-      b, loc, cst(b, 0), groups, cst(b, 1), init,
-      [&](OpBuilder &gb, Location l, Value g, ValueRange gacc) {
-        Value row = arith::MulIOp::create(gb, l, g, ldq);
-        SmallVector<Value> sv, zv;
-        for (int64_t j = 0; j < nv; ++j) {
-          Value off = arith::AddIOp::create(gb, l, row, cst(gb, j * vl));
-          sv.push_back(vector::LoadOp::create(gb, l, vf, s, off));
-          zv.push_back(vector::LoadOp::create(gb, l, vf, nz, off));
-        }
+  scf::ForOp::create(
+      b, loc, cst(b, 0), groups, cst(b, 1), ValueRange{},
+      [&](OpBuilder &gb, Location l, Value g, ValueRange) {
         Value w0 = arith::MulIOp::create(gb, l, g, wpg);
         Value w1 = arith::AddIOp::create(gb, l, w0, wpg);
         auto wordLoop = scf::ForOp::create(
-            gb, l, w0, w1, cst(gb, 1), gacc,
+            gb, l, w0, w1, cst(gb, 1), init,
             [&](OpBuilder &wb, Location wl, Value w, ValueRange wacc) {
               SmallVector<Value> acc(wacc.begin(), wacc.end());
               Value qrow = arith::MulIOp::create(wb, wl, w, ldq);
@@ -187,21 +184,24 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
               SmallVector<Value> xrow;
               for (int64_t r = 0; r < rows; ++r)
                 xrow.push_back(arith::AddIOp::create(
-                    wb, wl, k0, arith::MulIOp::create(wb, wl, ldx, cst(wb, r))));
+                    wb, wl, k0,
+                    arith::MulIOp::create(wb, wl, ldx, cst(wb, r))));
               for (int64_t f = 0; f < per; ++f) {
                 SmallVector<Value> wv;
                 for (int64_t j = 0; j < nv; ++j) {
-                  Value field = arith::AndIOp::create(
-                      wb, wl,
-                      arith::ShRUIOp::create(wb, wl, qv[j], shifts[f]), mask);
-                  Value fv = arith::UIToFPOp::create(wb, wl, vf, field);
-                  wv.push_back(vector::FMAOp::create(wb, wl, fv, sv[j], zv[j]));
+                  // The top field needs no mask, the bottom one no shift.
+                  Value field = qv[j];
+                  if (f > 0)
+                    field = arith::ShRUIOp::create(wb, wl, field, shifts[f]);
+                  if (f + 1 < per)
+                    field = arith::AndIOp::create(wb, wl, field, mask);
+                  wv.push_back(arith::UIToFPOp::create(wb, wl, vf, field));
                 }
                 for (int64_t r = 0; r < rows; ++r) {
                   Value off =
                       arith::AddIOp::create(wb, wl, xrow[r], cst(wb, f));
-                  Value xs = memref::LoadOp::create(wb, wl, x, off);
-                  Value splat = vector::BroadcastOp::create(wb, wl, vf, xs);
+                  Value xv = memref::LoadOp::create(wb, wl, x, off);
+                  Value splat = vector::BroadcastOp::create(wb, wl, vf, xv);
                   for (int64_t j = 0; j < nv; ++j) {
                     Value &a = acc[accIndex(r, j, f % parts)];
                     a = vector::FMAOp::create(wb, wl, splat, wv[j], a);
@@ -210,21 +210,31 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
               }
               scf::YieldOp::create(wb, wl, acc);
             });
-        scf::YieldOp::create(gb, l, wordLoop.getResults());
+        Value srow = arith::MulIOp::create(gb, l, g, ldq);
+        for (int64_t j = 0; j < nv; ++j) {
+          Value soff = arith::AddIOp::create(gb, l, srow, cst(gb, j * vl));
+          Value sv = vector::LoadOp::create(gb, l, vf, s, soff);
+          Value zv = vector::LoadOp::create(gb, l, vf, nz, soff);
+          for (int64_t r = 0; r < rows; ++r) {
+            Value total = wordLoop.getResult(accIndex(r, j, 0));
+            for (int64_t p = 1; p < parts; ++p)
+              total = arith::AddFOp::create(
+                  gb, l, total, wordLoop.getResult(accIndex(r, j, p)));
+            Value xoff = arith::AddIOp::create(
+                gb, l, arith::MulIOp::create(gb, l, groups, cst(gb, r)), g);
+            Value xsum = vector::BroadcastOp::create(
+                gb, l, vf, memref::LoadOp::create(gb, l, xs, xoff));
+            Value yoff = arith::AddIOp::create(
+                gb, l, arith::MulIOp::create(gb, l, ldq, cst(gb, r)),
+                cst(gb, j * vl));
+            Value yv = vector::LoadOp::create(gb, l, vf, y, yoff);
+            yv = vector::FMAOp::create(gb, l, sv, total, yv);
+            yv = vector::FMAOp::create(gb, l, zv, xsum, yv);
+            vector::StoreOp::create(gb, l, yv, y, yoff);
+          }
+        }
+        scf::YieldOp::create(gb, l);
       });
-  for (int64_t r = 0; r < rows; ++r) {
-    Value row = arith::MulIOp::create(b, loc, ldq, cst(b, r));
-    for (int64_t j = 0; j < nv; ++j) {
-      Value total = groupLoop.getResult(accIndex(r, j, 0));
-      for (int64_t p = 1; p < parts; ++p)
-        total = arith::AddFOp::create(b, loc, total,
-                                      groupLoop.getResult(accIndex(r, j, p)));
-      Value off = arith::AddIOp::create(b, loc, row, cst(b, j * vl));
-      Value old = vector::LoadOp::create(b, loc, vf, y, off);
-      vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, total),
-                              y, off);
-    }
-  }
   func::ReturnOp::create(b, loc);
 }
 

@@ -92,17 +92,20 @@ struct GemmMicroKernel {
 };
 /// The decode GEMV micro-kernels (MicroKernels.cpp) for gptq layers with
 /// 32 / bits codes per word (bits 2, 4, 8): for `rows` rows of x and one
-/// panel of nr columns, y[r, 0:nr] += sum over groups g and k of
-/// x[r, k] * (q[k, :] * s[g, :] + nzs[g, :]), nzs = -zero * scale, the codes
+/// panel of nr columns, y[r, 0:nr] += sum over groups g of
+/// s[g, :] * (sum over k in g of x[r, k] * q[k, :]) + nzs[g, :] * xs[r, g],
+/// nzs = -zero * scale, xs[r, g] = the group's sum of x[r, :]; the codes are
 /// streamed once and unpacked in registers (shift, mask, convert). Memrefs
-/// codes (i32), scales, nzs, x, y in the expanded convention, then ldq (row
-/// stride of codes, scales, nzs and y: N), ldx (K), groups, words per group.
+/// codes (i32), scales, nzs, x, xs, y in the expanded convention, then ldq
+/// (row stride of codes, scales, nzs and y: N), ldx (K), groups, words per
+/// group.
 struct QGemvMicroKernel {
   using Fn = void (*)(int32_t *, int32_t *, int64_t, int64_t, int64_t,
                       float *, float *, int64_t, int64_t, int64_t, float *,
                       float *, int64_t, int64_t, int64_t, float *, float *,
                       int64_t, int64_t, int64_t, float *, float *, int64_t,
-                      int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+                      int64_t, int64_t, float *, float *, int64_t, int64_t,
+                      int64_t, int64_t, int64_t, int64_t, int64_t);
   /// fn[bits][rows] for bits in {2, 4, 8} and rows in {1, 2, 4, 8}; null
   /// where not generated.
   Fn fn[9][9] = {};
