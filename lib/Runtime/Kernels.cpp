@@ -3,8 +3,10 @@
 // arbitrary strides, through cblas_sgemm. quant_qlinear_f32: a gptq-packed
 // linear layer, dequantizing a block of K rows into an f32 buffer and
 // multiplying it with cblas_sgemm (the [N, K] float weight never exists).
-// Emitted by convert-linalg-to-blas / convert-wq-to-cpu-kernels; registered
-// in the JIT by CPUModule::compile. See docs/performance-cpu.md.
+// quant_vcontract_f32 and the qlinear vector flag dispatch to the vector
+// family (KernelsVector.cpp). Emitted by convert-linalg-to-blas /
+// convert-wq-to-cpu-kernels; registered in the JIT by CPUModule::compile.
+// See docs/performance-cpu.md.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Kernels.h"

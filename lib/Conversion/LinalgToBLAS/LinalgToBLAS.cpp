@@ -1,8 +1,10 @@
 //===- LinalgToBLAS.cpp - contractions and packed layers to runtime calls --===//
 // convert-linalg-to-blas: f32 linalg contractions on buffers become calls of
-// the runtime's strided SGEMM (quant_contract_f32).
+// the runtime's strided SGEMM (quant_contract_f32, or quant_vcontract_f32 for
+// the vector kernel family).
 // convert-wq-to-cpu-kernels: gptq wq.quantized_linear becomes a call of the
-// fused dequantize + SGEMM kernel (quant_qlinear_f32).
+// fused dequantize + matmul kernel (quant_qlinear_f32; flags bit 0 selects
+// the vector family).
 // Both pass sizes, pointers and strides as `index`, so the C side needs no
 // memref descriptors (lib/Runtime/Kernels.cpp, docs/performance-cpu.md).
 //===----------------------------------------------------------------------===//
