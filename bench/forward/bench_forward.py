@@ -17,9 +17,18 @@ Models (prepared under --work unless present):
            12 heads, vocab 32000, tied embeddings (109.6M parameters)
   100m-q4  the same after quant-compile --method rtn --bits 4 --group-size 128
            (ORT column: the float ONNX model; ORT has no such packed model)
+  shakespeare, shakespeare-q4
+           the real 3.7M Llama (/work/shared/data/shakespeare), float and
+           RTN 4-bit g128 (ORT: the float model)
+
+--kernels picks the kernel families of ours (quant-run --cpu-kernels); each
+measurement is --pairs rounds of [ORT, ours per family] with the order
+reversed every other round (the machine is shared: paired, alternating runs,
+medians, ratios against ORT).
 
   python3 bench/forward/bench_forward.py [--seq-len 256] [--threads 1,2]
-      [--windows 4] [--models real,100m,100m-q4] [--csv out.csv]
+      [--windows 4] [--models real,100m,100m-q4] [--kernels blas,vector]
+      [--pairs 2] [--csv out.csv]
 """
 import argparse
 import csv
@@ -49,7 +58,16 @@ def run(cmd, env=None, capture=True):
 def prepare(model, work):
     """Returns (quant-mlir dir, onnx path, vocab)."""
     os.makedirs(work, exist_ok=True)
-    if model == "real":
+    if model.startswith("shakespeare"):
+        onnx_dir = os.path.join(work, "shakespeare_onnx")
+        qdir = os.path.join(work, "shakespeare" if model == "shakespeare"
+                            else "shakespeare_q4")
+        if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
+            run([PY, os.path.join(ROOT, "python/quant_mlir/llama2c_to_onnx.py"),
+                 "/work/shared/data/shakespeare/shakespeare-llama-3.7M.bin",
+                 "-o", onnx_dir])
+        vocab = 1024
+    elif model == "real":
         onnx_dir = os.path.join(work, "stories_onnx")
         qdir = os.path.join(work, "stories")
         if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
@@ -67,7 +85,7 @@ def prepare(model, work):
         vocab = 32000
     onnx = os.path.join(onnx_dir, "model.onnx")
     if not os.path.exists(os.path.join(qdir, "model.mlir")):
-        if model == "100m-q4":
+        if model.endswith("-q4"):
             run([os.path.join(BIN, "quant-compile"), onnx, "--method", "rtn",
                  "--bits", "4", "--group-size", "128", "-o", qdir, "--force"])
         else:
@@ -92,6 +110,10 @@ def main():
     p.add_argument("--work", default="/tmp/quant-mlir-bench-forward")
     p.add_argument("--csv", default=None, help="also write the CSV here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kernels", default="blas,vector",
+                   help="quant-run --cpu-kernels families to measure")
+    p.add_argument("--pairs", type=int, default=2,
+                   help="alternating rounds per measurement (medians)")
     args = p.parse_args()
 
     S = args.seq_len
@@ -105,31 +127,53 @@ def main():
         win_path = os.path.join(args.work, f"window_{model}_{S}.npy")
         np.save(ids_path, ids)
         np.save(win_path, ids[:S].reshape(1, S))
+        kernels = args.kernels.split(",")
         for t in threads:
             env = {"OPENBLAS_NUM_THREADS": str(t), "OMP_NUM_THREADS": str(t)}
             load0 = load()
-            out = json.loads(run([os.path.join(BIN, "quant-run"), qdir,
-                                  "--eval-data", ids_path, "--seq-len", str(S),
-                                  "--json", "--quiet"], env=env))
-            ours = out["tokens_per_second"]
             repeat = args.ort_repeat or max(3, args.windows)
-            ort_out = run(["node", os.path.join(ROOT, "python/quant_mlir/ort_run.js"),
-                           onnx, win_path, os.path.join(args.work, "ort_out.npy"),
-                           "--threads", str(t), "--repeat", str(repeat)])
-            ort = json.loads(ort_out.strip().splitlines()[-1])
-            ort_tps = ort["tokens"] / ort["seconds_per_run"]
-            load1 = load()
-            rows.append({
-                "model": model, "seq_len": S, "threads": t,
-                "ours_tok_s": round(ours, 1), "ort_tok_s": round(ort_tps, 1),
-                "ratio": round(ours / ort_tps, 3),
-                "compile_s": round(out["compile_seconds"], 2),
-                "peak_rss_mib": round(out["peak_rss_mib"], 1),
-                "load_avg_1m": f"{load0:.2f}-{load1:.2f}",
-            })
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    cols = ["model", "seq_len", "threads", "ours_tok_s", "ort_tok_s", "ratio",
+            def ours(kind):
+                out = json.loads(run([os.path.join(BIN, "quant-run"), qdir,
+                                      "--eval-data", ids_path, "--seq-len", str(S),
+                                      "--cpu-kernels", kind, "--json", "--quiet"],
+                                     env=env))
+                return out["tokens_per_second"], out
+
+            def ort():
+                ort_out = run(["node", os.path.join(ROOT, "python/quant_mlir/ort_run.js"),
+                               onnx, win_path, os.path.join(args.work, "ort_out.npy"),
+                               "--threads", str(t), "--repeat", str(repeat)])
+                o = json.loads(ort_out.strip().splitlines()[-1])
+                return o["tokens"] / o["seconds_per_run"]
+
+            samples = {k: [] for k in kernels + ["ort"]}
+            info = {}
+            for r in range(args.pairs):
+                order = ["ort"] + kernels
+                if r % 2:
+                    order.reverse()
+                for kind in order:
+                    if kind == "ort":
+                        samples["ort"].append(ort())
+                    else:
+                        tps, info[kind] = ours(kind)
+                        samples[kind].append(tps)
+            load1 = load()
+            ort_tps = float(np.median(samples["ort"]))
+            for kind in kernels:
+                tps = float(np.median(samples[kind]))
+                rows.append({
+                    "model": model, "kernels": kind, "seq_len": S, "threads": t,
+                    "ours_tok_s": round(tps, 1), "ort_tok_s": round(ort_tps, 1),
+                    "ratio": round(tps / ort_tps, 3),
+                    "compile_s": round(info[kind]["compile_seconds"], 2),
+                    "peak_rss_mib": round(info[kind]["peak_rss_mib"], 1),
+                    "load_avg_1m": f"{load0:.2f}-{load1:.2f}",
+                })
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+
+    cols = ["model", "kernels", "seq_len", "threads", "ours_tok_s", "ort_tok_s", "ratio",
             "compile_s", "peak_rss_mib", "load_avg_1m"]
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} CPUs, "
           f"S={S}, {args.windows} windows")

@@ -14,33 +14,21 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
-#include <cstdlib>
-#include <string>
-
 using namespace mlir;
-
-quant_mlir::CPULoweringOptions quant_mlir::CPULoweringOptions::fromEnv() {
-  CPULoweringOptions options;
-  if (const char *v = std::getenv("QUANT_MLIR_CPU_KERNELS"))
-    options.blas = options.fusedQuantized = std::string(v) != "0";
-  return options;
-}
-
-void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm) {
-  buildCPULoweringPipeline(pm, CPULoweringOptions::fromEnv());
-}
 
 void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm,
                                           const CPULoweringOptions &options) {
-  // Packed gptq layers go to the fused dequant + SGEMM kernel first; what it
-  // does not cover takes the reference linalg lowering.
-  if (options.fusedQuantized)
-    pm.addPass(createConvertWQToCPUKernels());
+  const bool kernels = options.kernels != CPUKernels::Loops;
+  const bool vector = options.kernels == CPUKernels::Vector;
+  // Packed gptq layers go to the fused dequant + matmul kernel first; what
+  // it does not cover takes the reference linalg lowering.
+  if (kernels)
+    pm.addPass(createConvertWQToCPUKernels({/*vector=*/vector}));
   pm.addPass(createConvertWQToLinalg());
   pm.addPass(createConvertElementwiseToLinalgPass());
   // Upstream linalg-fuse-elementwise-ops would fuse RoPE / softmax into the
   // attention matmuls (recomputing them per column); this one keeps them.
-  pm.addPass(options.blas ? createQuantFuseElementwise()
+  pm.addPass(kernels ? createQuantFuseElementwise()
                           : createLinalgElementwiseOpFusionPass());
   pm.addPass(createCanonicalizerPass());
 
@@ -51,13 +39,13 @@ void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(bufferization::createOneShotBufferizePass(bufferizeOptions));
   // f32 contractions (wq.linear, attention matmuls) become strided SGEMM
   // calls on the buffers; everything else stays linalg -> loops.
-  if (options.blas)
-    pm.addPass(createConvertLinalgToBLAS());
+  if (kernels)
+    pm.addPass(createConvertLinalgToBLAS({/*minFlops=*/0, /*vector=*/vector}));
   bufferization::BufferDeallocationPipelineOptions deallocOptions;
   bufferization::buildBufferDeallocationPipeline(pm, deallocOptions);
   pm.addPass(createConvertBufferizationToMemRefPass());
 
-  if (options.blas)
+  if (kernels)
     pm.addPass(createQuantApproximateMath());
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(createSCFToControlFlowPass());
@@ -66,7 +54,7 @@ void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm,
   // LLVM intrinsics first where they exist (the polynomial exp's math.fma
   // must become an FMA instruction, not a call of libm's fmaf); libm for
   // the rest (erf).
-  if (options.blas)
+  if (kernels)
     pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
@@ -79,8 +67,10 @@ void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm,
 }
 
 void quant_mlir::registerPipelines() {
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<CPULoweringPipelineOptions>(
       "quant-cpu-lowering",
       "Lower tensor-level wq IR (weights as arguments) to the LLVM dialect",
-      [](OpPassManager &pm) { buildCPULoweringPipeline(pm); });
+      [](OpPassManager &pm, const CPULoweringPipelineOptions &options) {
+        buildCPULoweringPipeline(pm, options.toOptions());
+      });
 }

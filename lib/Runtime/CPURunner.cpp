@@ -5,6 +5,7 @@
 
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/Kernels.h"
+#include "quant-mlir/Runtime/MicroKernels.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Pipelines/Pipelines.h"
@@ -150,7 +151,8 @@ llvm::Error CPUModule::registerSymbol(StringRef name, void *address) {
 
 llvm::Expected<std::unique_ptr<CPUModule>>
 CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
-                   unsigned optLevel) {
+                   const CPUCompileOptions &compileOptions) {
+  const unsigned optLevel = std::min(compileOptions.optLevel, 3u);
   std::unique_ptr<CPUModule> result(new CPUModule());
   MLIRContext *ctx = module->getContext();
 
@@ -251,8 +253,14 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   bool hasHooks = llvm::any_of(module->getOps<func::FuncOp>(),
                                [](func::FuncOp f) { return f.isExternal(); });
 
+  // The vector family's micro-kernel is generated and JIT-compiled for the
+  // host once per process, before any module that calls it.
+  if (compileOptions.lowering.kernels == CPUKernels::Vector)
+    if (auto target = initVectorKernels(); !target)
+      return target.takeError();
+
   PassManager lower(ctx);
-  buildCPULoweringPipeline(lower);
+  buildCPULoweringPipeline(lower, compileOptions.lowering);
   if (failed(lower.run(*module)))
     return makeError("lowering to the LLVM dialect failed");
 
@@ -263,14 +271,14 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   registerLLVMDialectTranslation(registry);
   ctx->appendDialectRegistry(registry);
 
-  kernels::configureAllocator();
+  if (compileOptions.tuneAllocator)
+    kernels::configureAllocator();
   // The IR optimizer gets the host's target machine so that its cost
   // models (loop vectorizer, SLP) see the host's vector ISA; without one
-  // the elementwise loops stay scalar. QUANT_MLIR_JIT_GENERIC=1 keeps the
-  // target-less pipeline.
+  // the elementwise loops stay scalar. (ExecutionEngine's code generator
+  // always targets the host: JITTargetMachineBuilder::detectHost.)
   std::unique_ptr<llvm::TargetMachine> hostMachine;
-  const char *generic = std::getenv("QUANT_MLIR_JIT_GENERIC");
-  if (!generic || StringRef(generic) == "0") {
+  if (compileOptions.hostTarget) {
     auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
     if (builder) {
       builder->setCodeGenOptLevel(static_cast<llvm::CodeGenOptLevel>(optLevel));
@@ -284,9 +292,8 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   }
   // With a target machine, -O3's IR pipeline costs 3-4x the compile time of
   // -O2 for no measured gain on these modules (docs/performance-cpu.md).
-  unsigned irOptLevel = hostMachine ? std::min(optLevel, 2u) : optLevel;
-  if (const char *v = std::getenv("QUANT_MLIR_JIT_IR_OPT"))
-    irOptLevel = unsigned(std::atoi(v));
+  unsigned irOptLevel = compileOptions.irOptLevel.value_or(
+      hostMachine ? std::min(optLevel, 2u) : optLevel);
   auto transformer = makeOptimizingTransformer(irOptLevel, /*sizeLevel=*/0,
                                                hostMachine.get());
   ExecutionEngineOptions options;
@@ -305,6 +312,8 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
        {std::pair<StringRef, void *>{"quant_contract_f32",
                                      reinterpret_cast<void *>(
                                          &quant_contract_f32)},
+        {"quant_vcontract_f32",
+         reinterpret_cast<void *>(&quant_vcontract_f32)},
         {"quant_qlinear_f32",
          reinterpret_cast<void *>(&quant_qlinear_f32)}})
     if (llvm::Error err = result->registerSymbol(name, address))

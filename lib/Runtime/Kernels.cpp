@@ -3,70 +3,26 @@
 // arbitrary strides, through cblas_sgemm. quant_qlinear_f32: a gptq-packed
 // linear layer, dequantizing a block of K rows into an f32 buffer and
 // multiplying it with cblas_sgemm (the [N, K] float weight never exists).
-// Emitted by convert-linalg-to-blas / convert-wq-to-cpu-kernels; registered
-// in the JIT by CPUModule::compile. See docs/performance-cpu.md.
+// quant_vcontract_f32 and the qlinear vector flag dispatch to the vector
+// family (KernelsVector.cpp). Emitted by convert-linalg-to-blas /
+// convert-wq-to-cpu-kernels; registered in the JIT by CPUModule::compile.
+// See docs/performance-cpu.md.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Kernels.h"
+#include "KernelsInternal.h"
 
 #include <cblas.h>
-
-extern "C" {
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int);
-}
 #include <malloc.h>
 
 #include <algorithm>
-#include <atomic>
-#include <thread>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <vector>
 
+using namespace quant_mlir::kernels::detail;
+
 namespace {
-using i64 = int64_t;
-
-/// Below this many multiply-adds a plain loop beats BLAS's call overhead.
-constexpr i64 kSmallGemm = 4096;
-
-/// Columns of C per task. Every GEMM is cut into these fixed column chunks
-/// whatever the thread count, and each chunk is one single-threaded BLAS
-/// call, so results are bitwise identical for any OPENBLAS_NUM_THREADS
-/// (OpenBLAS's own threading picks different code paths for 1 and N
-/// threads; calibration statistics must not depend on it).
-constexpr i64 kChunkN = 128;
-
-/// Runs task(chunk) for chunk in [0, chunks) on the BLAS thread count
-/// (OPENBLAS_NUM_THREADS / openblas_set_num_threads) with OpenBLAS itself
-/// single-threaded meanwhile.
-template <typename Task>
-void parallelChunks(i64 chunks, i64 work, const Task &task) {
-  int threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
-  int useThreads = int(std::min<i64>(threads, chunks));
-  // Tiny problems are not worth a thread start (~20 us).
-  if (work < (i64(1) << 21))
-    useThreads = 1;
-  if (useThreads <= 1) {
-    for (i64 c = 0; c < chunks; ++c)
-      task(c);
-  } else {
-    std::atomic<i64> next{0};
-    auto worker = [&] {
-      for (i64 c = next++; c < chunks; c = next++)
-        task(c);
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < useThreads; ++t)
-      pool.emplace_back(worker);
-    worker();
-    for (std::thread &t : pool)
-      t.join();
-  }
-  openblas_set_num_threads(threads);
-}
 
 /// Row-major M x K operand with strides (sm, sk): a BLAS layout if one fits.
 struct Layout {
@@ -103,13 +59,7 @@ void gemm(i64 M, i64 N, i64 K, const float *a, i64 sam, i64 sak,
   if (M <= 0 || N <= 0 || K <= 0)
     return;
   if (M * N * K < kSmallGemm) {
-    for (i64 m = 0; m < M; ++m)
-      for (i64 n = 0; n < N; ++n) {
-        float acc = c[m * scm + n * scn];
-        for (i64 k = 0; k < K; ++k)
-          acc += a[m * sam + k * sak] * b[k * sbk + n * sbn];
-        c[m * scm + n * scn] = acc;
-      }
+    smallGemm(M, N, K, a, sam, sak, b, sbk, sbn, c, scm, scn);
     return;
   }
   Layout lc = layoutFor(M, N, scm, scn);
@@ -152,6 +102,16 @@ void gemm(i64 M, i64 N, i64 K, const float *a, i64 sam, i64 sak,
   });
 }
 
+} // namespace
+
+void quant_mlir::kernels::detail::blasGemm(i64 M, i64 N, i64 K,
+                                           const float *a, i64 sam, i64 sak,
+                                           const float *b, i64 sbk, i64 sbn,
+                                           float *c, i64 scm, i64 scn) {
+  gemm(M, N, K, a, sam, sak, b, sbk, sbn, c, scm, scn);
+}
+
+namespace {
 /// Field `idx` of `bits` bits of the little-endian bit stream whose 32-bit
 /// words are `words[w * wordStride]` (numWords of them).
 inline uint32_t field(const int32_t *words, i64 wordStride, i64 numWords,
@@ -165,11 +125,13 @@ inline uint32_t field(const int32_t *words, i64 wordStride, i64 numWords,
   return uint32_t(v >> off) & ((1u << bits) - 1);
 }
 
-/// Dequantizes rows [k0, k0 + kb) of W^T ([K, N], N contiguous) into `dst`.
-void dequantBlock(i64 N, i64 K, unsigned bits, i64 groupSize, i64 groups,
-                  const int32_t *codes, const float *scales,
-                  const int32_t *zeros, const int32_t *gIdx, i64 k0, i64 kb,
-                  i64 n0, i64 nc, float *dst, std::vector<float> &zeroRow) {
+} // namespace
+
+void quant_mlir::kernels::detail::dequantBlock(
+    i64 N, i64 K, unsigned bits, i64 groupSize, i64 groups,
+    const int32_t *codes, const float *scales, const int32_t *zeros,
+    const int32_t *gIdx, i64 k0, i64 kb, i64 n0, i64 nc, float *dst,
+    i64 dstStride, std::vector<float> &zeroRow) {
   const i64 codeRows = K * bits / 32;
   const i64 zeroWords = N * bits / 32;
   const uint32_t mask = (1u << bits) - 1;
@@ -187,7 +149,7 @@ void dequantBlock(i64 N, i64 K, unsigned bits, i64 groupSize, i64 groups,
     }
     const float *s = scales + g * N + n0;
     const float *z = zeroRow.data();
-    float *out = dst + kk * nc;
+    float *out = dst + kk * dstStride;
     i64 bit = k * bits;
     i64 w = bit / 32;
     unsigned off = unsigned(bit % 32);
@@ -209,7 +171,6 @@ void dequantBlock(i64 N, i64 K, unsigned bits, i64 groupSize, i64 groups,
     }
   }
 }
-} // namespace
 
 namespace {
 struct Dim {
@@ -241,7 +202,7 @@ void foldDims(std::vector<Dim> &dims) {
 /// Runs the contraction: the innermost-strided remaining M, N, K dims make
 /// the GEMM, every other dim is a loop around it.
 void contract(std::vector<Dim> dims, const float *A, const float *B,
-              float *C) {
+              float *C, bool vector) {
   for (const Dim &d : dims)
     if (d.size <= 0)
       return;
@@ -283,8 +244,9 @@ void contract(std::vector<Dim> dims, const float *A, const float *B,
       ob += idx[l] * loops[l].sb;
       oc += idx[l] * loops[l].sc;
     }
-    gemm(m.size, n.size, k.size, A + oa, m.sa, k.sa, B + ob, k.sb, n.sb,
-         C + oc, m.sc, n.sc);
+    (vector ? quant_mlir::kernels::vcontractF32 : gemm)(
+        m.size, n.size, k.size, A + oa, m.sa, k.sa, B + ob, k.sb, n.sb,
+        C + oc, m.sc, n.sc);
     size_t l = loops.size();
     for (; l > 0; --l) {
       if (++idx[l - 1] < loops[l - 1].size)
@@ -297,34 +259,47 @@ void contract(std::vector<Dim> dims, const float *A, const float *B,
 }
 } // namespace
 
-extern "C" void quant_contract_f32(
-    i64 numDims, i64 aPtr, i64 aOff, i64 bPtr, i64 bOff, i64 cPtr, i64 cOff,
-    i64 role0, i64 size0, i64 sa0, i64 sb0, i64 sc0,
-    i64 role1, i64 size1, i64 sa1, i64 sb1, i64 sc1,
-    i64 role2, i64 size2, i64 sa2, i64 sb2, i64 sc2,
-    i64 role3, i64 size3, i64 sa3, i64 sb3, i64 sc3,
-    i64 role4, i64 size4, i64 sa4, i64 sb4, i64 sc4,
-    i64 role5, i64 size5, i64 sa5, i64 sb5, i64 sc5,
-    i64 role6, i64 size6, i64 sa6, i64 sb6, i64 sc6,
-    i64 role7, i64 size7, i64 sa7, i64 sb7, i64 sc7) {
-  const Dim all[] = {
-      {role0, size0, sa0, sb0, sc0},
-      {role1, size1, sa1, sb1, sc1},
-      {role2, size2, sa2, sb2, sc2},
-      {role3, size3, sa3, sb3, sc3},
-      {role4, size4, sa4, sb4, sc4},
-      {role5, size5, sa5, sb5, sc5},
-      {role6, size6, sa6, sb6, sc6},
-      {role7, size7, sa7, sb7, sc7}};
-  std::vector<Dim> dims(all, all + std::clamp<i64>(numDims, 0, 8));
-  contract(std::move(dims), reinterpret_cast<const float *>(aPtr) + aOff,
-           reinterpret_cast<const float *>(bPtr) + bOff,
-           reinterpret_cast<float *>(cPtr) + cOff);
+namespace {
+void contractEntry(bool vector, const i64 *args) {
+  std::vector<Dim> dims;
+  for (i64 d = 0, n = std::clamp<i64>(args[0], 0, 8); d < n; ++d) {
+    const i64 *slot = args + 7 + 5 * d;
+    dims.push_back({slot[0], slot[1], slot[2], slot[3], slot[4]});
+  }
+  contract(std::move(dims), reinterpret_cast<const float *>(args[1]) + args[2],
+           reinterpret_cast<const float *>(args[3]) + args[4],
+           reinterpret_cast<float *>(args[5]) + args[6], vector);
+}
+} // namespace
+
+#define QUANT_CONTRACT_PARAMS                                                  \
+  i64 numDims, i64 aPtr, i64 aOff, i64 bPtr, i64 bOff, i64 cPtr, i64 cOff,     \
+      i64 role0, i64 size0, i64 sa0, i64 sb0, i64 sc0, i64 role1, i64 size1,   \
+      i64 sa1, i64 sb1, i64 sc1, i64 role2, i64 size2, i64 sa2, i64 sb2,       \
+      i64 sc2, i64 role3, i64 size3, i64 sa3, i64 sb3, i64 sc3, i64 role4,     \
+      i64 size4, i64 sa4, i64 sb4, i64 sc4, i64 role5, i64 size5, i64 sa5,     \
+      i64 sb5, i64 sc5, i64 role6, i64 size6, i64 sa6, i64 sb6, i64 sc6,       \
+      i64 role7, i64 size7, i64 sa7, i64 sb7, i64 sc7
+#define QUANT_CONTRACT_ARGS                                                    \
+  {numDims, aPtr,  aOff,  bPtr,  bOff,  cPtr,  cOff,  role0, size0, sa0,       \
+   sb0,     sc0,   role1, size1, sa1,   sb1,   sc1,   role2, size2, sa2,       \
+   sb2,     sc2,   role3, size3, sa3,   sb3,   sc3,   role4, size4, sa4,       \
+   sb4,     sc4,   role5, size5, sa5,   sb5,   sc5,   role6, size6, sa6,       \
+   sb6,     sc6,   role7, size7, sa7,   sb7,   sc7}
+
+extern "C" void quant_contract_f32(QUANT_CONTRACT_PARAMS) {
+  const i64 args[] = QUANT_CONTRACT_ARGS;
+  contractEntry(/*vector=*/false, args);
+}
+
+extern "C" void quant_vcontract_f32(QUANT_CONTRACT_PARAMS) {
+  const i64 args[] = QUANT_CONTRACT_ARGS;
+  contractEntry(/*vector=*/true, args);
 }
 
 extern "C" void quant_qlinear_f32(i64 m, i64 n, i64 k, i64 bits,
                                   i64 groupSize, i64 groups, i64 actOrder,
-                                  i64 /*flags*/, i64 xPtr, i64 codesPtr,
+                                  i64 flags, i64 xPtr, i64 codesPtr,
                                   i64 scalesPtr, i64 zerosPtr, i64 gIdxPtr,
                                   i64 biasPtr, i64 outPtr) {
   const float *x = reinterpret_cast<const float *>(xPtr);
@@ -335,17 +310,16 @@ extern "C" void quant_qlinear_f32(i64 m, i64 n, i64 k, i64 bits,
       actOrder ? reinterpret_cast<const int32_t *>(gIdxPtr) : nullptr;
   const float *bias = reinterpret_cast<const float *>(biasPtr);
   float *y = reinterpret_cast<float *>(outPtr);
-  quant_mlir::kernels::qlinearF32(m, n, k, unsigned(bits), groupSize, groups,
-                                  x, codes, scales, zeros, gIdx, bias, y);
+  (flags & 1 ? quant_mlir::kernels::vqlinearF32
+              : quant_mlir::kernels::qlinearF32)(m, n, k, unsigned(bits),
+                                                 groupSize, groups, x, codes,
+                                                 scales, zeros, gIdx, bias, y);
 }
 
 namespace quant_mlir::kernels {
 void configureAllocator() {
 #if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
   static bool done = [] {
-    const char *off = std::getenv("QUANT_MLIR_NO_MALLOPT");
-    if (off && std::strcmp(off, "0") != 0)
-      return true;
     // Lowered code mallocs and frees every intermediate of a forward; with
     // glibc's defaults the big ones are fresh mmaps (page faults on every
     // run) and freed tops are trimmed. Keep them in the heap for reuse.
@@ -386,7 +360,7 @@ void qlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
     for (i64 k0 = 0; k0 < k; k0 += kb) {
       i64 rows = std::min(kb, k - k0);
       dequantBlock(n, k, bits, groupSize, std::max<i64>(groups, 1), codes,
-                   scales, zeros, gIdx, k0, rows, n0, nc, block.data(),
+                   scales, zeros, gIdx, k0, rows, n0, nc, block.data(), nc,
                    zeroRow);
       if (m == 1)
         cblas_sgemv(CblasRowMajor, CblasTrans, int(rows), int(nc), 1.0f,

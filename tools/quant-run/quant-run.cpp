@@ -90,6 +90,28 @@ static cl::opt<std::string> rawOutputs("outputs",
                                        cl::desc("Directory for every output of a raw run, as NAME.npy"),
                                        cl::cat(category));
 
+// CPU lowering and JIT settings (CPUCompileOptions, docs/performance-cpu.md).
+static cl::opt<CPUKernels> cpuKernels(
+    "cpu-kernels", cl::init(CPUKernels::Blas),
+    cl::desc("Kernel family for contractions and packed layers"),
+    cl::values(clEnumValN(CPUKernels::Blas, "blas", "OpenBLAS-backed kernels"),
+               clEnumValN(CPUKernels::Vector, "vector",
+                          "generated vector micro-kernels (host ISA)"),
+               clEnumValN(CPUKernels::Loops, "loops",
+                          "reference lowering, no runtime kernels")),
+    cl::cat(category));
+static cl::opt<bool> jitHostTarget(
+    "jit-host-target", cl::init(true),
+    cl::desc("Give LLVM's IR optimizer the host target machine (vectorizers "
+             "see AVX2/AVX-512); =false for the target-less pipeline"),
+    cl::cat(category));
+static cl::opt<int> jitIROpt("jit-ir-opt", cl::init(-1),
+                             cl::desc("LLVM IR optimization level (-1: default)"),
+                             cl::cat(category));
+static cl::opt<bool> tuneMalloc(
+    "tune-malloc", cl::init(true),
+    cl::desc("glibc malloc settings that keep large intermediates in the heap"),
+    cl::cat(category));
 static cl::opt<bool> printTokens("print-tokens",
                                  cl::desc("Print the token ids of --eval-data (after tokenization) and exit"),
                                  cl::cat(category));
@@ -351,7 +373,13 @@ int main(int argc, char **argv) {
   if (!scoring)
     return fail(llvm::toString(scoring.takeError()));
   auto compileStart = std::chrono::steady_clock::now();
-  auto compiled = CPUModule::compile(std::move(*scoring), modelDir);
+  CPUCompileOptions compileOptions;
+  compileOptions.lowering.kernels = cpuKernels;
+  compileOptions.hostTarget = jitHostTarget;
+  if (jitIROpt >= 0)
+    compileOptions.irOptLevel = unsigned(jitIROpt);
+  compileOptions.tuneAllocator = tuneMalloc;
+  auto compiled = CPUModule::compile(std::move(*scoring), modelDir, compileOptions);
   if (!compiled)
     return fail(llvm::toString(compiled.takeError()));
   double compileSeconds = std::chrono::duration<double>(

@@ -72,6 +72,9 @@ def ConvertLinalgToBLAS : Pass<"convert-linalg-to-blas", "mlir::ModuleOp"> {
     Option<"minFlops", "min-flops", "int64_t", "0",
            "Leave contractions whose static M*N*K is below this as loops "
            "(dynamic sizes always convert; the runtime picks loops for tiny ones)">,
+    Option<"vector", "vector", "bool", "false",
+           "Call quant_vcontract_f32 (the generated vector micro-kernels) "
+           "instead of quant_contract_f32 (OpenBLAS); same arguments">,
   ];
   let dependentDialects = [
     "mlir::func::FuncDialect", "mlir::memref::MemRefDialect",
@@ -92,6 +95,11 @@ def ConvertWQToCPUKernels : Pass<"convert-wq-to-cpu-kernels", "mlir::ModuleOp"> 
     weight is never materialized. Other packings and types are left for
     `convert-wq-to-linalg` (the reference lowering).
   }];
+  let options = [
+    Option<"vector", "vector", "bool", "false",
+           "Set the kernel's vector flag: the generated vector micro-kernels "
+           "(dequantizing in registers) instead of OpenBLAS">,
+  ];
   let dependentDialects = [
     "mlir::func::FuncDialect", "mlir::memref::MemRefDialect",
     "mlir::arith::ArithDialect", "mlir::bufferization::BufferizationDialect",

@@ -6,6 +6,7 @@
 #ifndef QUANT_MLIR_RUNTIME_CPURUNNER_H
 #define QUANT_MLIR_RUNTIME_CPURUNNER_H
 
+#include "quant-mlir/Pipelines/Pipelines.h"
 #include "quant-mlir/Support/SafeTensors.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -14,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace mlir {
@@ -56,6 +58,23 @@ struct FunctionSignature {
   llvm::SmallVector<std::string> inputNames, resultNames;
 };
 
+/// How CPUModule::compile lowers and JIT-compiles (docs/performance-cpu.md).
+struct CPUCompileOptions {
+  CPULoweringOptions lowering;
+  /// LLVM code generation level (0-3).
+  unsigned optLevel = 3;
+  /// Give LLVM's IR optimizer the host's target machine (CPU name and
+  /// features), so the loop/SLP vectorizers see AVX2 / AVX-512; false keeps
+  /// the target-less IR pipeline (code generation is for the host either way).
+  bool hostTarget = true;
+  /// IR optimization level; unset: min(optLevel, 2) with the host target
+  /// (-O3 costs 3-4x the compile time for no gain), optLevel without.
+  std::optional<unsigned> irOptLevel;
+  /// Once per process: glibc malloc settings that keep large freed
+  /// intermediates in the heap (kernels::configureAllocator).
+  bool tuneAllocator = true;
+};
+
 class CPUModule {
 public:
   /// Takes a tensor-level module whose `wq.archive` is resolved relative to
@@ -64,7 +83,7 @@ public:
   /// IR's type here, so a bad archive fails before anything runs.
   static llvm::Expected<std::unique_ptr<CPUModule>>
   compile(mlir::OwningOpRef<mlir::ModuleOp> module, llvm::StringRef baseDir,
-          unsigned optLevel = 3);
+          const CPUCompileOptions &options = {});
   ~CPUModule();
 
   /// Runs `func` on `inputs` (shapes must match the signature's static dims).

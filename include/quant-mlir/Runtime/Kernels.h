@@ -26,10 +26,25 @@ void quant_contract_f32(
     int64_t role6, int64_t size6, int64_t sa6, int64_t sb6, int64_t sc6,
     int64_t role7, int64_t size7, int64_t sa7, int64_t sb7, int64_t sc7);
 
+/// quant_contract_f32 on the vector family (the generated micro-kernels
+/// registered with kernels::setGemmMicroKernel; OpenBLAS when none is).
+void quant_vcontract_f32(
+    int64_t numDims, int64_t aPtr, int64_t aOff, int64_t bPtr, int64_t bOff,
+    int64_t cPtr, int64_t cOff,
+    int64_t role0, int64_t size0, int64_t sa0, int64_t sb0, int64_t sc0,
+    int64_t role1, int64_t size1, int64_t sa1, int64_t sb1, int64_t sc1,
+    int64_t role2, int64_t size2, int64_t sa2, int64_t sb2, int64_t sc2,
+    int64_t role3, int64_t size3, int64_t sa3, int64_t sb3, int64_t sc3,
+    int64_t role4, int64_t size4, int64_t sa4, int64_t sb4, int64_t sc4,
+    int64_t role5, int64_t size5, int64_t sa5, int64_t sb5, int64_t sc5,
+    int64_t role6, int64_t size6, int64_t sa6, int64_t sb6, int64_t sc6,
+    int64_t role7, int64_t size7, int64_t sa7, int64_t sb7, int64_t sc7);
+
 /// y[m, n] = x[m, k] * dequant(codes)^T + bias for gptq packing (codes
 /// [k * bits / 32, n] i32, scales [groups, n] f32, zeros [groups,
 /// n * bits / 32] i32 or 0 for 2^(bits-1), g_idx [k] i32 when actOrder).
 /// groupSize 0 means per-channel. Pointers are passed as integers.
+/// flags bit 0: the vector family (vqlinearF32) instead of OpenBLAS.
 void quant_qlinear_f32(int64_t m, int64_t n, int64_t k, int64_t bits,
                        int64_t groupSize, int64_t groups, int64_t actOrder,
                        int64_t flags, int64_t xPtr, int64_t codesPtr,
@@ -43,7 +58,7 @@ constexpr int64_t kMaxContractDims = 8;
 
 /// Once per process (CPUModule::compile): glibc malloc settings that keep
 /// large freed intermediates in the heap instead of unmapping them
-/// (QUANT_MLIR_NO_MALLOPT=1 leaves the defaults).
+/// (CPUCompileOptions::tuneAllocator = false leaves the defaults).
 void configureAllocator();
 
 /// Rows of K dequantized per block by qlinearF32.
@@ -61,6 +76,62 @@ void qlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
 void contractF32(int64_t m, int64_t n, int64_t k, const float *a, int64_t sam,
                  int64_t sak, const float *b, int64_t sbk, int64_t sbn,
                  float *c, int64_t scm, int64_t scn);
+
+/// The f32 GEMM micro-kernel that MicroKernels.cpp generates (vector
+/// dialect) and JIT-compiles for the host: C[0:mr, 0:nr] (row stride ldc,
+/// from c + cOff) += sum over k < kc of a[k * mr + i] * b[k * nr + j], on
+/// packed panels. Arguments are memref<?xf32> descriptors in MLIR's expanded
+/// calling convention (allocated, aligned, offset, size, stride) for a, b, c,
+/// then cOff, kc, ldc.
+struct GemmMicroKernel {
+  using Fn = void (*)(float *, float *, int64_t, int64_t, int64_t, float *,
+                      float *, int64_t, int64_t, int64_t, float *, float *,
+                      int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  Fn fn = nullptr;
+  int64_t mr = 0, nr = 0;
+};
+/// The decode GEMV micro-kernels (MicroKernels.cpp) for gptq layers with
+/// 32 / bits codes per word (bits 2, 4, 8): for `rows` rows of x and one
+/// panel of nr columns, y[r, 0:nr] += sum over groups g of
+/// s[g, :] * (sum over k in g of x[r, k] * q[k, :]) + nzs[g, :] * xs[r, g],
+/// nzs = -zero * scale, xs[r, g] = the group's sum of x[r, :]; the codes are
+/// streamed once and unpacked in registers (shift, mask, convert). Memrefs
+/// codes (i32), scales, nzs, x, xs, y in the expanded convention, then ldq
+/// (row stride of codes, scales, nzs and y: N), ldx (K), groups, words per
+/// group.
+struct QGemvMicroKernel {
+  using Fn = void (*)(int32_t *, int32_t *, int64_t, int64_t, int64_t,
+                      float *, float *, int64_t, int64_t, int64_t, float *,
+                      float *, int64_t, int64_t, int64_t, float *, float *,
+                      int64_t, int64_t, int64_t, float *, float *, int64_t,
+                      int64_t, int64_t, float *, float *, int64_t, int64_t,
+                      int64_t, int64_t, int64_t, int64_t, int64_t);
+  /// fn[bits][rows] for bits in {2, 4, 8} and rows in {1, 2, 4, 8}; null
+  /// where not generated.
+  Fn fn[9][9] = {};
+  int64_t nr = 0;
+};
+void setQGemvMicroKernels(const QGemvMicroKernel &kernels);
+
+/// Process-wide: the micro-kernel the vector family uses (set once, by
+/// initVectorKernels in CPURunner.h; the code must outlive every use).
+void setGemmMicroKernel(const GemmMicroKernel &kernel);
+const GemmMicroKernel &gemmMicroKernel();
+
+/// contractF32 / qlinearF32 on the vector family: activation and weight
+/// tiles packed into panels, the micro-kernel on each mr x nr tile, fixed
+/// kChunkN-column chunks per thread (bitwise independent of the thread
+/// count). OpenBLAS when no micro-kernel is set or m is below mr / 2;
+/// vqlinearF32 runs m below mr / 2 (decode) on the GEMV micro-kernels when
+/// bits divide 32, there is no act-order and nr divides n.
+void vcontractF32(int64_t m, int64_t n, int64_t k, const float *a,
+                  int64_t sam, int64_t sak, const float *b, int64_t sbk,
+                  int64_t sbn, float *c, int64_t scm, int64_t scn);
+void vqlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
+                 int64_t groupSize, int64_t groups, const float *x,
+                 const int32_t *codes, const float *scales,
+                 const int32_t *zeros, const int32_t *gIdx, const float *bias,
+                 float *y);
 } // namespace quant_mlir::kernels
 
 #endif // QUANT_MLIR_RUNTIME_KERNELS_H

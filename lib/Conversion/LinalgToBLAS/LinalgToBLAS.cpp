@@ -1,8 +1,10 @@
 //===- LinalgToBLAS.cpp - contractions and packed layers to runtime calls --===//
 // convert-linalg-to-blas: f32 linalg contractions on buffers become calls of
-// the runtime's strided SGEMM (quant_contract_f32).
+// the runtime's strided SGEMM (quant_contract_f32, or quant_vcontract_f32 for
+// the vector kernel family).
 // convert-wq-to-cpu-kernels: gptq wq.quantized_linear becomes a call of the
-// fused dequantize + SGEMM kernel (quant_qlinear_f32).
+// fused dequantize + matmul kernel (quant_qlinear_f32; flags bit 0 selects
+// the vector family).
 // Both pass sizes, pointers and strides as `index`, so the C side needs no
 // memref descriptors (lib/Runtime/Kernels.cpp, docs/performance-cpu.md).
 //===----------------------------------------------------------------------===//
@@ -30,6 +32,7 @@ using namespace quant_mlir::wq;
 
 namespace {
 constexpr const char *kContractFn = "quant_contract_f32";
+constexpr const char *kVContractFn = "quant_vcontract_f32";
 constexpr const char *kQLinearFn = "quant_qlinear_f32";
 constexpr unsigned kMaxContractDims = 8;
 constexpr unsigned kContractArgs = 7 + 5 * kMaxContractDims;
@@ -138,7 +141,8 @@ struct ConvertLinalgToBLASPass
     });
     if (work.empty())
       return;
-    func::FuncOp callee = declareIndexFn(module, kContractFn, kContractArgs);
+    func::FuncOp callee = declareIndexFn(
+        module, vector ? kVContractFn : kContractFn, kContractArgs);
     for (auto &[op, roles] : work)
       rewrite(op, roles, callee);
   }
@@ -211,6 +215,8 @@ Value toBuffer(OpBuilder &b, Location loc, Value tensor) {
 struct ConvertWQToCPUKernelsPass
     : public quant_mlir::impl::ConvertWQToCPUKernelsBase<
           ConvertWQToCPUKernelsPass> {
+  using ConvertWQToCPUKernelsBase::ConvertWQToCPUKernelsBase;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SmallVector<QuantizedLinearOp> ops;
@@ -267,7 +273,7 @@ struct ConvertWQToCPUKernelsPass
         cIndex(b, loc, scheme.isPerChannel() ? 0 : scheme.getGroupSize()),
         cIndex(b, loc, groups),
         cIndex(b, loc, scheme.getActOrder() && op.getGIdx() ? 1 : 0),
-        cIndex(b, loc, 0), // reserved (flags)
+        cIndex(b, loc, vector ? 1 : 0), // flags: bit 0 = vector kernels
         pointer(x),
         pointer(op.getCodes()),
         pointer(op.getScales()),

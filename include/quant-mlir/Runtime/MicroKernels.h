@@ -1,0 +1,53 @@
+//===- MicroKernels.h - generated vector micro-kernels for the host -*- C++ -*-===//
+// The vector kernel family's f32 GEMM micro-kernel: built in MLIR's vector
+// dialect with a register tile chosen from the host CPU's features, lowered
+// and JIT-compiled for the host CPU (docs/performance-cpu.md).
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_RUNTIME_MICROKERNELS_H
+#define QUANT_MLIR_RUNTIME_MICROKERNELS_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <string>
+
+namespace quant_mlir {
+/// What the generator targets: the host CPU (llvm::sys::getHostCPUName),
+/// its widest f32 vector (16 lanes with avx512f, 8 with avx2 + fma, else 4)
+/// and the register tile (mr rows x nr = 2 vectors columns) that fits its
+/// vector registers (32 with AVX-512, 16 otherwise).
+struct HostVectorTarget {
+  std::string cpu, isa;
+  int64_t vectorWidth = 4, mr = 4, nr = 8;
+  /// Largest row count of the decode GEMV kernels (8 with 32 registers).
+  int64_t maxGemvRows = 4;
+};
+HostVectorTarget detectHostVectorTarget();
+
+/// Adds `func.func @quant_ukernel_gemm_f32(memref<?xf32> a, memref<?xf32> b,
+/// memref<?xf32> c, index cOff, index kc, index ldc)` (see
+/// kernels::GemmMicroKernel) to `module`: mr x nr/vectorWidth vector
+/// accumulators carried through an scf.for over k, one broadcast FMA per
+/// row and vector, C += acc at the end.
+void buildGemmMicroKernel(mlir::ModuleOp module, const HostVectorTarget &target);
+
+/// Adds `func.func @quant_ukernel_qgemv_b<bits>_m<rows>` (see
+/// kernels::QGemvMicroKernel) for bits dividing 32: per word row, one
+/// vector load of codes per nr/vectorWidth lanes, each of the 32 / bits
+/// fields extracted with a shift and mask, converted and scaled in
+/// registers (q * s + nzs), then one broadcast FMA per row; a few partial
+/// accumulators per row break the FMA dependency chain when rows are few.
+void buildQGemvMicroKernel(mlir::ModuleOp module,
+                           const HostVectorTarget &target, unsigned bits,
+                           int64_t rows);
+
+/// Once per process: generates the micro-kernel for the host, lowers it to
+/// LLVM, JIT-compiles it with the host CPU and features and registers it
+/// (kernels::setGemmMicroKernel, setQGemvMicroKernels). Thread-safe; later calls return the
+/// first result.
+llvm::Expected<HostVectorTarget> initVectorKernels();
+} // namespace quant_mlir
+
+#endif // QUANT_MLIR_RUNTIME_MICROKERNELS_H

@@ -1,0 +1,340 @@
+//===- MicroKernels.cpp - generate and JIT the host's GEMM micro-kernel ----===//
+// The vector family's register tile, written in MLIR's vector dialect and
+// compiled for the CPU this runs on (AVX-512 where present, AVX2 otherwise)
+// by ExecutionEngine with JITTargetMachineBuilder::detectHost. The packing
+// and blocking around it are in KernelsVector.cpp.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Runtime/MicroKernels.h"
+#include "quant-mlir/Runtime/Kernels.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+
+#include <mutex>
+
+using namespace mlir;
+using namespace quant_mlir;
+
+namespace {
+constexpr const char *kGemmKernel = "quant_ukernel_gemm_f32";
+} // namespace
+
+HostVectorTarget quant_mlir::detectHostVectorTarget() {
+  HostVectorTarget t;
+  t.cpu = llvm::sys::getHostCPUName().str();
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  if (features.lookup("avx512f")) {
+    // 32 zmm registers: 8 x 2 accumulators, 2 B vectors, broadcasts.
+    t.isa = "avx512";
+    t.vectorWidth = 16;
+    t.mr = 8;
+    t.maxGemvRows = 8;
+  } else if (features.lookup("avx2") && features.lookup("fma")) {
+    // 16 ymm registers: 6 x 2 accumulators, 2 B vectors, 1 broadcast.
+    t.isa = "avx2";
+    t.vectorWidth = 8;
+    t.mr = 6;
+  } else {
+    t.isa = "generic";
+    t.vectorWidth = 4;
+    t.mr = 4;
+  }
+  t.nr = 2 * t.vectorWidth;
+  return t;
+}
+
+void quant_mlir::buildGemmMicroKernel(ModuleOp module,
+                                      const HostVectorTarget &target) {
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  Type f32 = b.getF32Type(), index = b.getIndexType();
+  auto buffer = MemRefType::get({ShapedType::kDynamic}, f32);
+  auto fn = func::FuncOp::create(
+      b, loc, kGemmKernel,
+      b.getFunctionType({buffer, buffer, buffer, index, index, index}, {}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value a = entry->getArgument(0), bb = entry->getArgument(1),
+        c = entry->getArgument(2), cOff = entry->getArgument(3),
+        kc = entry->getArgument(4), ldc = entry->getArgument(5);
+  const int64_t mr = target.mr, vl = target.vectorWidth,
+                nv = target.nr / target.vectorWidth;
+  auto vt = VectorType::get({vl}, f32);
+  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, loc, v);
+  };
+  Value zero = arith::ConstantOp::create(b, loc, vt, b.getZeroAttr(vt));
+  SmallVector<Value> init(mr * nv, zero);
+  auto loop = scf::ForOp::create(
+      b, loc, cst(b, 0), kc, cst(b, 1), init,
+      [&](OpBuilder &lb, Location l, Value k, ValueRange acc) {
+        Value bRow = arith::MulIOp::create(lb, l, k, cst(lb, target.nr));
+        SmallVector<Value> bv;
+        for (int64_t j = 0; j < nv; ++j) {
+          Value off = arith::AddIOp::create(lb, l, bRow, cst(lb, j * vl));
+          bv.push_back(vector::LoadOp::create(lb, l, vt, bb, off));
+        }
+        Value aRow = arith::MulIOp::create(lb, l, k, cst(lb, mr));
+        SmallVector<Value> next;
+        for (int64_t i = 0; i < mr; ++i) {
+          Value off = arith::AddIOp::create(lb, l, aRow, cst(lb, i));
+          Value ai = memref::LoadOp::create(lb, l, a, off);
+          Value splat = vector::BroadcastOp::create(lb, l, vt, ai);
+          for (int64_t j = 0; j < nv; ++j)
+            next.push_back(
+                vector::FMAOp::create(lb, l, splat, bv[j], acc[i * nv + j]));
+        }
+        scf::YieldOp::create(lb, l, next);
+      });
+  for (int64_t i = 0; i < mr; ++i) {
+    Value row = arith::AddIOp::create(
+        b, loc, cOff, arith::MulIOp::create(b, loc, ldc, cst(b, i)));
+    for (int64_t j = 0; j < nv; ++j) {
+      Value off = arith::AddIOp::create(b, loc, row, cst(b, j * vl));
+      Value old = vector::LoadOp::create(b, loc, vt, c, off);
+      Value sum = arith::AddFOp::create(b, loc, old,
+                                        loop.getResult(i * nv + j));
+      vector::StoreOp::create(b, loc, sum, c, off);
+    }
+  }
+  func::ReturnOp::create(b, loc);
+}
+
+namespace {
+std::string qgemvName(unsigned bits, int64_t rows) {
+  return "quant_ukernel_qgemv_b" + std::to_string(bits) + "_m" +
+         std::to_string(rows);
+}
+} // namespace
+
+void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
+                                       const HostVectorTarget &target,
+                                       unsigned bits, int64_t rows) {
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
+  auto fbuf = MemRefType::get({ShapedType::kDynamic}, f32);
+  auto ibuf = MemRefType::get({ShapedType::kDynamic}, i32);
+  auto fn = func::FuncOp::create(
+      b, loc, qgemvName(bits, rows),
+      b.getFunctionType({ibuf, fbuf, fbuf, fbuf, fbuf, fbuf, index, index,
+                         index, index},
+                        {}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value q = entry->getArgument(0), s = entry->getArgument(1),
+        nz = entry->getArgument(2), x = entry->getArgument(3),
+        xs = entry->getArgument(4), y = entry->getArgument(5),
+        ldq = entry->getArgument(6), ldx = entry->getArgument(7),
+        groups = entry->getArgument(8), wpg = entry->getArgument(9);
+  const int64_t vl = target.vectorWidth, nv = target.nr / vl;
+  const int64_t per = 32 / bits;
+  // Partial sums per row and lane vector: at least 4 independent FMA chains.
+  const int64_t parts = std::max<int64_t>(1, 4 / (rows * nv));
+  auto vf = VectorType::get({vl}, f32), vi = VectorType::get({vl}, i32);
+  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, loc, v);
+  };
+  auto accIndex = [&](int64_t r, int64_t j, int64_t p) {
+    return (r * nv + j) * parts + p;
+  };
+  Value zero = arith::ConstantOp::create(b, loc, vf, b.getZeroAttr(vf));
+  Value mask = arith::ConstantOp::create(
+      b, loc, vi, DenseElementsAttr::get(vi, int32_t((1u << bits) - 1)));
+  SmallVector<Value> shifts;
+  for (int64_t f = 0; f < per; ++f)
+    shifts.push_back(arith::ConstantOp::create(
+        b, loc, vi, DenseElementsAttr::get(vi, int32_t(f * bits))));
+  // Per group: acc = sum_k x[r, k] * q[k, :] (codes only: shift, mask,
+  // convert, FMA), then y[r, :] += s[g, :] * acc + nzs[g, :] * xs[r, g]
+  // with xs the group's sum of x: the scale and zero cost nothing per k.
+  SmallVector<Value> init(rows * nv * parts, zero);
+  scf::ForOp::create(
+      b, loc, cst(b, 0), groups, cst(b, 1), ValueRange{},
+      [&](OpBuilder &gb, Location l, Value g, ValueRange) {
+        Value w0 = arith::MulIOp::create(gb, l, g, wpg);
+        Value w1 = arith::AddIOp::create(gb, l, w0, wpg);
+        auto wordLoop = scf::ForOp::create(
+            gb, l, w0, w1, cst(gb, 1), init,
+            [&](OpBuilder &wb, Location wl, Value w, ValueRange wacc) {
+              SmallVector<Value> acc(wacc.begin(), wacc.end());
+              Value qrow = arith::MulIOp::create(wb, wl, w, ldq);
+              SmallVector<Value> qv;
+              for (int64_t j = 0; j < nv; ++j) {
+                Value off =
+                    arith::AddIOp::create(wb, wl, qrow, cst(wb, j * vl));
+                qv.push_back(vector::LoadOp::create(wb, wl, vi, q, off));
+              }
+              Value k0 = arith::MulIOp::create(wb, wl, w, cst(wb, per));
+              SmallVector<Value> xrow;
+              for (int64_t r = 0; r < rows; ++r)
+                xrow.push_back(arith::AddIOp::create(
+                    wb, wl, k0,
+                    arith::MulIOp::create(wb, wl, ldx, cst(wb, r))));
+              for (int64_t f = 0; f < per; ++f) {
+                SmallVector<Value> wv;
+                for (int64_t j = 0; j < nv; ++j) {
+                  // The top field needs no mask, the bottom one no shift.
+                  Value field = qv[j];
+                  if (f > 0)
+                    field = arith::ShRUIOp::create(wb, wl, field, shifts[f]);
+                  if (f + 1 < per)
+                    field = arith::AndIOp::create(wb, wl, field, mask);
+                  wv.push_back(arith::UIToFPOp::create(wb, wl, vf, field));
+                }
+                for (int64_t r = 0; r < rows; ++r) {
+                  Value off =
+                      arith::AddIOp::create(wb, wl, xrow[r], cst(wb, f));
+                  Value xv = memref::LoadOp::create(wb, wl, x, off);
+                  Value splat = vector::BroadcastOp::create(wb, wl, vf, xv);
+                  for (int64_t j = 0; j < nv; ++j) {
+                    Value &a = acc[accIndex(r, j, f % parts)];
+                    a = vector::FMAOp::create(wb, wl, splat, wv[j], a);
+                  }
+                }
+              }
+              scf::YieldOp::create(wb, wl, acc);
+            });
+        Value srow = arith::MulIOp::create(gb, l, g, ldq);
+        for (int64_t j = 0; j < nv; ++j) {
+          Value soff = arith::AddIOp::create(gb, l, srow, cst(gb, j * vl));
+          Value sv = vector::LoadOp::create(gb, l, vf, s, soff);
+          Value zv = vector::LoadOp::create(gb, l, vf, nz, soff);
+          for (int64_t r = 0; r < rows; ++r) {
+            Value total = wordLoop.getResult(accIndex(r, j, 0));
+            for (int64_t p = 1; p < parts; ++p)
+              total = arith::AddFOp::create(
+                  gb, l, total, wordLoop.getResult(accIndex(r, j, p)));
+            Value xoff = arith::AddIOp::create(
+                gb, l, arith::MulIOp::create(gb, l, groups, cst(gb, r)), g);
+            Value xsum = vector::BroadcastOp::create(
+                gb, l, vf, memref::LoadOp::create(gb, l, xs, xoff));
+            Value yoff = arith::AddIOp::create(
+                gb, l, arith::MulIOp::create(gb, l, ldq, cst(gb, r)),
+                cst(gb, j * vl));
+            Value yv = vector::LoadOp::create(gb, l, vf, y, yoff);
+            yv = vector::FMAOp::create(gb, l, sv, total, yv);
+            yv = vector::FMAOp::create(gb, l, zv, xsum, yv);
+            vector::StoreOp::create(gb, l, yv, y, yoff);
+          }
+        }
+        scf::YieldOp::create(gb, l);
+      });
+  func::ReturnOp::create(b, loc);
+}
+
+namespace {
+struct VectorKernels {
+  MLIRContext context;
+  std::unique_ptr<ExecutionEngine> engine;
+  HostVectorTarget target;
+  std::string error;
+};
+
+VectorKernels *compileVectorKernels() {
+  auto *vk = new VectorKernels();
+  vk->target = detectHostVectorTarget();
+  MLIRContext &ctx = vk->context;
+  ctx.loadDialect<func::FuncDialect, arith::ArithDialect,
+                  memref::MemRefDialect, scf::SCFDialect,
+                  vector::VectorDialect>();
+  DialectRegistry registry;
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  ctx.appendDialectRegistry(registry);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
+  buildGemmMicroKernel(*module, vk->target);
+  for (unsigned bits : {2u, 4u, 8u})
+    for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2)
+      buildQGemvMicroKernel(*module, vk->target, bits, rows);
+
+  PassManager pm(&ctx);
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertVectorToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  if (failed(pm.run(*module))) {
+    vk->error = "lowering the vector micro-kernel failed";
+    return vk;
+  }
+
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  // The IR optimizer and the code generator both get the host's CPU name
+  // and features: vector<16xf32> becomes zmm FMAs with AVX-512, ymm pairs
+  // with AVX2.
+  std::unique_ptr<llvm::TargetMachine> machine;
+  if (auto builder = llvm::orc::JITTargetMachineBuilder::detectHost()) {
+    builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+    if (auto tm = builder->createTargetMachine())
+      machine = std::move(*tm);
+    else
+      llvm::consumeError(tm.takeError());
+  } else {
+    llvm::consumeError(builder.takeError());
+  }
+  ExecutionEngineOptions options;
+  options.transformer = makeOptimizingTransformer(2, 0, machine.get());
+  options.jitCodeGenOptLevel = llvm::CodeGenOptLevel::Aggressive;
+  auto engine = ExecutionEngine::create(*module, options);
+  if (!engine) {
+    vk->error = llvm::toString(engine.takeError());
+    return vk;
+  }
+  vk->engine = std::move(*engine);
+  auto address = vk->engine->lookup(kGemmKernel);
+  if (!address) {
+    vk->error = llvm::toString(address.takeError());
+    return vk;
+  }
+  kernels::GemmMicroKernel kernel;
+  kernel.fn = reinterpret_cast<kernels::GemmMicroKernel::Fn>(*address);
+  kernel.mr = vk->target.mr;
+  kernel.nr = vk->target.nr;
+  kernels::QGemvMicroKernel gemv;
+  gemv.nr = vk->target.nr;
+  for (unsigned bits : {2u, 4u, 8u})
+    for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2) {
+      auto fn = vk->engine->lookup(qgemvName(bits, rows));
+      if (!fn) {
+        vk->error = llvm::toString(fn.takeError());
+        return vk;
+      }
+      gemv.fn[bits][rows] =
+          reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*fn);
+    }
+  kernels::setGemmMicroKernel(kernel);
+  kernels::setQGemvMicroKernels(gemv);
+  return vk;
+}
+} // namespace
+
+llvm::Expected<HostVectorTarget> quant_mlir::initVectorKernels() {
+  // Built once and never freed: registered code must outlive every module
+  // that calls it, up to process exit.
+  static VectorKernels *vk = compileVectorKernels();
+  if (!vk->error.empty())
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "vector micro-kernels: " + vk->error);
+  return vk->target;
+}
