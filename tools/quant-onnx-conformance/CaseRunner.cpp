@@ -153,8 +153,9 @@ CaseResult conformance::runCase(const TestCase &tc, mlir::MLIRContext &context,
                   "writing the archive: " + toString(std::move(err)));
   mlir::OwningOpRef<mlir::ModuleOp> module((*imported)->getModule().clone());
   imported->reset();
-  auto compiled = CPUModule::compile(std::move(module), workDir,
-                                     options.optLevel);
+  CPUCompileOptions compileOptions;
+  compileOptions.optLevel = options.optLevel;
+  auto compiled = CPUModule::compile(std::move(module), workDir, compileOptions);
   if (!compiled)
     return finish(Status::Failed, "compile",
                   withDiagnostics(toString(compiled.takeError())));
