@@ -11,6 +11,7 @@
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
+#include "quant-mlir/Quant/AWQ.h"
 #include "quant-mlir/Quant/GPTQ.h"
 #include "quant-mlir/Quant/LayerError.h"
 #include "quant-mlir/Quant/Packing.h"
@@ -177,9 +178,11 @@ quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
                 (qs.symmetric ? "" : " and N * bits") +
                 " to be a multiple of 32; skip the layer (skip= or "
                 "overrides=GLOB:skip)");
-  return cfg.gptq ? quant::quantizeGPTQ(lw.w, n, k, hessian, qs,
-                                        cfg.gptqOptions, layer)
-                  : quant::quantizeRTN(lw.w, n, k, qs);
+  if (cfg.gptq)
+    return quant::quantizeGPTQ(lw.w, n, k, hessian, qs, cfg.gptqOptions,
+                               layer);
+  return cfg.awq ? quant::quantizeAWQRTN(lw.w, n, k, qs)
+                 : quant::quantizeRTN(lw.w, n, k, qs);
 }
 
 /// The float weight the output model computes with: the fake-quant weights
@@ -281,6 +284,8 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     freshInfo[name] = {dtype, SmallVector<int64_t>(shape)};
   };
 
+  if (rewrites && rewrites->floatOnly)
+    work.clear();
   Progress progress(passName, work.size());
   for (auto [op, scheme] : work) {
     StringRef layer = op.getName().value_or("");

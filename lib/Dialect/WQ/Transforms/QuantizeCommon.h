@@ -28,6 +28,8 @@ struct QuantizeConfig {
   std::string output, baseDir, scaleType, report;
   bool fakeQuant = false;
   bool gptq = false, trueSequential = false;
+  /// Quantize with AutoAWQ's quantizer (wq-awq without gptq=1).
+  bool awq = false;
   quant::GPTQOptions gptqOptions;
 
   /// The options that determine the quantized weights.
@@ -55,6 +57,8 @@ struct WeightRewrites {
   std::map<std::string, Tensor> tensors;
   /// The report's method column ("awq", "awq+gptq").
   std::string method;
+  /// Quantize nothing: write the rewritten tensors only (wq-awq mode=scale).
+  bool floatOnly = false;
   /// Write the packed codes in #wq.packing<awq> where it holds them (4-bit).
   bool awqPacking = false;
 };
