@@ -78,7 +78,7 @@ static cl::opt<bool> trueSequential(
     cl::cat(category));
 static cl::opt<std::string> awqMode("awq-mode", cl::init("gemm"),
                                     cl::desc("AWQ output: gemm (packed), fake (dequantized floats) "
-                                             "or scale (scales folded, float)"),
+                                             "scale (scales folded, float) or clip (folded and clipped, float)"),
                                     cl::cat(category));
 static cl::opt<std::string> duoScaling("duo-scaling", cl::init("true"),
                                        cl::desc("AWQ scales: true (x^a / w^(1-a)), false (x^a) or both"),
@@ -162,7 +162,8 @@ static std::string quantizeOptions(llvm::StringRef dir) {
             " duo-scaling=" + duoScaling.getValue() +
             " clip=" + (noClip ? "false" : "true") +
             " n-grid=" + std::to_string(nGrid) +
-            " gptq=" + (method == "awq+gptq" ? "true" : "false");
+            " gptq=" + (method == "awq+gptq" ? "true" : "false") +
+            " awq-report=awq-report.csv";
   return opts;
 }
 

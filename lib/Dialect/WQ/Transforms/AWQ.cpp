@@ -16,6 +16,7 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
 
 #include <map>
 
@@ -224,9 +225,11 @@ LogicalResult AWQPass::run() {
   cfg.gptqOptions.blockSize = blockSize;
   cfg.gptqOptions.staticGroups = staticGroups;
   std::string m = fakeQuant ? "fake" : mode.getValue();
-  if (m != "gemm" && m != "fake" && m != "scale")
-    return module.emitError() << "wq-awq mode must be gemm, fake or scale, got '"
-                              << m << "'";
+  if (m != "gemm" && m != "fake" && m != "scale" && m != "clip")
+    return module.emitError()
+           << "wq-awq mode must be gemm, fake, scale or clip, got '" << m
+           << "'";
+  bool quantize = m == "gemm" || m == "fake";
   cfg.fakeQuant = m == "fake";
   quant::AWQOptions opts;
   opts.nGrid = nGrid;
@@ -344,6 +347,7 @@ LogicalResult AWQPass::run() {
   rewrites.method = gptq ? "awq+gptq" : "awq";
   rewrites.awqPacking = m == "gemm";
   std::map<std::string, std::vector<double>> inputScale; // by layer name
+  std::string reportText = "layers,prev,alpha,duo,loss\n";
   Progress progress("wq-awq", groups.size());
   for (ScaleGroup &g : groups) {
     LinearOp first = g.consumers.front();
@@ -384,6 +388,15 @@ LogicalResult AWQPass::run() {
         (*w)[i] = float(double((*w)[i]) * s[i % k]);
     for (LinearOp op : g.consumers)
       inputScale[op.getName()->str()] = s;
+    static const char *prevNames[] = {"norm", "linear", "activation"};
+    SmallVector<StringRef> names;
+    for (LinearOp op : g.consumers)
+      names.push_back(*op.getName());
+    reportText += llvm::formatv("{0},{1},{2},{3},{4:e6}\n",
+                                llvm::join(names, ";"),
+                                prevNames[int(g.prev)], found->alpha,
+                                found->duo ? "true" : "false", found->loss)
+                      .str();
     auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
       for (size_t i = 0; i < v.size(); ++i)
         v[i] = float(double(v[i]) / s[i / rowLen]);
@@ -511,7 +524,7 @@ LogicalResult AWQPass::run() {
   // are quantized from them, every other rewritten tensor is written as is.
   llvm::StringMap<std::string> layerOfWeight;
   module.walk([&](LinearOp op) {
-    if (schemes[op] && op.getName() && m != "scale")
+    if (schemes[op] && op.getName() && quantize)
       if (auto w = op.getWeight().getDefiningOp<WeightOp>())
         layerOfWeight[w.getName()] = op.getName()->str();
   });
@@ -532,7 +545,14 @@ LogicalResult AWQPass::run() {
   }
   if (cfg.gptq)
     rewrites.inputScales = inputScale;
-  rewrites.floatOnly = m == "scale";
+  rewrites.floatOnly = !quantize;
+  if (!awqReport.empty())
+    if (llvm::Error e = llvm::writeToOutput(
+            resolve(cfg.baseDir, awqReport), [&](llvm::raw_ostream &os) {
+              os << reportText;
+              return llvm::Error::success();
+            }))
+      return module.emitError() << llvm::toString(std::move(e));
   return runQuantize(module, cfg, "wq-awq", &rewrites);
 }
 } // namespace

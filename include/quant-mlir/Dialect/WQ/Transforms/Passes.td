@@ -239,8 +239,12 @@ def WQAWQ : Pass<"wq-awq", "mlir::ModuleOp"> {
            "Write a per-layer error table (CSV) here">,
     Option<"mode", "mode", "std::string", "\"gemm\"",
            "gemm (packed; #wq.packing<awq> for 4-bit layers, gptq otherwise), "
-           "fake (dequantized float weights) or scale (scales folded, no "
-           "clipping, no quantization)">,
+           "fake (dequantized float weights), scale (scales folded, no "
+           "clipping, no quantization) or clip (scales folded and weights "
+           "clipped, no quantization)">,
+    Option<"awqReport", "awq-report", "std::string", "\"\"",
+           "Write each scaling group's layers, preceding op, alpha, duo and "
+           "loss (CSV) here">,
     Option<"duoScaling", "duo-scaling", "std::string", "\"true\"",
            "true: s = x^a / (w^(1-a) + 1e-4); false: s = x^a; both: the better">,
     Option<"clip", "clip", "bool", "true",
