@@ -311,6 +311,13 @@ int main(int argc, char **argv) {
                 method + "'");
   if (isAWQ() && zeroPoint.getNumOccurrences() == 0)
     zeroPoint = true; // AutoAWQ's zero_point=True
+  if (awqMode != "gemm" && awqMode != "fake" && awqMode != "scale" &&
+      awqMode != "clip")
+    return fail("--awq-mode must be gemm, fake, scale or clip, got '" +
+                awqMode + "'");
+  if (duoScaling != "true" && duoScaling != "false" && duoScaling != "both")
+    return fail("--duo-scaling must be true, false or both, got '" +
+                duoScaling + "'");
   if (isAWQ() && calibData.empty())
     return fail("--method " + method + " needs --calib-data");
   if (!isAWQ() && (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
