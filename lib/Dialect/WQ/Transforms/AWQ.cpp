@@ -1,4 +1,5 @@
-//===- AWQ.cpp - wq-awq ------------------------------------------------------===//
+//===- AWQ.cpp - wq-awq
+//------------------------------------------------------===//
 // AWQ as a rewrite of the IR and its archive: finds the scaling groups
 // (linears sharing an input, and the op before them that can absorb a
 // per-channel scale), searches each group's scales on the calibration
@@ -79,8 +80,8 @@ WeightOp channelWeight(linalg::GenericOp g, Value arg,
     return {};
   AffineMap map = g.getMatchingIndexingMap(in);
   if (map.getNumResults() != 1 ||
-      map.getResult(0) != getAffineDimExpr(map.getNumDims() - 1,
-                                           g.getContext()))
+      map.getResult(0) !=
+          getAffineDimExpr(map.getNumDims() - 1, g.getContext()))
     return {};
   return soleWeight(in->get(), uses);
 }
@@ -203,6 +204,93 @@ bool avoidsClipping(StringRef layer) {
   return false;
 }
 
+/// AutoAWQ's ScaledActivation: the group's readers get x / s, with s the
+/// archive tensor `name` [K], computed right after the activation x.
+void insertActivationScale(ScaleGroup &g, StringRef name) {
+  LinearOp first = g.consumers.front();
+  auto type = cast<RankedTensorType>(g.input.getType());
+  Type elem = type.getElementType();
+  int64_t rank = type.getRank(), k = type.getShape().back();
+  OpBuilder b(first);
+  b.setInsertionPointAfterValue(g.input);
+  Location loc = first.getLoc();
+  Value scales =
+      WeightOp::create(b, loc, RankedTensorType::get({k}, elem), name);
+  SmallVector<Value> dynamic;
+  for (int64_t d = 0; d < rank; ++d)
+    if (type.isDynamicDim(d))
+      dynamic.push_back(tensor::DimOp::create(b, loc, g.input, d));
+  Value empty = tensor::EmptyOp::create(b, loc, type.getShape(), elem, dynamic);
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  AffineMap last =
+      AffineMap::get(rank, 0, b.getAffineDimExpr(rank - 1), b.getContext());
+  auto div = linalg::GenericOp::create(
+      b, loc, TypeRange{type}, ValueRange{g.input, scales}, ValueRange{empty},
+      ArrayRef<AffineMap>{id, last, id},
+      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+      [](OpBuilder &nb, Location l, ValueRange args) {
+        linalg::YieldOp::create(
+            nb, l,
+            ValueRange{
+                arith::DivFOp::create(nb, l, args[0], args[1]).getResult()});
+      });
+  for (LinearOp op : g.consumers)
+    op.getInputMutable().assign(div.getResult(0));
+}
+
+/// The scaling groups of `module` in program order, every layer's scheme
+/// (null: left in float) and the readers of each archive name (a tensor read
+/// twice is never rewritten in place).
+LogicalResult collectGroups(ModuleOp module, const SchemeSelector &selector,
+                            llvm::StringMap<int> &uses,
+                            llvm::DenseMap<Operation *, SchemeAttr> &schemes,
+                            SmallVector<ScaleGroup> &groups) {
+  module.walk([&](WeightOp w) {
+    uses[w.getName()] += std::distance(w->use_begin(), w->use_end());
+  });
+  llvm::StringMap<LinearOp> byName;
+  llvm::SetVector<Value> inputs;
+  llvm::DenseMap<Value, SmallVector<LinearOp>> readers;
+  WalkResult walk = module.walk([&](LinearOp op) {
+    SchemeAttr scheme = op.getSchemeAttr();
+    if (!scheme) {
+      FailureOr<SchemeAttr> s = selector.select(op);
+      if (failed(s))
+        return WalkResult::interrupt();
+      scheme = *s;
+    }
+    schemes[op] = scheme;
+    if (op.getName())
+      byName[*op.getName()] = op;
+    inputs.insert(op.getInput());
+    readers[op.getInput()].push_back(op);
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+
+  for (Value x : inputs) {
+    ScaleGroup g;
+    g.input = x;
+    g.consumers = readers[x];
+    bool anySelected = false, weightsOk = true;
+    for (LinearOp op : g.consumers) {
+      anySelected |= static_cast<bool>(schemes[op]);
+      weightsOk &= static_cast<bool>(soleWeight(op.getWeight(), uses)) &&
+                   op.getName().has_value();
+    }
+    if (!anySelected || !weightsOk)
+      continue;
+    if (matchNorm(x, g, uses) ||
+        (g.consumers.size() == 1 &&
+         matchValueOutput(g.consumers[0], g, byName, uses)) ||
+        matchProduct(x, g, uses) || matchActivation(x, g))
+      groups.push_back(std::move(g));
+  }
+
+  return success();
+}
+
 struct AWQPass : public quant_mlir::wq::impl::WQAWQBase<AWQPass> {
   using Base::Base;
   template <typename P>
@@ -261,58 +349,16 @@ LogicalResult AWQPass::run() {
   auto stats = safetensors::Reader::open(resolve(cfg.baseDir, statsPath));
   if (!stats)
     return module.emitError() << llvm::toString(stats.takeError());
-  auto selector = SchemeSelector::create(cfg.select,
-                                         [&] { return module.emitError(); });
+  auto selector =
+      SchemeSelector::create(cfg.select, [&] { return module.emitError(); });
   if (failed(selector))
     return failure();
 
-  // Layers, their schemes (null: left in float) and the readers of each
-  // archive name (a tensor read twice is never rewritten in place).
   llvm::StringMap<int> uses;
-  module.walk([&](WeightOp w) {
-    uses[w.getName()] += std::distance(w->use_begin(), w->use_end());
-  });
-  llvm::StringMap<LinearOp> byName;
   llvm::DenseMap<Operation *, SchemeAttr> schemes;
-  llvm::SetVector<Value> inputs;
-  llvm::DenseMap<Value, SmallVector<LinearOp>> readers;
-  WalkResult walk = module.walk([&](LinearOp op) {
-    SchemeAttr scheme = op.getSchemeAttr();
-    if (!scheme) {
-      FailureOr<SchemeAttr> s = (*selector)->select(op);
-      if (failed(s))
-        return WalkResult::interrupt();
-      scheme = *s;
-    }
-    schemes[op] = scheme;
-    if (op.getName())
-      byName[*op.getName()] = op;
-    inputs.insert(op.getInput());
-    readers[op.getInput()].push_back(op);
-    return WalkResult::advance();
-  });
-  if (walk.wasInterrupted())
-    return failure();
-
   SmallVector<ScaleGroup> groups;
-  for (Value x : inputs) {
-    ScaleGroup g;
-    g.input = x;
-    g.consumers = readers[x];
-    bool anySelected = false, weightsOk = true;
-    for (LinearOp op : g.consumers) {
-      anySelected |= static_cast<bool>(schemes[op]);
-      weightsOk &= static_cast<bool>(soleWeight(op.getWeight(), uses)) &&
-                   op.getName().has_value();
-    }
-    if (!anySelected || !weightsOk)
-      continue;
-    if (matchNorm(x, g, uses) ||
-        (g.consumers.size() == 1 &&
-         matchValueOutput(g.consumers[0], g, byName, uses)) ||
-        matchProduct(x, g, uses) || matchActivation(x, g))
-      groups.push_back(std::move(g));
-  }
+  if (failed(collectGroups(module, **selector, uses, schemes, groups)))
+    return failure();
 
   // Float weights as they are rewritten, by archive name.
   std::map<std::string, std::vector<float>> current;
@@ -352,7 +398,8 @@ LogicalResult AWQPass::run() {
   for (ScaleGroup &g : groups) {
     LinearOp first = g.consumers.front();
     StringRef groupName = *first.getName();
-    int64_t k = cast<RankedTensorType>(first.getWeight().getType()).getDimSize(1);
+    int64_t k =
+        cast<RankedTensorType>(first.getWeight().getType()).getDimSize(1);
     const safetensors::TensorInfo *meanInfo, *hInfo;
     if (failed(statsOf(first, ".absmean", DType::F32, meanInfo)) ||
         failed(statsOf(first, ".hessian", DType::F64, hInfo)))
@@ -370,13 +417,14 @@ LogicalResult AWQPass::run() {
                               << "': the weight is not a float archive tensor";
       weights.push_back(w);
       if (SchemeAttr s = schemes[op]) // skipped layers are scaled, not scored
-        layers.push_back({*w, int64_t(w->size()) / k,
-                          {s.getBits(), s.getGroupSize(), s.getSymmetric(),
-                           false}});
+        layers.push_back(
+            {*w,
+             int64_t(w->size()) / k,
+             {s.getBits(), s.getGroupSize(), s.getSymmetric(), false}});
     }
     auto found = quant::searchAWQScales((*stats)->as<float>(*meanInfo),
-                                        (*stats)->as<double>(*hInfo), k,
-                                        layers, opts, groupName);
+                                        (*stats)->as<double>(*hInfo), k, layers,
+                                        opts, groupName);
     if (!found)
       return first.emitError() << llvm::toString(found.takeError());
     // The scales are folded as float32 values, the same everywhere.
@@ -392,11 +440,11 @@ LogicalResult AWQPass::run() {
     SmallVector<StringRef> names;
     for (LinearOp op : g.consumers)
       names.push_back(*op.getName());
-    reportText += llvm::formatv("{0},{1},{2},{3},{4:e6}\n",
-                                llvm::join(names, ";"),
-                                prevNames[int(g.prev)], found->alpha,
-                                found->duo ? "true" : "false", found->loss)
-                      .str();
+    reportText +=
+        llvm::formatv("{0},{1},{2},{3},{4:e6}\n", llvm::join(names, ";"),
+                      prevNames[int(g.prev)], found->alpha,
+                      found->duo ? "true" : "false", found->loss)
+            .str();
     auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
       for (size_t i = 0; i < v.size(); ++i)
         v[i] = float(double(v[i]) / s[i / rowLen]);
@@ -407,8 +455,8 @@ LogicalResult AWQPass::run() {
         if (w) {
           std::vector<float> *v = tensor(w.getName());
           if (!v || int64_t(v->size()) != k)
-            return w.emitError() << "'" << w.getName()
-                                 << "' is not a float [" << k << "] tensor";
+            return w.emitError() << "'" << w.getName() << "' is not a float ["
+                                 << k << "] tensor";
           divideBy(*v, 1);
         }
       break;
@@ -417,9 +465,9 @@ LogicalResult AWQPass::run() {
       std::vector<float> *w =
           tensor(p.getWeight().getDefiningOp<WeightOp>().getName());
       if (!w || int64_t(w->size()) % k != 0)
-        return p.emitError() << "layer '" << p.getName().value_or("")
-                             << "': cannot absorb the scales of '"
-                             << groupName << "'";
+        return p.emitError()
+               << "layer '" << p.getName().value_or("")
+               << "': cannot absorb the scales of '" << groupName << "'";
       divideBy(*w, int64_t(w->size()) / k);
       if (p.getBias())
         if (std::vector<float> *b =
@@ -431,40 +479,13 @@ LogicalResult AWQPass::run() {
       // ScaledActivation: x' = act(..) / s right after the activation.
       auto type = cast<RankedTensorType>(g.input.getType());
       Type elem = type.getElementType();
-      int64_t rank = type.getRank();
       std::string name = (groupName + ".awq_scales").str();
-      DType dtype = elem.isF16() ? DType::F16
+      DType dtype = elem.isF16()    ? DType::F16
                     : elem.isBF16() ? DType::BF16
                                     : DType::F32;
-      rewrites.tensors[name] = {dtype, {k},
-                                std::vector<float>(s.begin(), s.end())};
-      OpBuilder b(first);
-      b.setInsertionPointAfterValue(g.input);
-      Location loc = first.getLoc();
-      Value scales =
-          WeightOp::create(b, loc, RankedTensorType::get({k}, elem), name);
-      SmallVector<Value> dynamic;
-      for (int64_t d = 0; d < rank; ++d)
-        if (type.isDynamicDim(d))
-          dynamic.push_back(tensor::DimOp::create(b, loc, g.input, d));
-      Value empty =
-          tensor::EmptyOp::create(b, loc, type.getShape(), elem, dynamic);
-      AffineMap id = b.getMultiDimIdentityMap(rank);
-      AffineMap last =
-          AffineMap::get(rank, 0, b.getAffineDimExpr(rank - 1), b.getContext());
-      auto div = linalg::GenericOp::create(
-          b, loc, TypeRange{type}, ValueRange{g.input, scales},
-          ValueRange{empty}, ArrayRef<AffineMap>{id, last, id},
-          SmallVector<utils::IteratorType>(rank,
-                                           utils::IteratorType::parallel),
-          [](OpBuilder &nb, Location l, ValueRange args) {
-            linalg::YieldOp::create(
-                nb, l, ValueRange{arith::DivFOp::create(nb, l, args[0],
-                                                        args[1])
-                                      .getResult()});
-          });
-      for (LinearOp op : g.consumers)
-        op.getInputMutable().assign(div.getResult(0));
+      rewrites.tensors[name] = {
+          dtype, {k}, std::vector<float>(s.begin(), s.end())};
+      insertActivationScale(g, name);
       break;
     }
     }
@@ -495,9 +516,9 @@ LogicalResult AWQPass::run() {
       if (failed(statsOf(op, ".inputs", DType::F32, rowsInfo)))
         return failure();
       if (rowsInfo->shape.size() != 2 || rowsInfo->shape[1] != k)
-        return op.emitError() << "layer '" << layer
-                              << "': sampled inputs are not [rows, " << k
-                              << "]";
+        return op.emitError()
+               << "layer '" << layer << "': sampled inputs are not [rows, " << k
+               << "]";
       int64_t rows = rowsInfo->shape[0];
       auto raw = (*stats)->as<float>(*rowsInfo);
       std::vector<double> x(raw.begin(), raw.end());
@@ -507,13 +528,12 @@ LogicalResult AWQPass::run() {
           x[i] /= sc->second[i % k];
       SchemeAttr s = schemes[op];
       quant::Scheme qs{s.getBits(), s.getGroupSize(), s.getSymmetric(), false};
-      if (llvm::Error e = quant::verifyScheme(qs, int64_t(w->size()) / k, k,
-                                              layer))
+      if (llvm::Error e =
+              quant::verifyScheme(qs, int64_t(w->size()) / k, k, layer))
         return op.emitError() << llvm::toString(std::move(e));
       int64_t n = int64_t(w->size()) / k;
       references[layer] = *w; // the report compares against the unclipped
-      std::vector<double> t =
-          quant::searchAWQClip(*w, n, k, x, rows, qs, opts);
+      std::vector<double> t = quant::searchAWQClip(*w, n, k, x, rows, qs, opts);
       quant::applyAWQClip(*w, n, k, t, qs);
       clipProgress.advance();
     }
@@ -538,20 +558,19 @@ LogicalResult AWQPass::run() {
       continue;
     }
     const safetensors::TensorInfo *info = infos[name];
-    rewrites.tensors[name] = {info->dtype,
-                              SmallVector<int64_t>(info->shape.begin(),
-                                                   info->shape.end()),
-                              values};
+    rewrites.tensors[name] = {
+        info->dtype,
+        SmallVector<int64_t>(info->shape.begin(), info->shape.end()), values};
   }
   if (cfg.gptq)
     rewrites.inputScales = inputScale;
   rewrites.floatOnly = !quantize;
   if (!awqReport.empty())
-    if (llvm::Error e = llvm::writeToOutput(
-            resolve(cfg.baseDir, awqReport), [&](llvm::raw_ostream &os) {
-              os << reportText;
-              return llvm::Error::success();
-            }))
+    if (llvm::Error e = llvm::writeToOutput(resolve(cfg.baseDir, awqReport),
+                                            [&](llvm::raw_ostream &os) {
+                                              os << reportText;
+                                              return llvm::Error::success();
+                                            }))
       return module.emitError() << llvm::toString(std::move(e));
   return runQuantize(module, cfg, "wq-awq", &rewrites);
 }
