@@ -71,7 +71,24 @@ def main():
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--csv", default=os.path.join(ROOT, "bench", "quality", "results.csv"))
     p.add_argument("--plot", default=os.path.join(ROOT, "bench", "quality", "ppl_vs_bits.png"))
+    p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
+                   help="comma-separated row labels to run (default: all)")
+    p.add_argument("--merge", nargs="+", metavar="CSV",
+                   help="no runs: merge the results.csv of earlier runs (e.g. one per domain), "
+                        "print the tables, write --csv and --plot")
     a = p.parse_args()
+    if a.merge:
+        results, fp_ppl = [], None
+        for path in a.merge:
+            with open(path) as f:
+                for r in csv.DictReader(f):
+                    if r["method"] == "fp32":
+                        fp_ppl = float(r["perplexity"])
+                    else:
+                        results.append((r["calibration"], r["config"], r["method"],
+                                        float(r["perplexity"]), float(r["quantize_seconds"])))
+        domains = list(dict.fromkeys(r[0] for r in results))
+        return report(a, results, fp_ppl, domains)
     bin_ = lambda t: os.path.join(a.build, "bin", t)  # noqa: E731
     os.makedirs(a.work, exist_ok=True)
     t0 = time.time()
@@ -101,6 +118,8 @@ def main():
              "--calib-samples", str(samples), "--seq-len", str(a.seq_len), "--quiet"])
         print(f"[{domain}] calibrated {samples} x {a.seq_len} in {time.time() - tc:.1f} s", file=sys.stderr)
         for label, bits, group, zp in ROWS:
+            if label not in a.rows.split(","):
+                continue
             for m in METHODS:
                 d = os.path.join(a.work, "q")
                 tq = time.time()
@@ -112,14 +131,22 @@ def main():
 
     print(f"Shakespeare 3.7M Llama, eval valid.txt (windows of {a.seq_len}), fp32 {fp_ppl:.3f}; "
           f"total {time.time() - t0:.0f} s")
-    for domain in a.domains.split(","):
+    return report(a, results, fp_ppl, a.domains.split(","))
+
+
+def report(a, results, fp_ppl, domains):
+    """Markdown tables on stdout, the CSV and the plot."""
+    for domain in domains:
         print(f"\ncalibration: {'train.txt' if domain == 'train' else 'GPL-3'}")
         print("| config | fp32 | " + " | ".join(METHODS) + " |")
         print("|---|" + "---:|" * (len(METHODS) + 1))
         for label, *_ in ROWS:
             vals = {m: v for dm, lb, m, v, _ in results if dm == domain and lb == label}
+            if not vals:
+                continue
             best = min(vals.values())
-            cells = [(f"**{vals[m]:.3f}**" if vals[m] == best else f"{vals[m]:.3f}") for m in METHODS]
+            cells = [("-" if m not in vals else f"**{vals[m]:.3f}**" if vals[m] == best else f"{vals[m]:.3f}")
+                     for m in METHODS]
             print(f"| {label} | {fp_ppl:.3f} | " + " | ".join(cells) + " |")
     with open(a.csv, "w", newline="") as f:
         w = csv.writer(f)
@@ -134,7 +161,6 @@ def main():
     except ImportError:
         print("no matplotlib (apt install python3-matplotlib): no plot", file=sys.stderr)
         return 0
-    domains = a.domains.split(",")
     fig, axes = plt.subplots(1, len(domains), figsize=(6 * len(domains), 4.2), squeeze=False)
     for ax, domain in zip(axes[0], domains):
         for m in METHODS:
