@@ -1,40 +1,58 @@
 #!/usr/bin/env bash
-# The README's main command: quantize the real model in ../shared/data
-# (stories260K, llama2.c format) with GPTQ and evaluate it beside fp32 on the
-# CPU. Arguments after the script are passed to quant-compile (e.g. --bits 3).
+# The README's main command: quantize the real Shakespeare model in
+# ../shared/data/shakespeare (3.7M Llama, llama2.c format, its sentencepiece
+# tokenizer) with GPTQ and AWQ at 4 and 3 bits (group 128), calibrated on text
+# from train.txt, and evaluate each beside fp32 on valid.txt on the CPU.
+# Arguments after the script are passed to every quant-compile (e.g. --seed 1).
 set -euo pipefail
 EXTRA=("$@")
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
 BIN="${QUANT_MLIR_BUILD_DIR:-$ROOT/build}/bin"
-CKPT="${QUANT_MLIR_MODEL:-$ROOT/../shared/data/stories260K.bin}"
+DATA="${QUANT_MLIR_DATA:-$ROOT/../shared/data/shakespeare}"
+TOKENIZER="$DATA/shakespeare-1k.model"
 WORK="${QUANT_MLIR_BUILD_DIR:-$ROOT/build}/real-model"
 PY=/usr/bin/python3
+CALIB=(--calib-data "$DATA/train.txt" --tokenizer "$TOKENIZER" --calib-samples 128 --seq-len 256)
+MODELS=(fp32)
 mkdir -p "$WORK"
 
 # 1. The llama2.c checkpoint enters like a user's model: as ONNX.
-[ -f "$WORK/onnx/model.onnx" ] ||
-  "$PY" "$ROOT/python/quant_mlir/llama2c_to_onnx.py" "$CKPT" -o "$WORK/onnx" >/dev/null
-# 2. It ships no text: calibration and evaluation tokens are sampled from the
-#    fp model (disjoint seeds), once, and cached.
-for spec in "calib 0" "eval 1"; do
-  read -r name seed <<<"$spec"
-  [ -f "$WORK/$name.npy" ] || { echo "[run] sampling 16 x 512 $name tokens from the model (once)" >&2;
-    "$PY" "$ROOT/python/quant_mlir/sample_tokens.py" "$CKPT" -o "$WORK/$name.npy" --count 16 --length 512 --seed "$seed" >/dev/null; }
-done
+convert() {
+  [ -f "$WORK/onnx/model.onnx" ] ||
+    "$PY" "$ROOT/python/quant_mlir/llama2c_to_onnx.py" "$DATA/shakespeare-llama-3.7M.bin" \
+      -o "$WORK/onnx" >/dev/null
+}
 
-# 3. fp32 baseline and the quantized model. hidden 64 cannot hold group 128,
-#    down_proj's K = 172 packs only at 8 bits per channel, and the MLP's N = 172
-#    rules out packed zero points (symmetric, as AutoGPTQ's default).
-"$BIN/quant-compile" "$WORK/onnx/model.onnx" --method none --force --quiet -o "$WORK/fp32" >/dev/null
-"$BIN/quant-compile" "$WORK/onnx/model.onnx" --method gptq --bits 4 --group-size 32 \
-  --desc-act --damp-percent 0.01 --calib-data "$WORK/calib.npy" \
-  --calib-samples 32 --seq-len 512 --overrides '*.down_proj:bits=8:group-size=-1' \
-  --force -o "$WORK/gptq-w4g32" "${EXTRA[@]}"
+# 2. fp32 and the quantized models: asymmetric (zero point) 4 and 3 bits,
+#    group 128, GPTQ and AWQ, each calibrated on the same 128 x 256 tokens of
+#    train.txt (same seed: the same windows). AWQ's 4-bit layers are packed
+#    in #wq.packing<awq>, its 3-bit ones and GPTQ's in gptq packing.
+compile() {
+  "$BIN/quant-compile" "$WORK/onnx/model.onnx" --method none --force --quiet -o "$WORK/fp32" >/dev/null
+  local bits method
+  for bits in 4 3; do
+    for method in gptq awq; do
+      echo "[run] $method ${bits}-bit g128" >&2
+      "$BIN/quant-compile" "$WORK/onnx/model.onnx" --method "$method" --bits "$bits" \
+        --group-size 128 --zero-point "${CALIB[@]}" --force --quiet \
+        -o "$WORK/$method-w${bits}g128" "${EXTRA[@]}" >/dev/null
+      MODELS+=("$method-w${bits}g128")
+    done
+  done
+}
 
-# 4. Evaluate both on the held-out tokens.
-printf '\n%-12s %12s %10s %12s\n' model perplexity tokens/s "weights MiB"
-for m in fp32 gptq-w4g32; do
-  "$BIN/quant-run" "$WORK/$m" --eval-data "$WORK/eval.npy" --seq-len 512 --json --quiet |
-    "$PY" -c "import json,sys,os; r=json.load(sys.stdin); print('%-12s %12.4f %10.1f %12.3f' % ('$m', r['perplexity'], r['tokens_per_second'], os.path.getsize('$WORK/$m/model.safetensors')/2**20))"
-done
+# 3. Perplexity on all of valid.txt (windows of 256), tokens/s, weight size.
+evaluate() {
+  printf '\n%-14s %12s %10s %12s\n' model perplexity tokens/s "weights MiB"
+  local m
+  for m in "${MODELS[@]}"; do
+    "$BIN/quant-run" "$WORK/$m" --eval-data "$DATA/valid.txt" --tokenizer "$TOKENIZER" \
+      --seq-len 256 --json --quiet |
+      "$PY" -c "import json,sys,os; r=json.load(sys.stdin); print('%-14s %12.4f %10.1f %12.3f' % ('$m', r['perplexity'], r['tokens_per_second'], os.path.getsize('$WORK/$m/model.safetensors')/2**20))"
+  done
+}
+
+convert
+compile
+evaluate

@@ -14,7 +14,7 @@ PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
   libopenblas-dev liblapacke-dev libsentencepiece-dev libgtest-dev
-  python3-onnx python3-numpy python3-torch python3-sentencepiece
+  python3-onnx python3-numpy python3-torch python3-sentencepiece python3-matplotlib
   nodejs
 )
 

@@ -7,7 +7,7 @@
 // bandwidth, as a table and as CSV (--csv FILE).
 //===----------------------------------------------------------------------===//
 
-#include "quant-mlir/Conversion/WQToGPU/GPUPacking.h"
+#include "quant-mlir/Quant/GPUPacking.h"
 #include "quant-mlir/Runtime/CUDARunner.h"
 
 #include <cublas_v2.h>

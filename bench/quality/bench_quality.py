@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
-"""bench/quality: perplexity of the real model (../shared/data/stories260K.bin),
-fp vs RTN vs GPTQ at 4 and 3 bits, grouped and per-channel; one table + CSV.
+"""bench/quality: perplexity of the real Shakespeare model after RTN, GPTQ, GPTQ act-order, AWQ and AWQ+GPTQ.
 
     /usr/bin/python3 bench/quality/bench_quality.py [--build build] [--work DIR]
-        [--calib-samples 64] [--eval-windows 32] [--seq-len 512]
+        [--domains train,gpl] [--calib-samples 128] [--gpl-samples 64] [--seq-len 256]
 
-The model ships no text, so evaluation and calibration data are token streams
-sampled from the fp model itself (python/quant_mlir/sample_tokens.py,
-temperature 1, eval seed 1, calibration seed 0: disjoint). The model is
-imported once and calibrated once (quant-run --calibrate); every method then
-reads the same stats.safetensors, so the comparison is fair.
+Model: ../shared/data/shakespeare (3.7M Llama, GQA, its sentencepiece
+tokenizer). Calibration is text through the model's tokenizer: train.txt
+(128 x 256 tokens) or, for the cross-domain table, Debian's
+/usr/share/common-licenses/GPL-3 (about 16,500 tokens: 64 x 256). Evaluation:
+all of valid.txt in windows of 256 (quant-run). Each domain is calibrated once
+(quant-run --calibrate) and every method reads the same stats.safetensors, so
+the comparison is fair. Weights are written as fake-quant (dequantized
+floats), which computes the same function as the packed layers.
 
-The model's dims (hidden 64, MLP 172) cannot hold group 128 (K = 64 < 128),
-so the grouped column uses group 32, and down_proj (K = 172, not a multiple of
-32) is per-channel in every column. Weights are written with --fake-quant
-(dequantized float weights): 172-column down_proj codes cannot be packed at 3
-or 4 bits in the gptq layout, and fake-quant gives the same numbers.
+RTN, GPTQ and AWQ use each method's own quantizer on the same scheme (GPTQ's
+min/max grid for RTN/GPTQ, AutoAWQ's for AWQ); AWQ+GPTQ is AWQ's scales and
+clipping, then GPTQ on H' = diag(1/s) H diag(1/s). Writes results.csv and
+ppl_vs_bits.png.
 """
 import argparse
 import csv
@@ -27,88 +28,157 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.path.join(ROOT, "..", "shared", "data", "stories260K.bin")
+DATA = os.path.join(ROOT, "..", "shared", "data", "shakespeare")
 PY = "/usr/bin/python3"
+TOKENIZER = os.path.join(DATA, "shakespeare-1k.model")
+ROWS = [  # label, bits, group, zero point
+    ("w4 g128 asym", 4, 128, True),
+    ("w4 g128 sym", 4, 128, False),
+    ("w3 g128", 3, 128, True),
+    ("w3 per-channel", 3, -1, True),
+    ("w4 per-channel", 4, -1, True),
+    ("w2 g64", 2, 64, True),
+]
+METHODS = ["RTN", "GPTQ", "GPTQ act-order", "AWQ", "AWQ+GPTQ"]
 
 
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+def run(cmd):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
+
+
+def quantize(bin_, fp, d, method, bits, group, zp):
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(fp, d)
+    opts = (f"bits={bits} group-size={group} zero-point={'true' if zp else 'false'} "
+            f"output=model.safetensors base-dir={d} report=quant-report.csv")
+    if method == "RTN":
+        p = f"--wq-rtn=fake-quant=true {opts}"
+    elif method.startswith("GPTQ"):
+        p = f"--wq-gptq=fake-quant=true {opts}" + (" desc-act=true" if "act" in method else "")
+    else:
+        p = f"--wq-awq=mode=fake {opts}" + (" gptq=true" if method == "AWQ+GPTQ" else "")
+    run([bin_("quant-opt"), os.path.join(d, "model.mlir"), p, "-o", os.path.join(d, "q.mlir")])
+    os.replace(os.path.join(d, "q.mlir"), os.path.join(d, "model.mlir"))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--work", default=os.path.join(ROOT, "build", "bench-quality"))
-    p.add_argument("--calib-samples", type=int, default=64)
-    p.add_argument("--eval-windows", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--domains", default="train,gpl")
+    p.add_argument("--calib-samples", type=int, default=128)
+    p.add_argument("--gpl-samples", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--csv", default=os.path.join(ROOT, "bench", "quality", "results.csv"))
+    p.add_argument("--plot", default=os.path.join(ROOT, "bench", "quality", "ppl_vs_bits.png"))
+    p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
+                   help="comma-separated row labels to run (default: all)")
+    p.add_argument("--merge", nargs="+", metavar="CSV",
+                   help="no runs: merge the results.csv of earlier runs (e.g. one per domain), "
+                        "print the tables, write --csv and --plot")
     a = p.parse_args()
+    if a.merge:
+        results, fp_ppl = [], None
+        for path in a.merge:
+            with open(path) as f:
+                for r in csv.DictReader(f):
+                    if r["method"] == "fp32":
+                        fp_ppl = float(r["perplexity"])
+                    else:
+                        results.append((r["calibration"], r["config"], r["method"],
+                                        float(r["perplexity"]), float(r["quantize_seconds"])))
+        domains = list(dict.fromkeys(r[0] for r in results))
+        return report(a, results, fp_ppl, domains)
     bin_ = lambda t: os.path.join(a.build, "bin", t)  # noqa: E731
     os.makedirs(a.work, exist_ok=True)
-    onnx_dir, fp = os.path.join(a.work, "onnx"), os.path.join(a.work, "fp")
-    eval_ids, calib_ids = os.path.join(a.work, "eval.npy"), os.path.join(a.work, "calib.npy")
     t0 = time.time()
+    onnx_dir = os.path.join(a.work, "onnx")
     if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
-        run([PY, os.path.join(ROOT, "python/quant_mlir/llama2c_to_onnx.py"), SHARED, "-o", onnx_dir])
-    sampler = os.path.join(ROOT, "python/quant_mlir/sample_tokens.py")
-    if not os.path.exists(eval_ids):
-        run([PY, sampler, SHARED, "-o", eval_ids, "--count", str(a.eval_windows), "--length", str(a.seq_len), "--seed", "1"])
-    if not os.path.exists(calib_ids):
-        run([PY, sampler, SHARED, "-o", calib_ids, "--count", str(max(8, a.calib_samples // 4)), "--length", str(a.seq_len), "--seed", "0"])
-    shutil.rmtree(fp, ignore_errors=True)
-    run([bin_("quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", fp])
-    tc = time.time()
-    run([bin_("quant-run"), fp, "--calibrate", "--calib-data", calib_ids, "--calib-samples", str(a.calib_samples),
-         "--seq-len", str(a.seq_len), "--quiet"])
-    calib_s = time.time() - tc
+        run([PY, os.path.join(ROOT, "python/quant_mlir/llama2c_to_onnx.py"),
+             os.path.join(DATA, "shakespeare-llama-3.7M.bin"), "-o", onnx_dir])
+    valid = os.path.join(DATA, "valid.txt")
 
     def ppl(d):
-        out = run([bin_("quant-run"), d, "--eval-data", eval_ids, "--seq-len", str(a.seq_len), "--json", "--quiet"])
+        out = run([bin_("quant-run"), d, "--eval-data", valid, "--tokenizer", TOKENIZER,
+                   "--seq-len", str(a.seq_len), "--json", "--quiet"])
         return json.loads(out)["perplexity"]
 
-    rows = [("fp32", "-", "-", ppl(fp))]
-    for bits in (4, 3):
-        for group, label in ((32, "g32"), (-1, "per-channel")):
-            for method in ("rtn", "gptq"):
-                d = os.path.join(a.work, f"{method}-{bits}-{label}")
-                shutil.rmtree(d, ignore_errors=True)
-                shutil.copytree(fp, d)
-                opts = (f"bits={bits} group-size={group} fake-quant=true output=model.safetensors base-dir={d} "
-                        f"overrides=*.down_proj:group-size=-1 report=quant-report.csv")
-                run([bin_("quant-opt"), os.path.join(d, "model.mlir"), f"--wq-{method}={opts}",
-                     "-o", os.path.join(d, "q.mlir")])
-                os.replace(os.path.join(d, "q.mlir"), os.path.join(d, "model.mlir"))
-                rows.append((method, bits, label, ppl(d)))
-            # GPTQ true-sequential: its own calibration, quantized block by
-            # block (same windows: same data, samples and seed).
-            d = os.path.join(a.work, f"gptq-ts-{bits}-{label}")
-            run([bin_("quant-compile"), os.path.join(onnx_dir, "model.onnx"), "--method", "gptq",
-                 "--bits", str(bits), "--group-size", str(group), "--fake-quant", "--true-sequential",
-                 "--overrides", "*.down_proj:group-size=-1", "--calib-data", calib_ids,
-                 "--calib-samples", str(a.calib_samples), "--seq-len", str(a.seq_len),
-                 "--force", "--quiet", "-o", d])
-            rows.append(("gptq-ts", bits, label, ppl(d)))
-    fp_ppl = rows[0][3]
-    print(f"real model stories260K, eval {a.eval_windows} x {a.seq_len} sampled tokens, "
-          f"calibration {a.calib_samples} x {a.seq_len} ({calib_s:.1f} s), total {time.time() - t0:.0f} s")
-    print(f"{'config':<26} {'RTN':>10} {'GPTQ':>10} {'GPTQ true-seq':>14} {'GPTQ better':>12}")
-    print(f"{'fp32':<26} {fp_ppl:>10.4f} {fp_ppl:>10.4f} {fp_ppl:>14.4f} {'':>12}")
-    table = {}
-    for m, b, g, v in rows[1:]:
-        table.setdefault((b, g), {})[m] = v
-    all_better = True
-    for (b, g), v in table.items():
-        better = v["gptq"] < v["rtn"] and v["gptq-ts"] < v["rtn"]
-        all_better &= better
-        print(f"{f'{b}-bit {g}':<26} {v['rtn']:>10.4f} {v['gptq']:>10.4f} {v['gptq-ts']:>14.4f} "
-              f"{'yes' if better else 'NO':>12}")
+    results = []  # domain, row, method, ppl
+    fp_ppl = None
+    for domain in a.domains.split(","):
+        data = os.path.join(DATA, "train.txt") if domain == "train" else "/usr/share/common-licenses/GPL-3"
+        samples = a.calib_samples if domain == "train" else a.gpl_samples
+        fp = os.path.join(a.work, f"fp-{domain}")
+        shutil.rmtree(fp, ignore_errors=True)
+        run([bin_("quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", fp])
+        if fp_ppl is None:
+            fp_ppl = ppl(fp)
+        tc = time.time()
+        run([bin_("quant-run"), fp, "--calibrate", "--calib-data", data, "--tokenizer", TOKENIZER,
+             "--calib-samples", str(samples), "--seq-len", str(a.seq_len), "--quiet"])
+        print(f"[{domain}] calibrated {samples} x {a.seq_len} in {time.time() - tc:.1f} s", file=sys.stderr)
+        for label, bits, group, zp in ROWS:
+            if label not in a.rows.split(","):
+                continue
+            for m in METHODS:
+                d = os.path.join(a.work, "q")
+                tq = time.time()
+                quantize(bin_, fp, d, m, bits, group, zp)
+                tq = time.time() - tq
+                v = ppl(d)
+                results.append((domain, label, m, v, tq))
+                print(f"[{domain}] {label:<16} {m:<15} {v:9.3f}  (quantized in {tq:.1f} s)", file=sys.stderr)
+
+    print(f"Shakespeare 3.7M Llama, eval valid.txt (windows of {a.seq_len}), fp32 {fp_ppl:.3f}; "
+          f"total {time.time() - t0:.0f} s")
+    return report(a, results, fp_ppl, a.domains.split(","))
+
+
+def report(a, results, fp_ppl, domains):
+    """Markdown tables on stdout, the CSV and the plot."""
+    for domain in domains:
+        print(f"\ncalibration: {'train.txt' if domain == 'train' else 'GPL-3'}")
+        print("| config | fp32 | " + " | ".join(METHODS) + " |")
+        print("|---|" + "---:|" * (len(METHODS) + 1))
+        for label, *_ in ROWS:
+            vals = {m: v for dm, lb, m, v, _ in results if dm == domain and lb == label}
+            if not vals:
+                continue
+            best = min(vals.values())
+            cells = [("-" if m not in vals else f"**{vals[m]:.3f}**" if vals[m] == best else f"{vals[m]:.3f}")
+                     for m in METHODS]
+            print(f"| {label} | {fp_ppl:.3f} | " + " | ".join(cells) + " |")
     with open(a.csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "bits", "grouping", "perplexity"])
-        w.writerows(rows)
-    print(f"csv: {a.csv}")
-    return 0 if all_better else 1
+        w.writerow(["calibration", "config", "method", "perplexity", "quantize_seconds"])
+        w.writerow(["-", "fp32", "fp32", f"{fp_ppl:.4f}", 0])
+        for r in results:
+            w.writerow([r[0], r[1], r[2], f"{r[3]:.4f}", f"{r[4]:.1f}"])
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib (apt install python3-matplotlib): no plot", file=sys.stderr)
+        return 0
+    fig, axes = plt.subplots(1, len(domains), figsize=(6 * len(domains), 4.2), squeeze=False)
+    for ax, domain in zip(axes[0], domains):
+        for m in METHODS:
+            pts = sorted((b, v) for dm, lb, mm, v, _ in results
+                         for (l2, b, g, zp) in ROWS if dm == domain and mm == m and lb == l2
+                         and g != -1 and zp)
+            ax.plot([b for b, _ in pts], [v for _, v in pts], marker="o", label=m)
+        ax.axhline(fp_ppl, color="k", linestyle=":", label="fp32")
+        ax.set_yscale("log")
+        ax.set_xticks([2, 3, 4])
+        ax.set_xlabel("bits (asymmetric; g64 at 2 bits, g128 at 3 and 4)")
+        ax.set_ylabel("valid.txt perplexity")
+        ax.set_title(f"calibration: {'train.txt' if domain == 'train' else 'GPL-3'}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(a.plot, dpi=100)
+    print(f"csv: {a.csv}\nplot: {a.plot}")
+    return 0
 
 
 if __name__ == "__main__":

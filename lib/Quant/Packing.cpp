@@ -98,4 +98,28 @@ std::vector<int32_t> unpackZerosGPTQ(ArrayRef<int32_t> words, int64_t groups,
   return std::vector<int32_t>(v.begin(), v.end());
 }
 
+std::vector<int32_t> packAWQ(ArrayRef<uint32_t> values, int64_t rows,
+                             int64_t cols) {
+  assert(cols % 8 == 0 && int64_t(values.size()) == rows * cols);
+  std::vector<int32_t> out(size_t(rows * (cols / 8)));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      unsigned nibble = unsigned(c % 8 % 2) * 4 + unsigned(c % 8 / 2);
+      uint32_t &word =
+          reinterpret_cast<uint32_t &>(out[size_t(r * (cols / 8) + c / 8)]);
+      word |= (values[size_t(r * cols + c)] & 15u) << (4 * nibble);
+    }
+  return out;
+}
+
+std::vector<int32_t> packCodesAWQ(const QuantizedWeight &qw) {
+  std::vector<uint32_t> values(qw.q.begin(), qw.q.end());
+  return packAWQ(values, qw.k, qw.n);
+}
+
+std::vector<int32_t> packZerosAWQ(const QuantizedWeight &qw) {
+  std::vector<uint32_t> values(qw.zeros.begin(), qw.zeros.end());
+  return packAWQ(values, qw.numGroups(), qw.n);
+}
+
 } // namespace quant_mlir::quant

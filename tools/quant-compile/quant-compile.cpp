@@ -1,5 +1,5 @@
 //===- quant-compile.cpp - ONNX model to quantized model directory ----------===//
-// The driver users run: import, calibrate, quantize (RTN or GPTQ) and write
+// The driver users run: import, calibrate, quantize (RTN, GPTQ, AWQ) and write
 // OUTDIR (model.mlir, model.safetensors, stats.safetensors, quant-report.csv)
 // atomically, with the flags AutoGPTQ/GPTQModel users know.
 //===----------------------------------------------------------------------===//
@@ -45,7 +45,7 @@ static cl::opt<std::string> outDir("o", cl::Required,
                                    cl::desc("Output directory"),
                                    cl::value_desc("dir"), cl::cat(category));
 static cl::opt<std::string> method("method", cl::init("gptq"),
-                                   cl::desc("rtn | gptq | none (import only)"),
+                                   cl::desc("rtn | gptq | awq | awq+gptq | none (import only)"),
                                    cl::cat(category));
 static cl::alias methodAlias("quantization-type", cl::aliasopt(method),
                              cl::desc("Alias of --method"), cl::cat(category));
@@ -55,7 +55,8 @@ static cl::opt<int64_t> groupSize("group-size", cl::init(128),
                                   cl::desc("32, 64, 128, 256, or -1 (per-channel)"),
                                   cl::cat(category));
 static cl::opt<bool> zeroPoint("zero-point",
-                               cl::desc("Asymmetric: store a zero point per group (sym=False)"),
+                               cl::desc("Asymmetric: store a zero point per group (sym=False; "
+                                        "the default of awq, --zero-point=false turns it off)"),
                                cl::cat(category));
 static cl::opt<bool> descAct("desc-act",
                              cl::desc("Act-order: columns by decreasing Hessian diagonal"),
@@ -75,6 +76,17 @@ static cl::opt<bool> trueSequential(
              "quantized blocks before it, and its linears are quantized group by group "
              "([q,k,v], [o], [gate,up], [down]) on inputs from the groups quantized before"),
     cl::cat(category));
+static cl::opt<std::string> awqMode("awq-mode", cl::init("gemm"),
+                                    cl::desc("AWQ output: gemm (packed), fake (dequantized floats) "
+                                             "scale (scales folded, float) or clip (folded and clipped, float)"),
+                                    cl::cat(category));
+static cl::opt<std::string> duoScaling("duo-scaling", cl::init("true"),
+                                       cl::desc("AWQ scales: true (x^a / w^(1-a)), false (x^a) or both"),
+                                       cl::cat(category));
+static cl::opt<bool> noClip("no-clip", cl::desc("AWQ without the clip search"),
+                            cl::cat(category));
+static cl::opt<int64_t> nGrid("n-grid", cl::init(20),
+                              cl::desc("AWQ scale candidates"), cl::cat(category));
 static cl::opt<std::string> calibData("calib-data",
                                       cl::desc("Calibration data: token ids (.npy, .jsonl, .txt) or text"),
                                       cl::cat(category));
@@ -121,7 +133,9 @@ static cl::opt<bool> quiet("quiet", cl::desc("No progress bars"), cl::cat(catego
 
 static std::string quoted(llvm::StringRef s) { return "\"" + s.str() + "\""; }
 
-/// The wq-rtn / wq-gptq options for the flags.
+static bool isAWQ() { return method == "awq" || method == "awq+gptq"; }
+
+/// The wq-rtn / wq-gptq / wq-awq options for the flags.
 static std::string quantizeOptions(llvm::StringRef dir) {
   std::string opts = "bits=" + std::to_string(bits) +
                      " group-size=" + std::to_string(groupSize) +
@@ -135,17 +149,28 @@ static std::string quantizeOptions(llvm::StringRef dir) {
     opts += " skip=" + llvm::join(skip, ",");
   if (!overrides.empty())
     opts += " overrides=" + llvm::join(overrides, ",");
-  if (method == "gptq")
+  bool awq = isAWQ();
+  if (method == "gptq" || method == "awq+gptq")
     opts += " damp-percent=" + std::to_string(dampPercent) +
             " block-size=" + std::to_string(blockSize) +
-            " static-groups=" + (staticGroups ? "true" : "false") +
-            " true-sequential=" + (trueSequential ? "true" : "false");
+            " static-groups=" + (staticGroups ? "true" : "false");
+  if (method == "gptq")
+    opts += std::string(" true-sequential=") +
+            (trueSequential ? "true" : "false");
+  if (awq)
+    opts += " mode=" + awqMode.getValue() +
+            " duo-scaling=" + duoScaling.getValue() +
+            " clip=" + (noClip ? "false" : "true") +
+            " n-grid=" + std::to_string(nGrid) +
+            " gptq=" + (method == "awq+gptq" ? "true" : "false") +
+            " awq-report=awq-report.csv";
   return opts;
 }
 
-/// The wq-rtn / wq-gptq pipeline for the flags.
+/// The wq-rtn / wq-gptq / wq-awq pipeline for the flags.
 static std::string quantizePipeline(llvm::StringRef dir) {
-  return "wq-" + method.getValue() + "{" + quantizeOptions(dir) + "}";
+  return (isAWQ() ? std::string("wq-awq") : "wq-" + method.getValue()) + "{" +
+         quantizeOptions(dir) + "}";
 }
 
 /// Prints quant-report.csv as an aligned table.
@@ -280,8 +305,25 @@ int main(int argc, char **argv) {
     llvm::errs() << "quant-compile: error: " << msg << "\n";
     return 1;
   };
-  if (method != "rtn" && method != "gptq" && method != "none")
-    return fail("--method must be rtn, gptq or none, got '" + method + "'");
+  if (method != "rtn" && method != "gptq" && method != "awq" &&
+      method != "awq+gptq" && method != "none")
+    return fail("--method must be rtn, gptq, awq, awq+gptq or none, got '" +
+                method + "'");
+  if (isAWQ() && zeroPoint.getNumOccurrences() == 0)
+    zeroPoint = true; // AutoAWQ's zero_point=True
+  if (awqMode != "gemm" && awqMode != "fake" && awqMode != "scale" &&
+      awqMode != "clip")
+    return fail("--awq-mode must be gemm, fake, scale or clip, got '" +
+                awqMode + "'");
+  if (duoScaling != "true" && duoScaling != "false" && duoScaling != "both")
+    return fail("--duo-scaling must be true, false or both, got '" +
+                duoScaling + "'");
+  if (isAWQ() && calibData.empty())
+    return fail("--method " + method + " needs --calib-data");
+  if (!isAWQ() && (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
+                   noClip.getNumOccurrences() || nGrid.getNumOccurrences()))
+    return fail("--awq-mode, --duo-scaling, --no-clip and --n-grid apply to "
+                "--method awq and awq+gptq only");
   if (!targets.empty() && scaleType == "auto")
     scaleType = "f16"; // the GPU kernels compute in f16
   if (method == "gptq" && calibData.empty())

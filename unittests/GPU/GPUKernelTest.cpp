@@ -3,7 +3,7 @@
 // and is skipped (GTEST_SKIP) without one.
 //===----------------------------------------------------------------------===//
 
-#include "quant-mlir/Conversion/WQToGPU/GPUPacking.h"
+#include "quant-mlir/Quant/GPUPacking.h"
 #include "quant-mlir/Runtime/CUDARunner.h"
 #include "quant-mlir/Support/SafeTensors.h"
 

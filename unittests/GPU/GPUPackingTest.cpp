@@ -1,6 +1,6 @@
 //===- GPUPackingTest.cpp - gptq <-> gpu_v4 against a brute-force reference -===//
 
-#include "quant-mlir/Conversion/WQToGPU/GPUPacking.h"
+#include "quant-mlir/Quant/GPUPacking.h"
 
 #include "gtest/gtest.h"
 

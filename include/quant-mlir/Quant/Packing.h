@@ -44,6 +44,16 @@ std::vector<uint8_t> unpackCodesGPTQ(llvm::ArrayRef<int32_t> words, int64_t k,
 std::vector<int32_t> unpackZerosGPTQ(llvm::ArrayRef<int32_t> words,
                                      int64_t groups, int64_t n, unsigned bits);
 
+/// #wq.packing<awq> (AutoAWQ's GEMM layout, 4-bit): `values` [rows][cols]
+/// (cols % 8 == 0) into [rows][cols/8] words; column 8j + c sits in nibble
+/// (c % 2) * 4 + c / 2 of word j (the order 0,2,4,6,1,3,5,7).
+std::vector<int32_t> packAWQ(llvm::ArrayRef<uint32_t> values, int64_t rows,
+                             int64_t cols);
+/// qweight in awq packing: codes [K][N/8].
+std::vector<int32_t> packCodesAWQ(const QuantizedWeight &qw);
+/// qzeros in awq packing: zeros [G][N/8].
+std::vector<int32_t> packZerosAWQ(const QuantizedWeight &qw);
+
 } // namespace quant_mlir::quant
 
 #endif // QUANT_MLIR_QUANT_PACKING_H

@@ -4,7 +4,7 @@
 // rewrites the IR (and, for archive tensors, writes a new archive).
 //===----------------------------------------------------------------------===//
 
-#include "quant-mlir/Conversion/WQToGPU/GPUPacking.h"
+#include "quant-mlir/Quant/GPUPacking.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Support/SafeTensors.h"

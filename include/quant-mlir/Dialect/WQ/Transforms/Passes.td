@@ -194,4 +194,71 @@ def WQGPTQ : Pass<"wq-gptq", "mlir::ModuleOp"> {
   ];
 }
 
+
+def WQAWQ : Pass<"wq-awq", "mlir::ModuleOp"> {
+  let summary = "AWQ (arXiv 2306.00978) as AutoAWQ runs it: scale search, folding, clip search, quantization";
+  let description = [{
+    Finds the scaling groups in the IR: the linears that share one input
+    (q, k, v; gate, up; c_attn; query_key_value; ...) after a norm whose
+    weight (and bias) is a 1-D `wq.weight`, `o_proj` after `v_proj` when
+    their shapes match (not under GQA), `down_proj` after the product with
+    `up_proj`, and a linear after an element-wise activation of another
+    linear (GELU -> c_proj / dense_4h_to_h), where a per-channel division
+    by the scales is inserted (AutoAWQ's ScaledActivation). For each group
+    the per-input-channel scales s are searched on the statistics
+    (`#wq.stats`: mean |x| and the Hessian; docs/awq.md), the balanced
+    layers' columns are multiplied by s and s is folded into the norm's
+    weight and bias or the preceding linear's rows and bias, so the float
+    function is unchanged. Then (mode gemm/fake) each layer's weights are
+    clipped per row and group (clip search on the sampled input rows; not
+    for q/k) and quantized with AutoAWQ's quantizer, or with GPTQ on the
+    Hessians of the scaled model (gptq=1, `--method awq+gptq`). mode=scale
+    writes the scaled float model only.
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", "4", "Bits per weight: 2, 3, 4 or 8">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "Input channels per group: 32, 64, 128, 256, or -1 for per-channel">,
+    Option<"zeroPoint", "zero-point", "bool", "true",
+           "Asymmetric quantization with a zero point per group (AutoAWQ's default)">,
+    Option<"descAct", "desc-act", "bool", "false",
+           "Act-order for the GPTQ step (gptq=1)">,
+    ListOption<"skip", "skip", "std::string",
+               "Globs of layer names left in float (default: lm_head, embeddings)">,
+    ListOption<"overrides", "overrides", "std::string",
+               "Per-module overrides: GLOB:key=value[:key=value]">,
+    Option<"output", "output", "std::string", "\"\"",
+           "Weight archive to write (required); becomes the module's wq.archive">,
+    Option<"baseDir", "base-dir", "std::string", "\"\"",
+           "Directory that relative archive paths are resolved against">,
+    Option<"fakeQuant", "fake-quant", "bool", "false",
+           "Same as mode=fake">,
+    Option<"scaleType", "scale-dtype", "std::string", "\"auto\"",
+           "Scale dtype: f16, bf16, f32, or auto (the weight's)">,
+    Option<"report", "report", "std::string", "\"\"",
+           "Write a per-layer error table (CSV) here">,
+    Option<"mode", "mode", "std::string", "\"gemm\"",
+           "gemm (packed; #wq.packing<awq> for 4-bit layers, gptq otherwise), "
+           "fake (dequantized float weights), scale (scales folded, no "
+           "clipping, no quantization) or clip (scales folded and weights "
+           "clipped, no quantization)">,
+    Option<"awqReport", "awq-report", "std::string", "\"\"",
+           "Write each scaling group's layers, preceding op, alpha, duo and "
+           "loss (CSV) here">,
+    Option<"duoScaling", "duo-scaling", "std::string", "\"true\"",
+           "true: s = x^a / (w^(1-a) + 1e-4); false: s = x^a; both: the better">,
+    Option<"clip", "clip", "bool", "true",
+           "Clip search (AutoAWQ apply_clip; never for q/k/query/key/Wqkv)">,
+    Option<"nGrid", "n-grid", "int64_t", "20", "Scale candidates a = i / n-grid">,
+    Option<"gptq", "gptq", "bool", "false",
+           "Quantize the scaled, clipped weights with GPTQ on H' = diag(1/s) H diag(1/s)">,
+    Option<"dampPercent", "damp-percent", "double", "0.01", "GPTQ dampening (gptq=1)">,
+    Option<"blockSize", "block-size", "int64_t", "128", "GPTQ lazy-batch width (gptq=1)">,
+    Option<"staticGroups", "static-groups", "bool", "false", "GPTQ static groups (gptq=1)">,
+  ];
+  let dependentDialects = ["mlir::linalg::LinalgDialect",
+                           "mlir::tensor::TensorDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
 #endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD

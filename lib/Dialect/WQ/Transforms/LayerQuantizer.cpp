@@ -1,14 +1,19 @@
-//===- Quantize.cpp - wq-rtn and wq-gptq ------------------------------------===//
+//===- LayerQuantizer.cpp - the layer quantizer wq-rtn/gptq/awq share -------===//
 // Rewrites float linear layers into packed quantized layers: reads weights
 // (and Hessians) from the archives, quantizes with the QuantMLIRQuant
 // numerics, and writes one new archive atomically once every layer succeeded.
+// The passes (RTN.cpp, GPTQ.cpp, AWQ.cpp) only build its configuration.
 //===----------------------------------------------------------------------===//
+
+#include "QuantizeCommon.h"
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
+#include "quant-mlir/Quant/AWQ.h"
 #include "quant-mlir/Quant/GPTQ.h"
+#include "quant-mlir/Quant/LayerError.h"
 #include "quant-mlir/Quant/Packing.h"
 #include "quant-mlir/Quant/Quantizer.h"
 #include "quant-mlir/Support/Progress.h"
@@ -24,27 +29,13 @@
 
 #include <map>
 
-namespace quant_mlir::wq {
-#define GEN_PASS_DEF_WQRTN
-#define GEN_PASS_DEF_WQGPTQ
-#include "quant-mlir/Dialect/WQ/Transforms/Passes.h.inc"
-} // namespace quant_mlir::wq
-
 using namespace mlir;
 using namespace quant_mlir;
 using namespace quant_mlir::wq;
+using namespace quant_mlir::wq::detail;
 using safetensors::DType;
 
-namespace {
-struct QuantizeConfig {
-  SchemeSelector::Options select;
-  std::string output, baseDir, scaleType, report;
-  bool fakeQuant = false;
-  bool gptq = false, trueSequential = false;
-  quant::GPTQOptions gptqOptions;
-
-  /// The options that determine the quantized weights.
-  std::string fingerprint() const {
+std::string QuantizeConfig::fingerprint() const {
     std::string skipText = "<default>";
     if (select.skip)
       skipText = llvm::join(*select.skip, ",");
@@ -64,15 +55,15 @@ struct QuantizeConfig {
                             int(gptqOptions.staticGroups))
                   .str();
     return text;
-  }
-};
+}
 
-llvm::Error fail(const llvm::Twine &msg) {
+llvm::Error quant_mlir::wq::detail::fail(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
 }
 
-/// "f16", "bf16", "f32" or "auto" (unset: the weight's own dtype).
-LogicalResult parseScaleType(StringRef text, std::optional<DType> &out) {
+LogicalResult
+quant_mlir::wq::detail::parseScaleType(StringRef text,
+                                       std::optional<DType> &out) {
   out.reset();
   if (text == "f16")
     out = DType::F16;
@@ -85,7 +76,7 @@ LogicalResult parseScaleType(StringRef text, std::optional<DType> &out) {
   return success();
 }
 
-std::string resolve(StringRef baseDir, StringRef path) {
+std::string quant_mlir::wq::detail::resolve(StringRef baseDir, StringRef path) {
   if (baseDir.empty() || llvm::sys::path::is_absolute(path))
     return path.str();
   SmallString<256> full(baseDir);
@@ -93,8 +84,9 @@ std::string resolve(StringRef baseDir, StringRef path) {
   return std::string(full);
 }
 
-std::vector<float> toFloats(const safetensors::Reader &reader,
-                            const safetensors::TensorInfo &info) {
+std::vector<float>
+quant_mlir::wq::detail::toFloats(const safetensors::Reader &reader,
+                                 const safetensors::TensorInfo &info) {
   std::vector<float> out(info.numElements());
   if (info.dtype == DType::F32) {
     auto v = reader.as<float>(info);
@@ -108,7 +100,8 @@ std::vector<float> toFloats(const safetensors::Reader &reader,
   return out;
 }
 
-std::vector<uint8_t> fromFloats(ArrayRef<float> v, DType dtype) {
+std::vector<uint8_t> quant_mlir::wq::detail::fromFloats(ArrayRef<float> v,
+                                                        DType dtype) {
   std::vector<uint8_t> out;
   if (dtype == DType::F32) {
     out.resize(v.size() * 4);
@@ -124,6 +117,7 @@ std::vector<uint8_t> fromFloats(ArrayRef<float> v, DType dtype) {
   return out;
 }
 
+namespace {
 template <typename T> std::vector<uint8_t> bytesOf(const std::vector<T> &v) {
   const auto *p = reinterpret_cast<const uint8_t *>(v.data());
   return {p, p + v.size() * sizeof(T)};
@@ -138,46 +132,6 @@ Type elementTypeOf(Builder &b, DType dtype) {
   default:
     return b.getF32Type();
   }
-}
-
-/// Relative errors of one layer: ||dW||_F / ||W||_F and, given H, the GPTQ
-/// objective tr(dW H dW^T) / tr(W H W^T) (arXiv 2210.17323, eq. 1).
-struct LayerError {
-  double weight = 0, output = -1;
-};
-
-LayerError measure(ArrayRef<float> w, ArrayRef<float> wq, int64_t n,
-                   int64_t k, ArrayRef<double> h) {
-  LayerError e;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    double d = double(w[i]) - double(wq[i]);
-    num += d * d;
-    den += double(w[i]) * double(w[i]);
-  }
-  e.weight = den > 0 ? std::sqrt(num / den) : 0;
-  if (h.empty())
-    return e;
-  double outNum = 0, outDen = 0;
-  std::vector<double> d(k), wd(k);
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < k; ++c) {
-      wd[c] = w[r * k + c];
-      d[c] = wd[c] - double(wq[r * k + c]);
-    }
-    for (int64_t i = 0; i < k; ++i) {
-      double hd = 0, hw = 0;
-      const double *row = h.data() + i * k;
-      for (int64_t j = 0; j < k; ++j) {
-        hd += row[j] * d[j];
-        hw += row[j] * wd[j];
-      }
-      outNum += d[i] * hd;
-      outDen += wd[i] * hw;
-    }
-  }
-  e.output = outDen > 0 ? outNum / outDen : 0;
-  return e;
 }
 
 /// One layer's float weight, read from the archive.
@@ -224,9 +178,11 @@ quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
                 (qs.symmetric ? "" : " and N * bits") +
                 " to be a multiple of 32; skip the layer (skip= or "
                 "overrides=GLOB:skip)");
-  return cfg.gptq ? quant::quantizeGPTQ(lw.w, n, k, hessian, qs,
-                                        cfg.gptqOptions, layer)
-                  : quant::quantizeRTN(lw.w, n, k, qs);
+  if (cfg.gptq)
+    return quant::quantizeGPTQ(lw.w, n, k, hessian, qs, cfg.gptqOptions,
+                               layer);
+  return cfg.awq ? quant::quantizeAWQRTN(lw.w, n, k, qs)
+                 : quant::quantizeRTN(lw.w, n, k, qs);
 }
 
 /// The float weight the output model computes with: the fake-quant weights
@@ -247,8 +203,11 @@ std::vector<float> effectiveWeights(const QuantizeConfig &cfg,
   return q.dequantize();
 }
 
-LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
-                          StringRef passName) {
+} // namespace
+
+LogicalResult quant_mlir::wq::detail::runQuantize(
+    ModuleOp module, const QuantizeConfig &cfg, StringRef passName,
+    const WeightRewrites *rewrites) {
   MLIRContext *ctx = module.getContext();
   if (cfg.output.empty())
     return module.emitError() << passName
@@ -325,6 +284,8 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
     freshInfo[name] = {dtype, SmallVector<int64_t>(shape)};
   };
 
+  if (rewrites && rewrites->floatOnly)
+    work.clear();
   Progress progress(passName, work.size());
   for (auto [op, scheme] : work) {
     StringRef layer = op.getName().value_or("");
@@ -340,7 +301,25 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
       return op.emitError() << llvm::toString(loaded.takeError());
     const safetensors::TensorInfo *info = loaded->info;
     int64_t n = loaded->n, k = loaded->k;
-    const std::vector<float> &w = loaded->w;
+    // The error is measured against the weight the float model computes
+    // with (after wq-awq's scaling, before its clipping).
+    std::vector<float> w = loaded->w;
+    const std::vector<double> *inputScale = nullptr;
+    if (rewrites) {
+      auto ref = rewrites->references.find(layer.str());
+      if (ref != rewrites->references.end())
+        w = ref->second;
+      auto it = rewrites->weights.find(layer.str());
+      if (it != rewrites->weights.end()) {
+        if (it->second.size() != size_t(n * k))
+          return op.emitError() << "layer '" << layer
+                                << "': rewritten weight has the wrong size";
+        loaded->w = it->second;
+      }
+      auto sc = rewrites->inputScales.find(layer.str());
+      if (sc != rewrites->inputScales.end())
+        inputScale = &sc->second;
+    }
     quant::Scheme qs = toScheme(scheme);
     std::vector<double> hessian;
     if (cfg.gptq) {
@@ -359,18 +338,26 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
                               << "] Hessian";
       auto hv = stats->as<double>(*h);
       hessian.assign(hv.begin(), hv.end());
+      // The input is x / s after scaling: H' = diag(1/s) H diag(1/s).
+      if (inputScale)
+        for (int64_t i = 0; i < k; ++i)
+          for (int64_t j = 0; j < k; ++j)
+            hessian[i * k + j] /= (*inputScale)[i] * (*inputScale)[j];
     }
     auto quantized = quantizeLayer(cfg, qs, *loaded, hessian, layer);
     if (!quantized)
       return op.emitError() << llvm::toString(quantized.takeError());
     std::vector<float> deq = quantized->dequantize();
-    LayerError err = measure(w, deq, n, k, hessian);
+    quant::LayerError err = quant::measureLayerError(w, deq, n, k, hessian);
     reportText += (llvm::Twine(layer) + "," + llvm::Twine(n) + "," +
                    llvm::Twine(k) + "," + llvm::Twine(qs.bits) + "," +
                    llvm::Twine(qs.groupSize) + "," +
                    llvm::Twine(int(qs.symmetric)) + "," +
                    llvm::Twine(int(qs.actOrder)) + "," +
-                   (cfg.gptq ? "gptq" : "rtn") + ",")
+                   (rewrites && !rewrites->method.empty()
+                        ? StringRef(rewrites->method)
+                        : StringRef(cfg.gptq ? "gptq" : "rtn")) +
+                   ",")
                       .str() +
                   llvm::formatv("{0:e6},{1:e6}\n", err.weight, err.output).str();
 
@@ -391,8 +378,15 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
                               name);
     };
     int64_t groups = quantized->numGroups();
-    std::vector<int32_t> codes = quant::packCodesGPTQ(*quantized);
+    // #wq.packing<awq> holds 4-bit codes without g_idx, N % 8 == 0 (AutoAWQ's
+    // GEMM layout); other layers of an AWQ model are written in gptq packing.
+    bool awq = rewrites && rewrites->awqPacking && qs.bits == 4 &&
+               !qs.actOrder && n % 8 == 0;
+    std::vector<int32_t> codes = awq ? quant::packCodesAWQ(*quantized)
+                                     : quant::packCodesGPTQ(*quantized);
     SmallVector<int64_t> codesShape{k * qs.bits / 32, n};
+    if (awq)
+      codesShape = {k, n / 8};
     addFresh(prefix + ".qweight", DType::I32, codesShape, bytesOf(codes));
     Value codesV = ref(prefix + ".qweight", b.getI32Type(), codesShape);
     addFresh(prefix + ".scales", sType, {groups, n},
@@ -400,7 +394,8 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
     Value scalesV = ref(prefix + ".scales", elementTypeOf(b, sType), {groups, n});
     Value zerosV, gIdxV;
     if (!qs.symmetric) {
-      std::vector<int32_t> zeros = quant::packZerosGPTQ(*quantized);
+      std::vector<int32_t> zeros = awq ? quant::packZerosAWQ(*quantized)
+                                       : quant::packZerosGPTQ(*quantized);
       SmallVector<int64_t> shape{groups, n * qs.bits / 32};
       addFresh(prefix + ".qzeros", DType::I32, shape, bytesOf(zeros));
       zerosV = ref(prefix + ".qzeros", b.getI32Type(), shape);
@@ -411,7 +406,8 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
     }
     auto qop = QuantizedLinearOp::create(
         b, op.getLoc(), op.getType(), op.getInput(), codesV, scalesV, zerosV,
-        gIdxV, op.getBias(), scheme, PackingAttr::get(ctx, Packing::gptq),
+        gIdxV, op.getBias(), scheme,
+        PackingAttr::get(ctx, awq ? Packing::awq : Packing::gptq),
         op.getNameAttr());
     op.replaceAllUsesWith(qop.getResult());
     op.erase();
@@ -422,6 +418,9 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
     progress.advance();
   }
   progress.finish();
+  if (rewrites)
+    for (const auto &[name, t] : rewrites->tensors)
+      addFresh(name, t.dtype, t.shape, fromFloats(t.values, t.dtype));
 
   // Float weights still referenced elsewhere (tied embeddings) are kept.
   module.walk([&](WeightOp op) { dropped.erase(op.getName()); });
@@ -454,53 +453,6 @@ LogicalResult runQuantize(ModuleOp module, const QuantizeConfig &cfg,
   return success();
 }
 
-template <typename PassT>
-QuantizeConfig commonConfig(const PassT &p) {
-  QuantizeConfig cfg;
-  cfg.select.bits = p.bits;
-  cfg.select.groupSize = p.groupSize;
-  cfg.select.zeroPoint = p.zeroPoint;
-  cfg.select.actOrder = p.descAct;
-  if (p.skip.hasValue())
-    cfg.select.skip = SmallVector<std::string>(p.skip.begin(), p.skip.end());
-  cfg.select.overrides.assign(p.overrides.begin(), p.overrides.end());
-  cfg.output = p.output;
-  cfg.baseDir = p.baseDir;
-  cfg.fakeQuant = p.fakeQuant;
-  cfg.scaleType = p.scaleType;
-  cfg.report = p.report;
-  return cfg;
-}
-
-struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
-  using Base::Base;
-  QuantizeConfig config() const { return commonConfig(*this); }
-  template <typename P> friend QuantizeConfig commonConfig(const P &);
-  void runOnOperation() override {
-    if (failed(runQuantize(getOperation(), config(), "wq-rtn")))
-      signalPassFailure();
-  }
-};
-
-struct GPTQPass : public quant_mlir::wq::impl::WQGPTQBase<GPTQPass> {
-  using Base::Base;
-  template <typename P> friend QuantizeConfig commonConfig(const P &);
-  QuantizeConfig config() const {
-    QuantizeConfig cfg = commonConfig(*this);
-    cfg.gptq = true;
-    cfg.gptqOptions.dampPercent = dampPercent;
-    cfg.gptqOptions.blockSize = blockSize;
-    cfg.gptqOptions.staticGroups = staticGroups;
-    cfg.trueSequential = trueSequential;
-    return cfg;
-  }
-  void runOnOperation() override {
-    if (failed(runQuantize(getOperation(), config(), "wq-gptq")))
-      signalPassFailure();
-  }
-};
-} // namespace
-
 struct LayerQuantizer::Impl {
   QuantizeConfig cfg;
   std::optional<DType> scaleType;
@@ -517,21 +469,12 @@ LayerQuantizer::~LayerQuantizer() = default;
 llvm::Expected<std::unique_ptr<LayerQuantizer>>
 LayerQuantizer::create(ModuleOp module, StringRef passName, StringRef options) {
   auto impl = std::make_unique<Impl>();
-  std::string optionError;
-  auto onError = [&](const llvm::Twine &msg) {
-    optionError = msg.str();
-    return failure();
-  };
-  if (passName == "wq-gptq") {
-    auto pass = createWQGPTQ();
-    if (failed(pass->initializeOptions(options, onError)))
-      return fail("wq-gptq options: " + optionError);
-    impl->cfg = static_cast<GPTQPass &>(*pass).config();
-  } else if (passName == "wq-rtn") {
-    auto pass = createWQRTN();
-    if (failed(pass->initializeOptions(options, onError)))
-      return fail("wq-rtn options: " + optionError);
-    impl->cfg = static_cast<RTNPass &>(*pass).config();
+  if (passName == "wq-gptq" || passName == "wq-rtn") {
+    auto cfg = passName == "wq-gptq" ? gptqConfigFromOptions(options)
+                                     : rtnConfigFromOptions(options);
+    if (!cfg)
+      return cfg.takeError();
+    impl->cfg = std::move(*cfg);
   } else {
     return fail("no layer quantizer for '" + passName + "'");
   }

@@ -1,6 +1,8 @@
 //===- GPUPacking.cpp - gptq <-> gpu_v4 repacking ----------------------------===//
+// Moved from lib/Conversion/WQToGPU: the Dialect layer (wq-pack) uses it, and
+// numerics belong in lib/Quant.
 
-#include "quant-mlir/Conversion/WQToGPU/GPUPacking.h"
+#include "quant-mlir/Quant/GPUPacking.h"
 
 #include <cassert>
 

@@ -5,8 +5,8 @@
 // tests and the benchmark.
 //===----------------------------------------------------------------------===//
 
-#ifndef QUANT_MLIR_CONVERSION_WQTOGPU_GPUPACKING_H
-#define QUANT_MLIR_CONVERSION_WQTOGPU_GPUPACKING_H
+#ifndef QUANT_MLIR_QUANT_GPUPACKING_H
+#define QUANT_MLIR_QUANT_GPUPACKING_H
 
 #include <cstdint>
 #include <string>
@@ -41,4 +41,4 @@ uint32_t gpuV4Code(const int32_t *gpuV4, unsigned bits, int64_t k, int64_t n,
 
 } // namespace quant_mlir::gpupack
 
-#endif // QUANT_MLIR_CONVERSION_WQTOGPU_GPUPACKING_H
+#endif // QUANT_MLIR_QUANT_GPUPACKING_H

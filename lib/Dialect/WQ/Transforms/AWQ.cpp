@@ -1,0 +1,577 @@
+//===- AWQ.cpp - wq-awq
+//------------------------------------------------------===//
+// AWQ as a rewrite of the IR and its archive: finds the scaling groups
+// (linears sharing an input, and the op before them that can absorb a
+// per-channel scale), searches each group's scales on the calibration
+// statistics (lib/Quant/AWQ.cpp), folds them so that the float function is
+// unchanged, clips, and quantizes through the shared layer quantizer.
+//===----------------------------------------------------------------------===//
+
+#include "QuantizeCommon.h"
+
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Quant/AWQ.h"
+#include "quant-mlir/Support/Progress.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <map>
+
+namespace quant_mlir::wq {
+#define GEN_PASS_DEF_WQAWQ
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h.inc"
+} // namespace quant_mlir::wq
+
+using namespace mlir;
+using namespace quant_mlir;
+using namespace quant_mlir::wq;
+using namespace quant_mlir::wq::detail;
+using safetensors::DType;
+
+namespace {
+/// A scaling group: the balanced linears (all readers of `input`) and the op
+/// before them that absorbs 1/s.
+struct ScaleGroup {
+  enum class Prev { Norm, Linear, Activation } prev;
+  Value input;
+  SmallVector<LinearOp> consumers;
+  WeightOp normWeight, normBias; // Prev::Norm (bias optional)
+  LinearOp prevLinear;           // Prev::Linear
+};
+
+bool isElementwise(linalg::GenericOp g) {
+  if (g.getNumResults() != 1 || g.getNumDpsInits() != 1)
+    return false;
+  for (utils::IteratorType t : g.getIteratorTypesArray())
+    if (t != utils::IteratorType::parallel)
+      return false;
+  return g.getIndexingMapsArray().back().isIdentity() &&
+         g.getRegionOutputArgs().front().use_empty();
+}
+
+/// The archive tensor behind `v` when it is a wq.weight that nothing else
+/// reads (so that it can be rewritten in place), else null.
+WeightOp soleWeight(Value v, const llvm::StringMap<int> &uses) {
+  auto w = v.getDefiningOp<WeightOp>();
+  if (!w || !w->hasOneUse())
+    return {};
+  auto it = uses.find(w.getName());
+  return it != uses.end() && it->second == 1 ? w : WeightOp();
+}
+
+/// The block argument of `g` that `v` is, if `v` is one of its inputs'.
+OpOperand *inputOf(linalg::GenericOp g, Value v) {
+  auto arg = dyn_cast<BlockArgument>(v);
+  if (!arg || arg.getOwner() != g.getBody() ||
+      arg.getArgNumber() >= unsigned(g.getNumDpsInputs()))
+    return nullptr;
+  return g.getDpsInputOperand(arg.getArgNumber());
+}
+
+/// A 1-D wq.weight input of `g` broadcast along the last dimension.
+WeightOp channelWeight(linalg::GenericOp g, Value arg,
+                       const llvm::StringMap<int> &uses) {
+  OpOperand *in = inputOf(g, arg);
+  if (!in || !arg.hasOneUse())
+    return {};
+  AffineMap map = g.getMatchingIndexingMap(in);
+  if (map.getNumResults() != 1 ||
+      map.getResult(0) !=
+          getAffineDimExpr(map.getNumDims() - 1, g.getContext()))
+    return {};
+  return soleWeight(in->get(), uses);
+}
+
+/// x = norm(..) * w (+ b) with w, b 1-D weights of K channels.
+bool matchNorm(Value x, ScaleGroup &group, const llvm::StringMap<int> &uses) {
+  auto g = x.getDefiningOp<linalg::GenericOp>();
+  if (!g || !isElementwise(g))
+    return false;
+  auto yield = cast<linalg::YieldOp>(g.getBody()->getTerminator());
+  Value v = yield.getOperand(0);
+  WeightOp bias;
+  if (auto add = v.getDefiningOp<arith::AddFOp>()) {
+    for (int i = 0; i < 2 && !bias; ++i)
+      if ((bias = channelWeight(g, add->getOperand(i), uses)))
+        v = add->getOperand(1 - i);
+    if (!bias)
+      return false;
+  }
+  auto mul = v.getDefiningOp<arith::MulFOp>();
+  if (!mul || !mul->hasOneUse())
+    return false;
+  for (int i = 0; i < 2; ++i)
+    if (WeightOp w = channelWeight(g, mul->getOperand(i), uses)) {
+      group.prev = ScaleGroup::Prev::Norm;
+      group.normWeight = w;
+      group.normBias = bias;
+      return true;
+    }
+  return false;
+}
+
+/// x = f(..) * P(..) element-wise with P a linear read only here (SwiGLU's
+/// up_proj before down_proj): P's output rows absorb 1/s.
+bool matchProduct(Value x, ScaleGroup &group,
+                  const llvm::StringMap<int> &uses) {
+  auto g = x.getDefiningOp<linalg::GenericOp>();
+  if (!g || !isElementwise(g))
+    return false;
+  auto yield = cast<linalg::YieldOp>(g.getBody()->getTerminator());
+  auto mul = yield.getOperand(0).getDefiningOp<arith::MulFOp>();
+  if (!mul)
+    return false;
+  for (int i = 0; i < 2; ++i) {
+    OpOperand *in = inputOf(g, mul->getOperand(i));
+    if (!in || !mul->getOperand(i).hasOneUse() ||
+        !g.getMatchingIndexingMap(in).isIdentity())
+      continue;
+    auto p = in->get().getDefiningOp<LinearOp>();
+    if (!p || !p->hasOneUse() || !soleWeight(p.getWeight(), uses) ||
+        (p.getBias() && !soleWeight(p.getBias(), uses)))
+      continue;
+    group.prev = ScaleGroup::Prev::Linear;
+    group.prevLinear = p;
+    return true;
+  }
+  return false;
+}
+
+/// x = act(P(..)): a chain of element-wise generics whose only tensor leaf
+/// is one linear's output (GELU after c_fc / dense_h_to_4h). The scale is
+/// inserted as a division after the activation (AutoAWQ ScaledActivation).
+bool matchActivation(Value x, ScaleGroup &group) {
+  SmallVector<Value> stack{x};
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  LinearOp root;
+  while (!stack.empty()) {
+    Value v = stack.pop_back_val();
+    if (auto lin = v.getDefiningOp<LinearOp>()) {
+      if (root && root != lin)
+        return false;
+      root = lin;
+      continue;
+    }
+    auto g = v.getDefiningOp<linalg::GenericOp>();
+    if (!g || !isElementwise(g) || seen.size() > 32)
+      return false;
+    if (!seen.insert(g).second)
+      continue;
+    for (OpOperand *in : g.getDpsInputOperands()) {
+      if (!g.getMatchingIndexingMap(in).isIdentity())
+        return false;
+      stack.push_back(in->get());
+    }
+  }
+  if (!root || x == root.getResult())
+    return false;
+  group.prev = ScaleGroup::Prev::Activation;
+  return true;
+}
+
+/// o_proj after v_proj (AutoAWQ llama.py: only when v_proj and o_proj have
+/// the same shape, i.e. no GQA): the attention output is linear in V per
+/// channel, so v_proj's rows absorb 1/s.
+bool matchValueOutput(LinearOp o, ScaleGroup &group,
+                      const llvm::StringMap<LinearOp> &byName,
+                      const llvm::StringMap<int> &uses) {
+  StringRef name = o.getName().value_or("");
+  if (!name.ends_with("o_proj"))
+    return false;
+  auto it = byName.find((name.drop_back(6) + "v_proj").str());
+  if (it == byName.end())
+    return false;
+  LinearOp v = it->second;
+  auto vw = cast<RankedTensorType>(v.getWeight().getType());
+  auto ow = cast<RankedTensorType>(o.getWeight().getType());
+  if (vw.getShape() != ow.getShape() || !soleWeight(v.getWeight(), uses) ||
+      (v.getBias() && !soleWeight(v.getBias(), uses)))
+    return false;
+  group.prev = ScaleGroup::Prev::Linear;
+  group.prevLinear = v;
+  return true;
+}
+
+/// AutoAWQ auto_clip: avoid_clipping = ["q_", "k_", "query", "key", "Wqkv"].
+bool avoidsClipping(StringRef layer) {
+  for (StringRef s : {"q_", "k_", "query", "key", "Wqkv"})
+    if (layer.contains(s))
+      return true;
+  return false;
+}
+
+/// AutoAWQ's ScaledActivation: the group's readers get x / s, with s the
+/// archive tensor `name` [K], computed right after the activation x.
+void insertActivationScale(ScaleGroup &g, StringRef name) {
+  LinearOp first = g.consumers.front();
+  auto type = cast<RankedTensorType>(g.input.getType());
+  Type elem = type.getElementType();
+  int64_t rank = type.getRank(), k = type.getShape().back();
+  OpBuilder b(first);
+  b.setInsertionPointAfterValue(g.input);
+  Location loc = first.getLoc();
+  Value scales =
+      WeightOp::create(b, loc, RankedTensorType::get({k}, elem), name);
+  SmallVector<Value> dynamic;
+  for (int64_t d = 0; d < rank; ++d)
+    if (type.isDynamicDim(d))
+      dynamic.push_back(tensor::DimOp::create(b, loc, g.input, d));
+  Value empty = tensor::EmptyOp::create(b, loc, type.getShape(), elem, dynamic);
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  AffineMap last =
+      AffineMap::get(rank, 0, b.getAffineDimExpr(rank - 1), b.getContext());
+  auto div = linalg::GenericOp::create(
+      b, loc, TypeRange{type}, ValueRange{g.input, scales}, ValueRange{empty},
+      ArrayRef<AffineMap>{id, last, id},
+      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+      [](OpBuilder &nb, Location l, ValueRange args) {
+        linalg::YieldOp::create(
+            nb, l,
+            ValueRange{
+                arith::DivFOp::create(nb, l, args[0], args[1]).getResult()});
+      });
+  for (LinearOp op : g.consumers)
+    op.getInputMutable().assign(div.getResult(0));
+}
+
+/// The scaling groups of `module` in program order, every layer's scheme
+/// (null: left in float) and the readers of each archive name (a tensor read
+/// twice is never rewritten in place).
+LogicalResult collectGroups(ModuleOp module, const SchemeSelector &selector,
+                            llvm::StringMap<int> &uses,
+                            llvm::DenseMap<Operation *, SchemeAttr> &schemes,
+                            SmallVector<ScaleGroup> &groups) {
+  module.walk([&](WeightOp w) {
+    uses[w.getName()] += std::distance(w->use_begin(), w->use_end());
+  });
+  llvm::StringMap<LinearOp> byName;
+  llvm::SetVector<Value> inputs;
+  llvm::DenseMap<Value, SmallVector<LinearOp>> readers;
+  WalkResult walk = module.walk([&](LinearOp op) {
+    SchemeAttr scheme = op.getSchemeAttr();
+    if (!scheme) {
+      FailureOr<SchemeAttr> s = selector.select(op);
+      if (failed(s))
+        return WalkResult::interrupt();
+      scheme = *s;
+    }
+    schemes[op] = scheme;
+    if (op.getName())
+      byName[*op.getName()] = op;
+    inputs.insert(op.getInput());
+    readers[op.getInput()].push_back(op);
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+
+  for (Value x : inputs) {
+    ScaleGroup g;
+    g.input = x;
+    g.consumers = readers[x];
+    bool anySelected = false, weightsOk = true;
+    for (LinearOp op : g.consumers) {
+      anySelected |= static_cast<bool>(schemes[op]);
+      weightsOk &= static_cast<bool>(soleWeight(op.getWeight(), uses)) &&
+                   op.getName().has_value();
+    }
+    if (!anySelected || !weightsOk)
+      continue;
+    if (matchNorm(x, g, uses) ||
+        (g.consumers.size() == 1 &&
+         matchValueOutput(g.consumers[0], g, byName, uses)) ||
+        matchProduct(x, g, uses) || matchActivation(x, g))
+      groups.push_back(std::move(g));
+  }
+
+  return success();
+}
+
+struct AWQPass : public quant_mlir::wq::impl::WQAWQBase<AWQPass> {
+  using Base::Base;
+  template <typename P>
+  friend QuantizeConfig quant_mlir::wq::detail::commonConfig(const P &);
+
+  void runOnOperation() override {
+    if (failed(run()))
+      signalPassFailure();
+  }
+
+  LogicalResult run();
+};
+
+LogicalResult AWQPass::run() {
+  ModuleOp module = getOperation();
+  QuantizeConfig cfg = commonConfig(*this);
+  cfg.awq = true;
+  cfg.gptq = gptq;
+  cfg.gptqOptions.dampPercent = dampPercent;
+  cfg.gptqOptions.blockSize = blockSize;
+  cfg.gptqOptions.staticGroups = staticGroups;
+  std::string m = fakeQuant ? "fake" : mode.getValue();
+  if (m != "gemm" && m != "fake" && m != "scale" && m != "clip")
+    return module.emitError()
+           << "wq-awq mode must be gemm, fake, scale or clip, got '" << m
+           << "'";
+  bool quantize = m == "gemm" || m == "fake";
+  cfg.fakeQuant = m == "fake";
+  quant::AWQOptions opts;
+  opts.nGrid = nGrid;
+  if (duoScaling == "true")
+    opts.duo = quant::DuoScaling::On;
+  else if (duoScaling == "false")
+    opts.duo = quant::DuoScaling::Off;
+  else if (duoScaling == "both")
+    opts.duo = quant::DuoScaling::Both;
+  else
+    return module.emitError() << "wq-awq duo-scaling must be true, false or "
+                                 "both, got '"
+                              << duoScaling << "'";
+  if (nGrid < 1)
+    return module.emitError() << "wq-awq n-grid must be positive";
+  if (cfg.output.empty())
+    return module.emitError()
+           << "wq-awq needs output=<archive> for the quantized weights";
+  StringRef archive = getArchivePath(module);
+  auto statsPath =
+      module->getAttrOfType<StringAttr>(WQDialect::kStatsArchiveAttrName);
+  if (archive.empty() || !statsPath)
+    return module.emitError() << "wq-awq needs the module's wq.archive and "
+                                 "wq.stats_archive (run quant-run --calibrate "
+                                 "first)";
+  auto in = safetensors::Reader::open(resolve(cfg.baseDir, archive));
+  if (!in)
+    return module.emitError() << llvm::toString(in.takeError());
+  auto stats = safetensors::Reader::open(resolve(cfg.baseDir, statsPath));
+  if (!stats)
+    return module.emitError() << llvm::toString(stats.takeError());
+  auto selector =
+      SchemeSelector::create(cfg.select, [&] { return module.emitError(); });
+  if (failed(selector))
+    return failure();
+
+  llvm::StringMap<int> uses;
+  llvm::DenseMap<Operation *, SchemeAttr> schemes;
+  SmallVector<ScaleGroup> groups;
+  if (failed(collectGroups(module, **selector, uses, schemes, groups)))
+    return failure();
+
+  // Float weights as they are rewritten, by archive name.
+  std::map<std::string, std::vector<float>> current;
+  std::map<std::string, const safetensors::TensorInfo *> infos;
+  auto tensor = [&](StringRef name) -> std::vector<float> * {
+    auto it = current.find(name.str());
+    if (it != current.end())
+      return &it->second;
+    const safetensors::TensorInfo *info = (*in)->lookup(name);
+    if (!info || (info->dtype != DType::F32 && info->dtype != DType::F16 &&
+                  info->dtype != DType::BF16))
+      return nullptr;
+    infos[name.str()] = info;
+    return &(current[name.str()] = toFloats(**in, *info));
+  };
+  auto statsOf = [&](LinearOp op, StringRef what, DType dtype,
+                     const safetensors::TensorInfo *&out) -> LogicalResult {
+    std::optional<StatsAttr> s = op.getStats();
+    if (!s)
+      return op.emitError() << "layer '" << *op.getName()
+                            << "' has no calibration statistics; run "
+                               "quant-run --calibrate first";
+    std::string key = (s->getKey() + what).str();
+    out = (*stats)->lookup(key);
+    if (!out || out->dtype != dtype)
+      return op.emitError() << "layer '" << *op.getName() << "': statistics '"
+                            << key << "' missing or of the wrong dtype";
+    return success();
+  };
+
+  WeightRewrites rewrites;
+  rewrites.method = gptq ? "awq+gptq" : "awq";
+  rewrites.awqPacking = m == "gemm";
+  std::map<std::string, std::vector<double>> inputScale; // by layer name
+  std::string reportText = "layers,prev,alpha,duo,loss\n";
+  Progress progress("wq-awq", groups.size());
+  for (ScaleGroup &g : groups) {
+    LinearOp first = g.consumers.front();
+    StringRef groupName = *first.getName();
+    int64_t k =
+        cast<RankedTensorType>(first.getWeight().getType()).getDimSize(1);
+    const safetensors::TensorInfo *meanInfo, *hInfo;
+    if (failed(statsOf(first, ".absmean", DType::F32, meanInfo)) ||
+        failed(statsOf(first, ".hessian", DType::F64, hInfo)))
+      return failure();
+    if (meanInfo->numElements() != k || hInfo->numElements() != k * k)
+      return first.emitError() << "layer '" << groupName
+                               << "': statistics do not match K = " << k;
+    SmallVector<quant::AWQLinear> layers;
+    SmallVector<std::vector<float> *> weights;
+    for (LinearOp op : g.consumers) {
+      std::vector<float> *w =
+          tensor(op.getWeight().getDefiningOp<WeightOp>().getName());
+      if (!w)
+        return op.emitError() << "layer '" << *op.getName()
+                              << "': the weight is not a float archive tensor";
+      weights.push_back(w);
+      if (SchemeAttr s = schemes[op]) // skipped layers are scaled, not scored
+        layers.push_back(
+            {*w,
+             int64_t(w->size()) / k,
+             {s.getBits(), s.getGroupSize(), s.getSymmetric(), false}});
+    }
+    auto found = quant::searchAWQScales((*stats)->as<float>(*meanInfo),
+                                        (*stats)->as<double>(*hInfo), k, layers,
+                                        opts, groupName);
+    if (!found)
+      return first.emitError() << llvm::toString(found.takeError());
+    // The scales are folded as float32 values, the same everywhere.
+    std::vector<double> s = found->scales;
+    for (double &v : s)
+      v = double(float(v));
+    for (std::vector<float> *w : weights)
+      for (size_t i = 0; i < w->size(); ++i)
+        (*w)[i] = float(double((*w)[i]) * s[i % k]);
+    for (LinearOp op : g.consumers)
+      inputScale[op.getName()->str()] = s;
+    static const char *prevNames[] = {"norm", "linear", "activation"};
+    SmallVector<StringRef> names;
+    for (LinearOp op : g.consumers)
+      names.push_back(*op.getName());
+    reportText +=
+        llvm::formatv("{0},{1},{2},{3},{4:e6}\n", llvm::join(names, ";"),
+                      prevNames[int(g.prev)], found->alpha,
+                      found->duo ? "true" : "false", found->loss)
+            .str();
+    auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
+      for (size_t i = 0; i < v.size(); ++i)
+        v[i] = float(double(v[i]) / s[i / rowLen]);
+    };
+    switch (g.prev) {
+    case ScaleGroup::Prev::Norm:
+      for (WeightOp w : {g.normWeight, g.normBias})
+        if (w) {
+          std::vector<float> *v = tensor(w.getName());
+          if (!v || int64_t(v->size()) != k)
+            return w.emitError() << "'" << w.getName() << "' is not a float ["
+                                 << k << "] tensor";
+          divideBy(*v, 1);
+        }
+      break;
+    case ScaleGroup::Prev::Linear: {
+      LinearOp p = g.prevLinear;
+      std::vector<float> *w =
+          tensor(p.getWeight().getDefiningOp<WeightOp>().getName());
+      if (!w || int64_t(w->size()) % k != 0)
+        return p.emitError()
+               << "layer '" << p.getName().value_or("")
+               << "': cannot absorb the scales of '" << groupName << "'";
+      divideBy(*w, int64_t(w->size()) / k);
+      if (p.getBias())
+        if (std::vector<float> *b =
+                tensor(p.getBias().getDefiningOp<WeightOp>().getName()))
+          divideBy(*b, 1);
+      break;
+    }
+    case ScaleGroup::Prev::Activation: {
+      // ScaledActivation: x' = act(..) / s right after the activation.
+      auto type = cast<RankedTensorType>(g.input.getType());
+      Type elem = type.getElementType();
+      std::string name = (groupName + ".awq_scales").str();
+      DType dtype = elem.isF16()    ? DType::F16
+                    : elem.isBF16() ? DType::BF16
+                                    : DType::F32;
+      rewrites.tensors[name] = {
+          dtype, {k}, std::vector<float>(s.begin(), s.end())};
+      insertActivationScale(g, name);
+      break;
+    }
+    }
+    progress.advance();
+  }
+  progress.finish();
+
+  // Clip (modes gemm/fake) on the scaled weights and the scaled inputs.
+  std::map<std::string, std::vector<float>> references;
+  if (m != "scale" && clip) {
+    SmallVector<LinearOp> clipped;
+    module.walk([&](LinearOp op) {
+      if (schemes[op] && op.getName() && !avoidsClipping(*op.getName()) &&
+          soleWeight(op.getWeight(), uses))
+        clipped.push_back(op);
+    });
+    Progress clipProgress("wq-awq clip", clipped.size());
+    for (LinearOp op : clipped) {
+      std::string layer = op.getName()->str();
+      std::vector<float> *w =
+          tensor(op.getWeight().getDefiningOp<WeightOp>().getName());
+      if (!w)
+        return op.emitError() << "layer '" << layer
+                              << "': the weight is not a float archive tensor";
+      int64_t k =
+          cast<RankedTensorType>(op.getWeight().getType()).getDimSize(1);
+      const safetensors::TensorInfo *rowsInfo;
+      if (failed(statsOf(op, ".inputs", DType::F32, rowsInfo)))
+        return failure();
+      if (rowsInfo->shape.size() != 2 || rowsInfo->shape[1] != k)
+        return op.emitError()
+               << "layer '" << layer << "': sampled inputs are not [rows, " << k
+               << "]";
+      int64_t rows = rowsInfo->shape[0];
+      auto raw = (*stats)->as<float>(*rowsInfo);
+      std::vector<double> x(raw.begin(), raw.end());
+      auto sc = inputScale.find(layer);
+      if (sc != inputScale.end())
+        for (size_t i = 0; i < x.size(); ++i)
+          x[i] /= sc->second[i % k];
+      SchemeAttr s = schemes[op];
+      quant::Scheme qs{s.getBits(), s.getGroupSize(), s.getSymmetric(), false};
+      if (llvm::Error e =
+              quant::verifyScheme(qs, int64_t(w->size()) / k, k, layer))
+        return op.emitError() << llvm::toString(std::move(e));
+      int64_t n = int64_t(w->size()) / k;
+      references[layer] = *w; // the report compares against the unclipped
+      std::vector<double> t = quant::searchAWQClip(*w, n, k, x, rows, qs, opts);
+      quant::applyAWQClip(*w, n, k, t, qs);
+      clipProgress.advance();
+    }
+    clipProgress.finish();
+  }
+
+  // Hand the rewritten weights to the layer quantizer: the selected layers
+  // are quantized from them, every other rewritten tensor is written as is.
+  llvm::StringMap<std::string> layerOfWeight;
+  module.walk([&](LinearOp op) {
+    if (schemes[op] && op.getName() && quantize)
+      if (auto w = op.getWeight().getDefiningOp<WeightOp>())
+        layerOfWeight[w.getName()] = op.getName()->str();
+  });
+  for (auto &[name, values] : current) {
+    auto it = layerOfWeight.find(name);
+    if (it != layerOfWeight.end()) {
+      rewrites.weights[it->second] = values;
+      auto ref = references.find(it->second);
+      rewrites.references[it->second] =
+          ref != references.end() ? ref->second : values;
+      continue;
+    }
+    const safetensors::TensorInfo *info = infos[name];
+    rewrites.tensors[name] = {
+        info->dtype,
+        SmallVector<int64_t>(info->shape.begin(), info->shape.end()), values};
+  }
+  if (cfg.gptq)
+    rewrites.inputScales = inputScale;
+  rewrites.floatOnly = !quantize;
+  if (!awqReport.empty())
+    if (llvm::Error e = llvm::writeToOutput(resolve(cfg.baseDir, awqReport),
+                                            [&](llvm::raw_ostream &os) {
+                                              os << reportText;
+                                              return llvm::Error::success();
+                                            }))
+      return module.emitError() << llvm::toString(std::move(e));
+  return runQuantize(module, cfg, "wq-awq", &rewrites);
+}
+} // namespace

@@ -1,0 +1,110 @@
+//===- QuantizeCommon.h - what wq-rtn, wq-gptq and wq-awq share --*- C++ -*-===//
+// Private to lib/Dialect/WQ/Transforms: the configuration every weight
+// quantization pass is built from, archive helpers, and the driver that
+// rewrites selected wq.linear ops into packed (or fake-quant) layers and
+// writes the new archive atomically (LayerQuantizer.cpp).
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_LIB_DIALECT_WQ_TRANSFORMS_QUANTIZECOMMON_H
+#define QUANT_MLIR_LIB_DIALECT_WQ_TRANSFORMS_QUANTIZECOMMON_H
+
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
+#include "quant-mlir/Quant/GPTQ.h"
+#include "quant-mlir/Quant/Quantizer.h"
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace quant_mlir::wq::detail {
+
+struct QuantizeConfig {
+  SchemeSelector::Options select;
+  std::string output, baseDir, scaleType, report;
+  bool fakeQuant = false;
+  bool gptq = false, trueSequential = false;
+  /// Quantize with AutoAWQ's quantizer (wq-awq without gptq=1).
+  bool awq = false;
+  quant::GPTQOptions gptqOptions;
+
+  /// The options that determine the quantized weights.
+  std::string fingerprint() const;
+};
+
+/// What a pass that rewrites float weights before quantizing them (wq-awq)
+/// hands to the driver.
+struct WeightRewrites {
+  /// Layer name -> its rewritten float weight [N][K] (scaled, clipped).
+  std::map<std::string, std::vector<float>> weights;
+  /// Layer name -> the float weight the error report compares against (the
+  /// scaled weight before clipping); the original weight when absent.
+  std::map<std::string, std::vector<float>> references;
+  /// Layer name -> s [K]: the layer's input is now x / s, so its Hessian
+  /// becomes diag(1/s) H diag(1/s).
+  std::map<std::string, std::vector<double>> inputScales;
+  /// Other archive tensors replaced (norm weights, biases) or added (the
+  /// scales of an activation), as float32 values in `dtype` with `shape`.
+  struct Tensor {
+    safetensors::DType dtype;
+    llvm::SmallVector<int64_t> shape;
+    std::vector<float> values;
+  };
+  std::map<std::string, Tensor> tensors;
+  /// The report's method column ("awq", "awq+gptq").
+  std::string method;
+  /// Quantize nothing: write the rewritten tensors only (wq-awq mode=scale).
+  bool floatOnly = false;
+  /// Write the packed codes in #wq.packing<awq> where it holds them (4-bit).
+  bool awqPacking = false;
+};
+
+llvm::Error fail(const llvm::Twine &msg);
+/// "f16", "bf16", "f32" or "auto" (unset: the weight's own dtype).
+mlir::LogicalResult parseScaleType(llvm::StringRef text,
+                                   std::optional<safetensors::DType> &out);
+std::string resolve(llvm::StringRef baseDir, llvm::StringRef path);
+std::vector<float> toFloats(const safetensors::Reader &reader,
+                            const safetensors::TensorInfo &info);
+std::vector<uint8_t> fromFloats(llvm::ArrayRef<float> v,
+                                safetensors::DType dtype);
+
+/// Rewrites every selected wq.linear of `module` (RTN, or GPTQ with each
+/// layer's Hessian), optionally after `rewrites`, and writes the new archive
+/// `cfg.output`; `passName` prefixes diagnostics.
+mlir::LogicalResult runQuantize(mlir::ModuleOp module,
+                                const QuantizeConfig &cfg,
+                                llvm::StringRef passName,
+                                const WeightRewrites *rewrites = nullptr);
+
+/// The options every quantization pass has (WQQuantizeOptions in Passes.td).
+template <typename PassT> QuantizeConfig commonConfig(const PassT &p) {
+  QuantizeConfig cfg;
+  cfg.select.bits = p.bits;
+  cfg.select.groupSize = p.groupSize;
+  cfg.select.zeroPoint = p.zeroPoint;
+  cfg.select.actOrder = p.descAct;
+  if (p.skip.hasValue())
+    cfg.select.skip = llvm::SmallVector<std::string>(p.skip.begin(),
+                                                     p.skip.end());
+  cfg.select.overrides.assign(p.overrides.begin(), p.overrides.end());
+  cfg.output = p.output;
+  cfg.baseDir = p.baseDir;
+  cfg.fakeQuant = p.fakeQuant;
+  cfg.scaleType = p.scaleType;
+  cfg.report = p.report;
+  return cfg;
+}
+
+/// The configuration of wq-rtn / wq-gptq for a pass option text (RTN.cpp,
+/// GPTQ.cpp).
+llvm::Expected<QuantizeConfig> rtnConfigFromOptions(llvm::StringRef options);
+llvm::Expected<QuantizeConfig> gptqConfigFromOptions(llvm::StringRef options);
+
+} // namespace quant_mlir::wq::detail
+
+#endif // QUANT_MLIR_LIB_DIALECT_WQ_TRANSFORMS_QUANTIZECOMMON_H
