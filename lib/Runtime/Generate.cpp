@@ -9,6 +9,7 @@
 #include "quant-mlir/Runtime/CPURunner.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringExtras.h"
@@ -295,7 +296,92 @@ private:
   int64_t length = 0;
 };
 
+/// The wq-derive-kv-cache step: caches [1, Hkv, M, D] preallocated here,
+/// written by the step at the position argument and handed back.
+class DerivedDecoder : public Decoder {
+public:
+  DerivedDecoder(std::unique_ptr<CPUModule> module, EntryLayout layout,
+                 const FunctionSignature &step, int64_t maxSeqLen)
+      : module(std::move(module)), layout(std::move(layout)),
+        stepName(step.name) {
+    vocab = this->layout.vocab;
+    maxLen = maxSeqLen;
+    for (size_t i = 2; i < step.inputs.size(); ++i)
+      cacheShapes.emplace_back(step.inputs[i].getShape());
+    reset();
+  }
+  llvm::Expected<std::vector<float>> feed(ArrayRef<int64_t> tokens) override {
+    if (length + int64_t(tokens.size()) > maxLen)
+      return makeError("the context would exceed --max-seq-len " +
+                       Twine(maxLen));
+    HostTensor ids = idsTensor(tokens);
+    HostTensor pos = HostTensor::from<int64_t>(DType::I64, {1}, {length});
+    std::vector<const HostTensor *> refs{&ids, &pos};
+    for (const HostTensor &c : caches)
+      refs.push_back(&c);
+    auto out = module->run(stepName, refs);
+    if (!out)
+      return out.takeError();
+    for (size_t i = 0; i < caches.size(); ++i)
+      caches[i] = std::move((*out)[1 + i]);
+    length += tokens.size();
+    auto v = (*out)[0].as<float>();
+    return std::vector<float>(v.end() - vocab, v.end());
+  }
+  llvm::Expected<std::vector<float>>
+  allLogits(ArrayRef<int64_t> tokens) override {
+    reset();
+    auto out = runEntry(*module, layout, tokens, 0, {});
+    if (!out)
+      return out.takeError();
+    auto v = (*out)[layout.logits].as<float>();
+    return std::vector<float>(v.begin(), v.end());
+  }
+  void reset() override {
+    caches.clear();
+    for (const auto &shape : cacheShapes) {
+      int64_t n = 1;
+      for (int64_t d : shape)
+        n *= d;
+      caches.push_back(HostTensor{DType::F32, shape,
+                                  std::vector<uint8_t>(n * sizeof(float), 0)});
+    }
+    length = 0;
+  }
+  int64_t contextLength() const override { return length; }
+  StringRef modeName() const override { return "derived"; }
+
+private:
+  std::unique_ptr<CPUModule> module;
+  EntryLayout layout;
+  std::string stepName;
+  std::vector<llvm::SmallVector<int64_t>> cacheShapes;
+  std::vector<HostTensor> caches;
+  int64_t length = 0;
+};
+
 } // namespace
+
+/// Runs wq-derive-kv-cache on `module`; the error holds its diagnostics.
+static llvm::Error deriveCache(mlir::ModuleOp module, StringRef func,
+                               int64_t maxSeqLen) {
+  std::string messages;
+  mlir::ScopedDiagnosticHandler handler(
+      module.getContext(), [&](mlir::Diagnostic &diag) {
+        if (diag.getSeverity() == mlir::DiagnosticSeverity::Error)
+          messages += (messages.empty() ? "" : "; ") + diag.str();
+        return mlir::success();
+      });
+  mlir::PassManager pm(module.getContext());
+  wq::WQDeriveKVCacheOptions opts;
+  opts.maxSeqLen = maxSeqLen;
+  opts.func = func.str();
+  pm.addPass(wq::createWQDeriveKVCache(opts));
+  if (mlir::failed(pm.run(module)))
+    return makeError(messages.empty() ? "wq-derive-kv-cache failed"
+                                      : messages);
+  return llvm::Error::success();
+}
 
 llvm::Expected<std::unique_ptr<Decoder>>
 Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
@@ -307,20 +393,41 @@ Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
     return layout.takeError();
   bool hasPast = !layout->pastArgs.empty();
   CacheMode mode = options.mode;
-  if (mode == CacheMode::Auto)
-    mode = hasPast ? CacheMode::Past : CacheMode::Recompute;
   if (mode == CacheMode::Past && !hasPast)
     return makeError("'" + layout->func +
                      "' has no past_key_values inputs (use --kv-cache "
                      "derived or recompute)");
-  if (mode == CacheMode::Derived)
-    return makeError("the derived KV cache is not available");
+  if (mode == CacheMode::Auto)
+    mode = hasPast ? CacheMode::Past : CacheMode::Derived;
+  if (mode == CacheMode::Derived) {
+    if (llvm::Error err =
+            deriveCache(*module, layout->func, options.maxSeqLen)) {
+      if (options.mode == CacheMode::Derived)
+        return err;
+      // Auto: a graph the pass refuses still generates, by recompute.
+      if (options.warn)
+        llvm::errs() << "quant-run: note: no derived KV cache ("
+                     << llvm::toString(std::move(err))
+                     << "); recomputing the whole context per token\n";
+      else
+        llvm::consumeError(std::move(err));
+      mode = CacheMode::Recompute;
+    }
+  }
   auto compiled = CPUModule::compile(std::move(module), modelDir);
   if (!compiled)
     return compiled.takeError();
   if (mode == CacheMode::Past)
     return std::unique_ptr<Decoder>(new PastDecoder(
         std::move(*compiled), std::move(*layout), options.maxSeqLen));
+  if (mode == CacheMode::Derived) {
+    const FunctionSignature *step =
+        (*compiled)->lookup(layout->func + ".decode_step");
+    if (!step)
+      return makeError("wq-derive-kv-cache produced no decode step");
+    return std::unique_ptr<Decoder>(new DerivedDecoder(
+        std::move(*compiled), std::move(*layout), *step, options.maxSeqLen));
+  }
   return std::unique_ptr<Decoder>(new RecomputeDecoder(
       std::move(*compiled), std::move(*layout), options.maxSeqLen));
 }

@@ -25,7 +25,8 @@ namespace quant_mlir {
 
 /// How a Decoder keeps its context between steps.
 enum class CacheMode {
-  Auto,      ///< past inputs if the graph has them, else a derived cache
+  Auto,      ///< past inputs if the graph has them, else a derived cache,
+             ///< else (pass refused) recompute
   Recompute, ///< run the full graph on the whole context every step
   Past,      ///< the graph's own past_key_values.N.* / present.N.* (concat)
   Derived,   ///< the wq-derive-kv-cache step with a preallocated cache
@@ -35,6 +36,7 @@ struct DecoderOptions {
   std::string func;        ///< entry function (empty: the only public one)
   CacheMode mode = CacheMode::Auto;
   int64_t maxSeqLen = 512; ///< context limit (the derived cache's size)
+  bool warn = true;        ///< note on stderr when Auto falls back
 };
 
 /// A model that consumes tokens one chunk at a time and returns the logits
