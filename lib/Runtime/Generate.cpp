@@ -331,6 +331,9 @@ public:
   llvm::Expected<std::vector<float>>
   allLogits(ArrayRef<int64_t> tokens) override {
     reset();
+    if (!module->lookup(layout.func))
+      return makeError("the full-sequence graph was not compiled "
+                       "(DecoderOptions::fullGraph)");
     auto out = runEntry(*module, layout, tokens, 0, {});
     if (!out)
       return out.takeError();
@@ -412,6 +415,9 @@ Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
       else
         llvm::consumeError(std::move(err));
       mode = CacheMode::Recompute;
+    } else if (!options.fullGraph) {
+      if (auto entry = module->lookupSymbol<mlir::func::FuncOp>(layout->func))
+        entry.erase();
     }
   }
   auto compiled = CPUModule::compile(std::move(module), modelDir);
@@ -595,4 +601,26 @@ quant_mlir::scoreContinuation(Decoder &decoder, ArrayRef<int64_t> context,
     score.greedy &= best == whole[i];
   }
   return score;
+}
+
+llvm::Expected<double>
+quant_mlir::compareWithRecompute(Decoder &decoder, ArrayRef<int64_t> tokens) {
+  if (tokens.empty() || int64_t(tokens.size()) > decoder.maxSeqLen())
+    return makeError("need 1 to --max-seq-len tokens to compare");
+  auto full = decoder.allLogits(tokens);
+  if (!full)
+    return full.takeError();
+  decoder.reset();
+  int64_t vocab = decoder.vocabSize();
+  double maxDiff = 0;
+  for (auto [i, t] : llvm::enumerate(tokens)) {
+    auto step = decoder.feed({t});
+    if (!step)
+      return step.takeError();
+    for (int64_t v = 0; v < vocab; ++v)
+      maxDiff = std::max(
+          maxDiff, std::abs(double((*step)[v]) - (*full)[i * vocab + v]));
+  }
+  decoder.reset();
+  return maxDiff;
 }

@@ -72,6 +72,12 @@ static cl::opt<CacheMode> kvCache(
                clEnumValN(CacheMode::Derived, "derived",
                           "decode step from wq-derive-kv-cache, preallocated cache")),
     cl::cat(cat));
+static cl::opt<bool> verifyCache(
+    "verify-cache",
+    cl::desc("First feed each prompt token by token through the cache and "
+             "print the max logit difference to the full-sequence graph"),
+    cl::cat(cat));
+
 static cl::opt<bool> noBos("no-bos",
                            cl::desc("Do not prepend BOS to text prompts"),
                            cl::cat(cat));
@@ -221,6 +227,7 @@ openModel(mlir::MLIRContext &context, const std::string &modelDir,
   options.func = func;
   options.mode = kvCache;
   options.maxSeqLen = maxSeqLen;
+  options.fullGraph = verifyCache || !choicesFile.empty();
   return Decoder::open(std::move(module), modelDir, options);
 }
 
@@ -284,20 +291,24 @@ static llvm::json::Array idArray(llvm::ArrayRef<int64_t> ids) {
 }
 
 static int runPrompts(Decoder &decoder, const data::Tokenizer *tokenizer,
-                      uint64_t seed, bool json, double compileSeconds) {
-  auto items = collectPrompts(tokenizer);
-  if (!items)
-    return fail(llvm::toString(items.takeError()));
+                      llvm::ArrayRef<PromptItem> items, uint64_t seed,
+                      bool json, double compileSeconds) {
   GenerateOptions options;
   options.maxNewTokens = maxNewTokens;
   options.eosId = tokenizer && !ignoreEos ? tokenizer->eosId() : -1;
   options.sampling = {temperature, topP, topK, seed};
-  if (maxNewTokens < 1)
-    return fail("--max-new-tokens must be at least 1");
-  if (temperature < 0 || topP <= 0 || topP > 1 || topK < 0)
-    return fail("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0");
+  if (verifyCache) {
+    for (const PromptItem &item : items) {
+      auto diff = compareWithRecompute(decoder, item.ids);
+      if (!diff)
+        return fail(llvm::toString(diff.takeError()));
+      llvm::outs() << "cache " << decoder.modeName() << ": "
+                   << item.ids.size() << " positions, max |logit diff| "
+                   << llvm::format("%.3e", *diff) << "\n";
+    }
+  }
   llvm::json::Array results;
-  for (const PromptItem &item : *items) {
+  for (const PromptItem &item : items) {
     if (!json) {
       if (!item.text.empty())
         llvm::outs() << item.text;
@@ -337,6 +348,7 @@ static int runPrompts(Decoder &decoder, const data::Tokenizer *tokenizer,
       results.push_back(std::move(r));
     } else {
       llvm::outs() << "\n";
+      llvm::outs().flush();
       llvm::errs() << llvm::format(
           "[%zu tokens, stop: %s, first token %.1f ms, decode %.1f tok/s, "
           "p50 %.2f ms, p90 %.2f ms, 4-gram repetition %.3f, cache %s]\n",
@@ -452,6 +464,25 @@ int quant_run::runGeneration(mlir::MLIRContext &context,
   if (!choicesFile.empty() &&
       (!prompt.empty() || !promptIds.empty() || !promptsFile.empty()))
     return fail("--choices cannot be combined with --prompt/--prompt-ids/--prompts");
+  if (maxNewTokens < 1)
+    return fail("--max-new-tokens must be at least 1");
+  if (temperature < 0 || topP <= 0 || topP > 1 || topK < 0)
+    return fail("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0");
+  // Prompts are read and checked before the (slow) compile.
+  std::vector<PromptItem> items;
+  if (choicesFile.empty()) {
+    auto collected = collectPrompts(tokenizer);
+    if (!collected)
+      return fail(llvm::toString(collected.takeError()));
+    items = std::move(*collected);
+    for (const PromptItem &item : items) {
+      if (item.ids.empty())
+        return fail("a prompt holds no tokens");
+      if (int64_t(item.ids.size()) > maxSeqLen)
+        return fail("the prompt holds " + Twine(item.ids.size()) +
+                    " tokens, more than --max-seq-len " + Twine(maxSeqLen));
+    }
+  }
   auto start = std::chrono::steady_clock::now();
   auto decoder = openModel(context, modelDir, func);
   if (!decoder)
@@ -465,5 +496,5 @@ int quant_run::runGeneration(mlir::MLIRContext &context,
                 Twine((*decoder)->vocabSize()) + ")");
   if (!choicesFile.empty())
     return runChoices(**decoder, tokenizer, json);
-  return runPrompts(**decoder, tokenizer, seed, json, compileSeconds);
+  return runPrompts(**decoder, tokenizer, items, seed, json, compileSeconds);
 }

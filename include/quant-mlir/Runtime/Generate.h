@@ -37,6 +37,9 @@ struct DecoderOptions {
   CacheMode mode = CacheMode::Auto;
   int64_t maxSeqLen = 512; ///< context limit (the derived cache's size)
   bool warn = true;        ///< note on stderr when Auto falls back
+  /// Keep the full-sequence function next to a derived step (allLogits);
+  /// without it only the step is compiled (half the JIT time).
+  bool fullGraph = true;
 };
 
 /// A model that consumes tokens one chunk at a time and returns the logits
@@ -126,6 +129,12 @@ struct ContinuationScore {
 llvm::Expected<ContinuationScore>
 scoreContinuation(Decoder &decoder, llvm::ArrayRef<int64_t> context,
                   llvm::ArrayRef<int64_t> continuation);
+
+/// Max |logit difference| between feeding `tokens` one at a time through
+/// the decoder's cache and the full-sequence graph on all of them, over
+/// every position.
+llvm::Expected<double> compareWithRecompute(Decoder &decoder,
+                                            llvm::ArrayRef<int64_t> tokens);
 
 } // namespace quant_mlir
 

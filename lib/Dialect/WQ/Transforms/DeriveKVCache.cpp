@@ -206,9 +206,32 @@ FailureOr<Value> recreate(OpBuilder &b, Operation *op, IRMapping &map) {
 /// Walks from a contraction operand back to K or V: through an optional
 /// transpose(0,1,3,2) (K^T), head repeats (expand_shape, broadcast copy,
 /// collapse_shape). `chain` gets the ops from the source to `v`.
-Value traceKV(Value v, bool transposed, SmallVector<Operation *> &chain) {
+Value traceKV(OpBuilder &b, Value v, bool transposed,
+              SmallVector<Operation *> &chain) {
   if (transposed) {
     auto t = v.getDefiningOp<linalg::TransposeOp>();
+    // [B, S, H, D] -> [B, H, D, S] in one transpose (GPT-2's export): split
+    // it into [B, H, S, D] (the cached layout) and its K^T.
+    if (t && t.getPermutation() == ArrayRef<int64_t>{0, 2, 3, 1}) {
+      b.setInsertionPoint(t);
+      Location loc = t.getLoc();
+      Value in = t.getInput();
+      auto element = cast<RankedTensorType>(in.getType()).getElementType();
+      SmallVector<OpFoldResult> sizes;
+      for (int64_t p : {0, 2, 1, 3})
+        sizes.push_back(sizeOf(b, loc, in, p));
+      Value init = tensor::EmptyOp::create(b, loc, sizes, element);
+      Value bhsd = linalg::TransposeOp::create(b, loc, in, init,
+                                               ArrayRef<int64_t>{0, 2, 1, 3})
+                       .getResult()[0];
+      std::swap(sizes[2], sizes[3]);
+      init = tensor::EmptyOp::create(b, loc, sizes, element);
+      auto kt = linalg::TransposeOp::create(b, loc, bhsd, init,
+                                            ArrayRef<int64_t>{0, 1, 3, 2});
+      t.getResult()[0].replaceAllUsesWith(kt.getResult()[0]);
+      t.erase();
+      t = kt;
+    }
     if (!t || t.getPermutation() != ArrayRef<int64_t>{0, 1, 3, 2})
       return {};
     chain.push_back(t);
@@ -362,8 +385,8 @@ struct DeriveKVCachePass
     for (auto [layer, att] : llvm::enumerate(attentions)) {
       IRMapping map;
       SmallVector<Operation *> kChain, vChain;
-      Value k = traceKV(att.scores.getDpsInputs()[1], true, kChain);
-      Value v = traceKV(att.output.getDpsInputs()[1], false, vChain);
+      Value k = traceKV(b, att.scores.getDpsInputs()[1], true, kChain);
+      Value v = traceKV(b, att.output.getDpsInputs()[1], false, vChain);
       for (auto [what, src, user] :
            {std::tuple{"keys", k, att.scores}, {"values", v, att.output}}) {
         auto t = src ? dyn_cast<RankedTensorType>(src.getType()) : nullptr;
