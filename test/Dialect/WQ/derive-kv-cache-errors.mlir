@@ -2,7 +2,7 @@
 
 // A graph with inputs besides the token ids brings its own cache.
 module attributes {wq.archive = "model.safetensors"} {
-  // expected-error @below {{the entry must map token ids to logits alone}}
+  // expected-error @below {{the entry must map token ids to logits alone; it has 2 inputs and 1 results}}
   func.func @forward(%ids: tensor<?x?xi64>, %mask: tensor<?x?xi64>) -> tensor<?x?xi64> {
     return %ids : tensor<?x?xi64>
   }

@@ -315,8 +315,11 @@ struct DeriveKVCachePass
     }
     if (entry.getNumArguments() != 1 || entry.getNumResults() != 1) {
       entry.emitError("wq-derive-kv-cache: the entry must map token ids to "
-                      "logits alone (a graph with past_key_values inputs "
-                      "brings its own cache)");
+                      "logits alone; it has ")
+          << entry.getNumArguments() << " inputs and "
+          << entry.getNumResults()
+          << " results (graphs with attention_mask, position_ids or "
+             "past_key_values inputs run as exported)";
       return signalPassFailure();
     }
     auto step = cast<func::FuncOp>(entry->clone());
