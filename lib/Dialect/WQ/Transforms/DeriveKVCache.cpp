@@ -1,8 +1,8 @@
 //===- DeriveKVCache.cpp - wq-derive-kv-cache ------------------------------===//
 // Derives a cached decode step from a decoder's full-sequence graph: the
 // new tokens' keys and values are written into preallocated caches at a
-// position argument and attention reads the whole cache, so one step costs
-// the new tokens only. Passes.td describes how attention is recognized and
+// position argument and attention reads the cache's written prefix, so one
+// step costs the new tokens only. Passes.td describes how attention is recognized and
 // which graphs are refused.
 //===----------------------------------------------------------------------===//
 
@@ -387,6 +387,7 @@ struct DeriveKVCachePass
     SmallVector<Value> newCaches;
     for (auto [layer, att] : llvm::enumerate(attentions)) {
       IRMapping map;
+      Value liveKeys;
       SmallVector<Operation *> kChain, vChain;
       Value k = traceKV(b, att.scores.getDpsInputs()[1], true, kChain);
       Value v = traceKV(b, att.output.getDpsInputs()[1], false, vChain);
@@ -415,8 +416,21 @@ struct DeriveKVCachePass
         SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
         Value updated = tensor::InsertSliceOp::create(b, loc, src, cache,
                                                         offsets, sizes, strides);
-        map.map(src, updated);
         newCaches.push_back(updated);
+        // Attention reads the written prefix only: pos + S slots.
+        Value len = arith::AddIOp::create(
+            b, loc, posIndex, tensor::DimOp::create(b, loc, src, 2));
+        SmallVector<OpFoldResult> liveSizes{b.getIndexAttr(1),
+                                            b.getIndexAttr(t.getDimSize(1)),
+                                            len, b.getIndexAttr(t.getDimSize(3))};
+        SmallVector<OpFoldResult> zeros(4, b.getIndexAttr(0));
+        Value live = tensor::ExtractSliceOp::create(b, loc, updated, zeros,
+                                                    liveSizes, strides);
+        map.map(src, live);
+        liveKeys = tensor::ExtractSliceOp::create(
+            b, loc, keys, ArrayRef<OpFoldResult>{b.getIndexAttr(0)},
+            ArrayRef<OpFoldResult>{len},
+            ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
       }
       // The ops between the scores and the output (scale, mask, softmax).
       llvm::SetVector<Operation *> forward;
@@ -444,7 +458,7 @@ struct DeriveKVCachePass
         return failure();
       map.map(att.scores.getResult(0), *scores);
       for (Operation *op : region) {
-        if (failed(remapMask(b, op, map, queryPositions, keys)))
+        if (failed(remapMask(b, op, map, queryPositions, liveKeys)))
           return failure();
         FailureOr<Value> r = recreate(b, op, map);
         if (failed(r))

@@ -212,12 +212,13 @@ def WQDeriveKVCache : Pass<"wq-derive-kv-cache", "mlir::ModuleOp"> {
     [B, Hkv, S, D] reached from the contractions' right operands through
     transpose(0,1,3,2) (K only), GQA head repeats (expand_shape, broadcast
     copy, collapse_shape). The ops from the cache to the scores and from the
-    scores to the output are re-created with the key length M. Position
+    scores to the output are re-created on the written prefix of the cache
+    (pos + S slots, an extract_slice). Position
     sources (`linalg.generic` computing arange(S) from `linalg.index`) become
     arange(S) + pos, so RoPE tables and position embeddings follow; the
     causal mask (an index comparison of two aranges consumed by the scores'
-    chain) compares the query positions with the cache positions 0..M-1, so
-    slots not yet written are masked out.
+    chain) compares the query positions with the cache positions
+    0..pos+S-1.
 
     Refused, with an error naming the op: no attention found, K/V not of
     the form [B, Hkv, S, D] with static Hkv and D, an op between cache and
