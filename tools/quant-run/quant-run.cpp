@@ -3,6 +3,8 @@
 // its weight archive), JIT-compiled through the CPU lowering.
 //===----------------------------------------------------------------------===//
 
+#include "Generate.h"
+
 #include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
@@ -277,7 +279,7 @@ static int evaluateBlockwise(mlir::ModuleOp module,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
-  cl::HideUnrelatedOptions(category);
+  cl::HideUnrelatedOptions({&category, &quant_run::generationCategory});
   cl::ParseCommandLineOptions(argc, argv,
                               "quant-run: perplexity, tokens/s and peak memory "
                               "of a model directory on the CPU\n");
@@ -311,6 +313,9 @@ int main(int argc, char **argv) {
       return fail(llvm::toString(std::move(err)));
     return 0;
   }
+  if (quant_run::generationRequested())
+    return quant_run::runGeneration(context, modelDir, tokenizer.get(),
+                                    funcName, seed, jsonOut, quiet);
   if (calibrate && calibData.empty())
     return fail("--calibrate needs --calib-data");
   if (!calibrate && evalData.empty())

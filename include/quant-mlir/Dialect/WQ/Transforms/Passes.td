@@ -261,4 +261,45 @@ def WQAWQ : Pass<"wq-awq", "mlir::ModuleOp"> {
                            "mlir::arith::ArithDialect"];
 }
 
+def WQDeriveKVCache : Pass<"wq-derive-kv-cache", "mlir::ModuleOp"> {
+  let summary = "Derive a cached decode step from a decoder's full-sequence graph";
+  let description = [{
+    Adds `@F.decode_step(%ids: tensor<?x?xi64>, %pos: tensor<1xi64>,
+    %k0, %v0, %k1, %v1, ...) -> (logits, k0', v0', ...)` next to the entry
+    `@F` (token ids -> logits, no past inputs): it runs the new tokens at
+    positions pos..pos+S-1 against keys and values kept in caches
+    `tensor<1xHkvxMxDxf32>` (M = `max-seq-len`), writing the new tokens'
+    keys and values at `pos` and returning the updated caches.
+
+    Attention is found as a contraction (generic: mulf + addf, one
+    reduction) whose left operand is computed from another contraction (the
+    scores Q.K^T) through elementwise ops and reductions (scale, mask,
+    softmax); its right operand is V. K and V are the rank-4 values
+    [B, Hkv, S, D] reached from the contractions' right operands through
+    transpose(0,1,3,2) (K only), GQA head repeats (expand_shape, broadcast
+    copy, collapse_shape). The ops from the cache to the scores and from the
+    scores to the output are re-created on the written prefix of the cache
+    (pos + S slots, an extract_slice). Position
+    sources (`linalg.generic` computing arange(S) from `linalg.index`) become
+    arange(S) + pos, so RoPE tables and position embeddings follow; the
+    causal mask (an index comparison of two aranges consumed by the scores'
+    chain) compares the query positions with the cache positions
+    0..pos+S-1.
+
+    Refused, with an error naming the op: no attention found, K/V not of
+    the form [B, Hkv, S, D] with static Hkv and D, an op between cache and
+    output it cannot re-create, a mask not computed from positions, or
+    graphs that already have inputs besides the token ids.
+  }];
+  let options = [
+    Option<"maxSeqLen", "max-seq-len", "int64_t", "512",
+           "Positions in the preallocated key/value cache">,
+    Option<"func", "func", "std::string", "\"\"",
+           "Entry function (default: the only public one)">,
+  ];
+  let dependentDialects = ["mlir::tensor::TensorDialect",
+                           "mlir::linalg::LinalgDialect",
+                           "mlir::arith::ArithDialect"];
+}
+
 #endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD
