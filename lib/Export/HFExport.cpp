@@ -365,7 +365,11 @@ quantizationConfig(const ExportOptions &opt, ArrayRef<QuantLayer> layers,
                         {"checkpoint_format",
                          opt.format == Format::GPTQ ? "gptq" : "gptq_v2"},
                         {"model_name_or_path", nullptr},
-                        {"model_file_base_name", "model"}};
+                        {"model_file_base_name", "model"},
+                        // GPTQModel / vLLM (GPTQConfig.lm_head_quantized).
+                        {"lm_head", llvm::any_of(layers, [](const QuantLayer &l) {
+                           return l.name == "lm_head";
+                         })}};
   case Format::AWQ: {
     // transformers AwqConfig / AutoAWQ's saved quant_config.
     json::Array skip;
@@ -629,6 +633,13 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
   std::set<std::string> written;
   for (const OutTensor &t : tensors)
     written.insert(t.name);
+  for (auto &[name, op] : normWeights(module, prefix)) {
+    auto w = cast<wq::WeightOp>(op);
+    consumed.insert(op);
+    if (const st::TensorInfo *info = (*reader)->lookup(w.getName()))
+      if (written.insert(name).second)
+        addHalf(name, *info);
+  }
   module.walk([&](wq::WeightOp w) {
     if (consumed.contains(w))
       return;

@@ -115,30 +115,108 @@ static std::optional<double> findEps(ModuleOp module) {
   return eps;
 }
 
-/// rope_theta from the inverse frequencies theta^(-2i/d), i < d/2, which the
-/// exports hold as one constant.
-static std::optional<double> findRopeTheta(ModuleOp module, int64_t headDim) {
+/// Rounds the f32-derived theta to 5 significant digits (10000, 1e6, 5e5).
+static double roundTheta(double t) {
+  double mag = std::pow(10.0, std::floor(std::log10(t)) - 4);
+  return std::round(t / mag) * mag;
+}
+
+/// rope_theta from the inverse frequencies theta^(-2i/d), i < d/2: either
+/// one [d/2] constant (exports that compute cos/sin in the graph) or the
+/// sin table [positions, d] of exports that cache it (row p holds
+/// sin(p * inv), row 0 zeros); the table also gives max_position_embeddings.
+static std::optional<double> findRopeTheta(ModuleOp module, int64_t headDim,
+                                           std::optional<int64_t> &positions) {
   std::optional<double> theta;
   int64_t half = headDim / 2;
+  if (half < 2)
+    return std::nullopt;
+  double expo = -double(headDim) / (2.0 * double(half - 1));
   module.walk([&](arith::ConstantOp op) {
     auto dense = dyn_cast<DenseFPElementsAttr>(op.getValue());
-    if (!dense || dense.getNumElements() != half || half < 2)
+    if (!dense || dense.isSplat())
       return WalkResult::advance();
     SmallVector<double> v;
-    for (llvm::APFloat f : dense.getValues<llvm::APFloat>())
-      v.push_back(f.convertToDouble());
-    if (v[0] != 1.0)
-      return WalkResult::advance();
-    for (int64_t i = 1; i < half; ++i)
-      if (!(v[i] < v[i - 1] && v[i] > 0))
+    auto shape = dense.getType().getShape();
+    if (dense.getNumElements() == half) {
+      for (llvm::APFloat f : dense.getValues<llvm::APFloat>())
+        v.push_back(f.convertToDouble());
+      if (v[0] != 1.0)
         return WalkResult::advance();
-    double t = std::pow(v[half - 1], -double(headDim) / (2.0 * double(half - 1)));
-    // The constant is f32: keep 5 significant digits (10000, 1e6, 500000).
-    double mag = std::pow(10.0, std::floor(std::log10(t)) - 4);
-    theta = std::round(t / mag) * mag;
-    return WalkResult::interrupt();
+      for (int64_t i = 1; i < half; ++i)
+        if (!(v[i] < v[i - 1] && v[i] > 0))
+          return WalkResult::advance();
+      theta = roundTheta(std::pow(v[half - 1], expo));
+      return WalkResult::interrupt();
+    }
+    if (shape.size() == 2 && shape[1] == headDim && shape[0] >= 2) {
+      for (llvm::APFloat f : dense.getValues<llvm::APFloat>()) {
+        v.push_back(f.convertToDouble());
+        if (int64_t(v.size()) == 2 * headDim)
+          break;
+      }
+      // Row 0 all zero, row 1 = sin(inv) decreasing from sin(1).
+      for (int64_t i = 0; i < headDim; ++i)
+        if (v[i] != 0.0)
+          return WalkResult::advance();
+      if (std::abs(v[headDim] - std::sin(1.0)) > 1e-6)
+        return WalkResult::advance();
+      theta = roundTheta(std::pow(std::asin(v[headDim + half - 1]), expo));
+      positions = shape[0];
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
   });
   return theta;
+}
+
+std::vector<std::pair<std::string, Operation *>>
+normWeights(ModuleOp module, llvm::StringRef prefix) {
+  RankedTensorType embed;
+  int64_t numLayers = 0;
+  module.walk([&](Operation *op) {
+    if (auto w = dyn_cast<wq::WeightOp>(op)) {
+      if (w.getName() == prefix.str() + "model.embed_tokens.weight")
+        embed = w.getType();
+      return;
+    }
+    std::optional<llvm::StringRef> name;
+    if (auto l = dyn_cast<wq::LinearOp>(op))
+      name = l.getName();
+    else if (auto q = dyn_cast<wq::QuantizedLinearOp>(op))
+      name = q.getName();
+    if (!name)
+      return;
+    llvm::StringRef rest = *name;
+    int64_t idx;
+    if (rest.consume_front(prefix) && rest.consume_front("model.layers.") &&
+        !rest.consumeInteger(10, idx))
+      numLayers = std::max(numLayers, idx + 1);
+  });
+  if (!embed || numLayers == 0)
+    return {};
+  int64_t hidden = embed.getDimSize(1);
+  // The [hidden] weights the non-linear ops read, in program order.
+  std::vector<Operation *> uses;
+  module.walk([&](Operation *op) {
+    if (isa<wq::LinearOp, wq::QuantizedLinearOp>(op))
+      return;
+    for (Value v : op->getOperands())
+      if (auto w = v.getDefiningOp<wq::WeightOp>())
+        if (w.getType().getRank() == 1 && w.getType().getDimSize(0) == hidden &&
+            isa<FloatType>(w.getType().getElementType()))
+          uses.push_back(w);
+  });
+  if (int64_t(uses.size()) != 2 * numLayers + 1)
+    return {};
+  std::vector<std::pair<std::string, Operation *>> out;
+  for (int64_t i = 0; i < numLayers; ++i) {
+    std::string p = "model.layers." + std::to_string(i) + ".";
+    out.push_back({p + "input_layernorm.weight", uses[2 * i]});
+    out.push_back({p + "post_attention_layernorm.weight", uses[2 * i + 1]});
+  }
+  out.push_back({"model.norm.weight", uses.back()});
+  return out;
 }
 
 llvm::Expected<json::Object> deriveConfig(ModuleOp module,
@@ -187,7 +265,8 @@ llvm::Expected<json::Object> deriveConfig(ModuleOp module,
   std::optional<double> eps = findEps(module);
   if (!eps)
     return fail("cannot find the RMSNorm eps");
-  std::optional<double> theta = findRopeTheta(module, headDim);
+  std::optional<int64_t> positions;
+  std::optional<double> theta = findRopeTheta(module, headDim, positions);
   if (!theta)
     return fail("cannot find the rotary inverse frequencies (rope_theta)");
   bool tied = false;
@@ -211,8 +290,9 @@ llvm::Expected<json::Object> deriveConfig(ModuleOp module,
       {"rms_norm_eps", std::stod(llvm::formatv("{0:e5}", *eps).str())},
       {"rope_theta", *theta},
       {"rope_scaling", nullptr},
-      // Not in the graph (its sequence axis is dynamic): transformers' default.
-      {"max_position_embeddings", 2048},
+      // A cached rotary table's length, else (the graph's sequence axis is
+      // dynamic) transformers' default.
+      {"max_position_embeddings", positions.value_or(2048)},
       {"tie_word_embeddings", tied},
       {"torch_dtype", "float16"},
       {"use_cache", true},

@@ -30,6 +30,15 @@ std::string stripPrefix(llvm::StringRef name, llvm::StringRef prefix);
 llvm::Expected<llvm::json::Object> deriveConfig(mlir::ModuleOp module,
                                                 llvm::StringRef prefix);
 
+/// The Hugging Face names of a Llama/Qwen2 module's RMSNorm weights, in the
+/// order the norms run (layers.i.input_layernorm, post_attention_layernorm,
+/// ..., model.norm), each with the wq.weight it uses. The importer merges
+/// identical initializers (freshly initialized norms are all ones), so one
+/// wq.weight may serve several norms; each still needs its own tensor.
+/// Empty if the module does not have 2 * layers + 1 such uses.
+std::vector<std::pair<std::string, mlir::Operation *>>
+normWeights(mlir::ModuleOp module, llvm::StringRef prefix);
+
 } // namespace quant_mlir::hf
 
 #endif // QUANT_MLIR_LIB_EXPORT_MODELINFO_H

@@ -22,7 +22,10 @@ import numpy as np
 
 tmp, src = sys.argv[1:3]
 sys.path.insert(0, os.path.join(src, "python"))
-from quant_mlir import hf_decode, packing, safetensors_io  # noqa: E402
+from quant_mlir import hf_decode, safetensors_io  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "Inputs"))
+from hf_check import project_layers  # noqa: E402
 
 FORMATS = ["gptq", "gptq_v2", "awq", "compressed-tensors"]
 
@@ -60,32 +63,6 @@ def compile_(onnx, out, bits, group, sym, act):
     if act:
         args += ["--desc-act", "--calib-data", ids, "--calib-samples", "4", "--seq-len", "32"]
     run(*args)
-
-
-def project_layers(model_dir):
-    """{layer: (w f16 [N, K], codes, zeros, g_idx)} from the packed archive,
-    via the project's own numpy reference of its layout."""
-    t = safetensors_io.load(os.path.join(model_dir, "model.safetensors"))
-    mlir = open(os.path.join(model_dir, "model.mlir")).read()
-    out = {}
-    for line in mlir.splitlines():
-        if "wq.quantized_linear" not in line:
-            continue
-        name = line.split('name = "')[1].split('"')[0]
-        bits = int(line.split("bits = ")[1].split(",")[0])
-        group = int(line.split("group_size = ")[1].split(",")[0].split(">")[0])
-        k = int(line.split("tensor<?x?x")[1].split("x")[0])
-        g_idx = t.get(name + ".g_idx")
-        zeros = t.get(name + ".qzeros")
-        w = packing.dequantize(t[name + ".qweight"], t[name + ".scales"], zeros, g_idx,
-                               bits, group, "gptq", k)
-        n = t[name + ".scales"].shape[1]
-        z = (packing.unpack_stream(zeros, bits, n, axis=1) if zeros is not None
-             else np.full(t[name + ".scales"].shape, 1 << (bits - 1)))
-        out[name] = dict(w=w.astype(np.float16), bits=bits, zeros=z, g_idx=g_idx,
-                         raw={s: t[name + s] for s in (".qweight", ".scales", ".qzeros", ".g_idx")
-                              if name + s in t})
-    return out
 
 
 def expected_refusal(fmt, layers, sym, act):
