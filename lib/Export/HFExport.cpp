@@ -552,6 +552,39 @@ static Error checkUserConfig(const json::Object &user,
   return Error::success();
 }
 
+/// config.json: the user's (--hf-config, checked against the graph) or the
+/// one derived from the IR, with the model's tie_word_embeddings.
+static Expected<json::Object> buildConfig(ModuleOp module, StringRef prefix,
+                                          const ExportOptions &opt, bool tied,
+                                          raw_ostream &log) {
+  json::Object config;
+  auto derived = deriveConfig(module, prefix);
+  if (!opt.hfConfig.empty()) {
+    auto user = readJSONObject(opt.hfConfig);
+    if (!user)
+      return user.takeError();
+    if (derived) {
+      if (Error e = checkUserConfig(*user, *derived, opt.hfConfig))
+        return e;
+    } else {
+      consumeError(derived.takeError());
+    }
+    config = std::move(*user);
+    config["torch_dtype"] = "float16";
+  } else {
+    if (!derived)
+      return derived.takeError();
+    config = std::move(*derived);
+  }
+  if (config.getBoolean("tie_word_embeddings").value_or(false) != tied &&
+      !opt.hfConfig.empty())
+    log << "quant-export: warning: --hf-config says tie_word_embeddings = "
+        << (tied ? "false" : "true") << " but lm_head "
+        << (tied ? "is" : "is not") << " the embedding; using the model's\n";
+  config["tie_word_embeddings"] = tied;
+  return std::move(config);
+}
+
 Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
                    const ExportOptions &opt, raw_ostream &log) {
   auto reader = st::Reader::open(archivePath);
@@ -672,32 +705,10 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
   auto qcfg = quantizationConfig(opt, layers, floatLinears);
   if (!qcfg)
     return qcfg.takeError();
-  json::Object config;
-  auto derived = deriveConfig(module, prefix);
-  if (!opt.hfConfig.empty()) {
-    auto user = readJSONObject(opt.hfConfig);
-    if (!user)
-      return user.takeError();
-    if (derived) {
-      if (Error e = checkUserConfig(*user, *derived, opt.hfConfig))
-        return e;
-    } else {
-      consumeError(derived.takeError());
-    }
-    config = std::move(*user);
-    config["torch_dtype"] = "float16";
-  } else {
-    if (!derived)
-      return derived.takeError();
-    config = std::move(*derived);
-  }
-  if (config.getBoolean("tie_word_embeddings").value_or(false) != tied &&
-      !opt.hfConfig.empty())
-    log << "quant-export: warning: --hf-config says tie_word_embeddings = "
-        << (tied ? "false" : "true") << " but lm_head "
-        << (tied ? "is" : "is not") << " the embedding; using the model's\n";
-  config["tie_word_embeddings"] = tied;
-  config["quantization_config"] = json::Object(*qcfg);
+  auto config = buildConfig(module, prefix, opt, tied, log);
+  if (!config)
+    return config.takeError();
+  (*config)["quantization_config"] = json::Object(*qcfg);
 
   auto dir = StagedDir::create(outDir, opt.force);
   if (!dir)
@@ -706,10 +717,10 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
     return e;
   json::Object gen{{"_from_model_config", true}};
   for (StringRef key : {"bos_token_id", "eos_token_id", "pad_token_id"})
-    if (const json::Value *v = config.get(key))
+    if (const json::Value *v = config->get(key))
       gen[key] = *v;
   gen["transformers_version"] = "4.40.2";
-  if (Error e = writeJSON(dir->path("config.json"), json::Object(config)))
+  if (Error e = writeJSON(dir->path("config.json"), json::Object(*config)))
     return e;
   if (Error e = writeJSON(dir->path("generation_config.json"), std::move(gen)))
     return e;

@@ -280,6 +280,79 @@ template <typename T> static std::vector<uint8_t> bytesOf(const std::vector<T> &
   return out;
 }
 
+using FreshTensors =
+    std::map<std::string, std::pair<st::DType, std::vector<uint8_t>>>;
+
+/// Replaces `op` (layer `name`, `full` in the graph) by a
+/// wq.quantized_linear on the checkpoint's codes, adding its tensors to
+/// `fresh`.
+static Error replaceLayer(wq::LinearOp op, Format format,
+                          const LayerConfig &cfg, StringRef name,
+                          const std::string &full, TensorLookup lookup,
+                          FreshTensors &fresh) {
+  MLIRContext *ctx = op.getContext();
+  int64_t n = op.getWeight().getType().getDimSize(0);
+  int64_t k = op.getWeight().getType().getDimSize(1);
+  auto layer = decodeLayer(format, cfg, name, n, k, lookup);
+  if (!layer)
+    return layer.takeError();
+  auto scheme = wq::SchemeAttr::getChecked(
+      [&]() {
+        return emitError(op.getLoc())
+               << "layer '" << name << "': ";
+      },
+      ctx, layer->bits, layer->groupSize, layer->symmetric, layer->actOrder);
+  if (!scheme)
+    return err("layer '" + name + "': the checkpoint's scheme (" +
+               Twine(layer->bits) + "-bit, group " + Twine(layer->groupSize) +
+               ") is not one #wq.scheme holds (bits 2/3/4/8, group "
+               "32/64/128/256/-1)");
+  OpBuilder b(op);
+  auto ref = [&](const std::string &tensor, Type elem,
+                 ArrayRef<int64_t> shape) -> Value {
+    return wq::WeightOp::create(b, op.getLoc(),
+                                RankedTensorType::get(shape, elem), tensor);
+  };
+  int64_t g = layer->numGroups();
+  std::vector<uint32_t> codes(layer->codes.begin(), layer->codes.end());
+  fresh[full + ".qweight"] = {
+      st::DType::I32,
+      bytesOf(quant::packBitStream(codes, k, n, layer->bits, 0))};
+  Value codesV = ref(full + ".qweight", b.getI32Type(), {k * layer->bits / 32, n});
+  fresh[full + ".scales"] = {st::DType::F16, bytesOf(layer->scales)};
+  Value scalesV = ref(full + ".scales", b.getF16Type(), {g, n});
+  Value zerosV, gIdxV, biasV = op.getBias();
+  if (!layer->symmetric) {
+    std::vector<uint32_t> z(layer->zeros.begin(), layer->zeros.end());
+    fresh[full + ".qzeros"] = {
+        st::DType::I32, bytesOf(quant::packBitStream(z, g, n, layer->bits, 1))};
+    zerosV = ref(full + ".qzeros", b.getI32Type(), {g, n * layer->bits / 32});
+  }
+  if (layer->actOrder) {
+    fresh[full + ".g_idx"] = {st::DType::I32, bytesOf(layer->gIdx)};
+    gIdxV = ref(full + ".g_idx", b.getI32Type(), {k});
+  }
+  if (const TensorRef *bias = lookup((name + ".bias").str())) {
+    Type elem = op.getType().getElementType();
+    if (op.getBias())
+      elem = op.getBias().getType().getElementType();
+    st::DType dt = archiveType(elem).value_or(st::DType::F32);
+    fresh[full + ".bias"] = {dt, convertFloat(*bias, dt)};
+    biasV = ref(full + ".bias", elem, {n});
+  }
+  Value weight = op.getWeight();
+  auto qop = wq::QuantizedLinearOp::create(
+      b, op.getLoc(), op.getType(), op.getInput(), codesV, scalesV, zerosV,
+      gIdxV, biasV, scheme, wq::PackingAttr::get(ctx, wq::Packing::gptq),
+      op.getNameAttr());
+  op.replaceAllUsesWith(qop.getResult());
+  op.erase();
+  if (Operation *def = weight.getDefiningOp())
+    if (def->use_empty())
+      def->erase();
+  return Error::success();
+}
+
 Expected<std::unique_ptr<CheckpointArchive>>
 importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                  StringRef stageDir, StringRef checkpointDir, raw_ostream &log) {
@@ -314,8 +387,7 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
   result->graph = std::move(*graph);
 
   std::string prefix = findNamePrefix(module);
-  MLIRContext *ctx = module.getContext();
-  std::map<std::string, std::pair<st::DType, std::vector<uint8_t>>> fresh;
+  FreshTensors fresh;
   std::set<std::string> usedCkpt;
   int64_t quantized = 0;
   std::optional<Error> failure;
@@ -334,69 +406,14 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
     if (!cfg)
       return err("checkpoint tensor '" + name + marker +
                  "' is for a layer its config leaves in float");
-    int64_t n = op.getWeight().getType().getDimSize(0);
-    int64_t k = op.getWeight().getType().getDimSize(1);
-    auto layer = decodeLayer(config->format, *cfg, name, n, k, lookup);
-    if (!layer)
-      return layer.takeError();
-    for (StringRef s : {".qweight", ".qzeros", ".scales", ".g_idx", ".bias",
-                        ".weight_packed", ".weight_scale",
-                        ".weight_zero_point", ".weight_shape", ".weight_g_idx"})
-      usedCkpt.insert(name + s.str());
-    auto scheme = wq::SchemeAttr::getChecked(
-        [&]() {
-          return emitError(op.getLoc())
-                 << "layer '" << name << "': ";
-        },
-        ctx, layer->bits, layer->groupSize, layer->symmetric, layer->actOrder);
-    if (!scheme)
-      return err("layer '" + name + "': the checkpoint's scheme (" +
-                 Twine(layer->bits) + "-bit, group " + Twine(layer->groupSize) +
-                 ") is not one #wq.scheme holds (bits 2/3/4/8, group "
-                 "32/64/128/256/-1)");
-    OpBuilder b(op);
-    auto ref = [&](const std::string &tensor, Type elem,
-                   ArrayRef<int64_t> shape) -> Value {
-      return wq::WeightOp::create(b, op.getLoc(),
-                                  RankedTensorType::get(shape, elem), tensor);
-    };
-    int64_t g = layer->numGroups();
-    std::vector<uint32_t> codes(layer->codes.begin(), layer->codes.end());
-    fresh[full + ".qweight"] = {
-        st::DType::I32,
-        bytesOf(quant::packBitStream(codes, k, n, layer->bits, 0))};
-    Value codesV = ref(full + ".qweight", b.getI32Type(), {k * layer->bits / 32, n});
-    fresh[full + ".scales"] = {st::DType::F16, bytesOf(layer->scales)};
-    Value scalesV = ref(full + ".scales", b.getF16Type(), {g, n});
-    Value zerosV, gIdxV, biasV = op.getBias();
-    if (!layer->symmetric) {
-      std::vector<uint32_t> z(layer->zeros.begin(), layer->zeros.end());
-      fresh[full + ".qzeros"] = {
-          st::DType::I32, bytesOf(quant::packBitStream(z, g, n, layer->bits, 1))};
-      zerosV = ref(full + ".qzeros", b.getI32Type(), {g, n * layer->bits / 32});
-    }
-    if (layer->actOrder) {
-      fresh[full + ".g_idx"] = {st::DType::I32, bytesOf(layer->gIdx)};
-      gIdxV = ref(full + ".g_idx", b.getI32Type(), {k});
-    }
-    if (const TensorRef *bias = lookup(name + ".bias")) {
-      Type elem = op.getType().getElementType();
-      if (op.getBias())
-        elem = op.getBias().getType().getElementType();
-      st::DType dt = archiveType(elem).value_or(st::DType::F32);
-      fresh[full + ".bias"] = {dt, convertFloat(*bias, dt)};
-      biasV = ref(full + ".bias", elem, {n});
-    }
-    Value weight = op.getWeight();
-    auto qop = wq::QuantizedLinearOp::create(
-        b, op.getLoc(), op.getType(), op.getInput(), codesV, scalesV, zerosV,
-        gIdxV, biasV, scheme, wq::PackingAttr::get(ctx, wq::Packing::gptq),
-        op.getNameAttr());
-    op.replaceAllUsesWith(qop.getResult());
-    op.erase();
-    if (Operation *def = weight.getDefiningOp())
-      if (def->use_empty())
-        def->erase();
+    if (Error e = replaceLayer(op, config->format, *cfg, name, full, lookup,
+                               fresh))
+      return std::move(e);
+    for (StringRef sfx : {".qweight", ".qzeros", ".scales", ".g_idx", ".bias",
+                          ".weight_packed", ".weight_scale",
+                          ".weight_zero_point", ".weight_shape",
+                          ".weight_g_idx"})
+      usedCkpt.insert(name + sfx.str());
     ++quantized;
   }
   if (failure)
