@@ -23,7 +23,7 @@ llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 
 tool_dirs = [config.quant_mlir_tools_dir, config.llvm_tools_dir]
-tools = ["quant-opt", "quant-run", "quant-layer", "quant-import", "quant-compile", "quant-onnx-conformance", "mlir-opt", "mlir-runner"]
+tools = ["quant-opt", "quant-run", "quant-layer", "quant-import", "quant-compile", "quant-onnx-conformance", "quant-export", "mlir-opt", "mlir-runner"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.quant_mlir_tools_dir, append_path=True)

@@ -7,6 +7,7 @@
 #include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Conversion/Passes.h"
 #include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Export/HFExport.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
@@ -130,6 +131,10 @@ static cl::opt<std::string> ptxasPath("ptxas", cl::init("/usr/local/cuda/bin/ptx
 static cl::opt<bool> force("force", cl::desc("Replace an existing output directory"),
                            cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress bars"), cl::cat(category));
+static cl::opt<std::string> hfFormat("format",
+                                     cl::desc("Also write a Hugging Face checkpoint (gptq, gptq_v2, awq, "
+                                              "compressed-tensors) to OUTDIR/hf (quant-export)"),
+                                     cl::cat(category));
 
 static std::string quoted(llvm::StringRef s) { return "\"" + s.str() + "\""; }
 
@@ -332,6 +337,12 @@ int main(int argc, char **argv) {
     return fail("--true-sequential applies to --method gptq only");
   if (fs::exists(outDir) && !force)
     return fail("'" + outDir + "' exists; pass --force to replace it");
+  std::optional<hf::Format> exportFormat;
+  if (!hfFormat.empty() && !(exportFormat = hf::parseFormat(hfFormat)))
+    return fail("--format must be gptq, gptq_v2, awq or compressed-tensors, got '" +
+                hfFormat + "'");
+  if (exportFormat && (method == "none" || fakeQuant))
+    return fail("--format needs packed codes (--method rtn|gptq without --fake-quant)");
   auto start = std::chrono::steady_clock::now();
   auto lap = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() -
@@ -486,5 +497,20 @@ int main(int argc, char **argv) {
   }
   llvm::outs() << "wrote " << outDir << " in " << llvm::format("%.2f", lap())
                << " s\n";
+  if (exportFormat) {
+    // The Hugging Face checkpoint, from the directory just written.
+    hf::ExportOptions opt;
+    opt.format = *exportFormat;
+    opt.tokenizer = tokenizerPath;
+    opt.dampPercent = dampPercent;
+    opt.trueSequential = trueSequential;
+    opt.staticGroups = staticGroups;
+    llvm::SmallString<256> hfDir(absOut);
+    llvm::sys::path::append(hfDir, "hf");
+    if (llvm::Error err = hf::exportModelDir(absOut, hfDir, opt, llvm::errs()))
+      return fail(llvm::toString(std::move(err)) + " (the model directory '" +
+                  outDir + "' was written; no checkpoint)");
+    llvm::outs() << "wrote " << hfDir << "\n";
+  }
   return 0;
 }

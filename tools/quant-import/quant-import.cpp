@@ -3,6 +3,7 @@
 // appears in outdir unless the whole import succeeded.
 //===----------------------------------------------------------------------===//
 
+#include "quant-mlir/Export/HFExport.h"
 #include "quant-mlir/Support/SafeTensors.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
@@ -36,6 +37,11 @@ static cl::opt<std::string>
 static cl::opt<bool> noCleanup("no-cleanup",
                                cl::desc("skip CSE/canonicalization"),
                                cl::cat(category));
+static cl::opt<std::string>
+    checkpointDir("checkpoint",
+                  cl::desc("Hugging Face GPTQ/AWQ/compressed-tensors checkpoint "
+                           "whose codes and weights replace the graph's"),
+                  cl::value_desc("dir"));
 static cl::opt<std::string>
     listArchive("list-archive",
                 cl::desc("print the tensors of a safetensors file and exit"),
@@ -129,6 +135,16 @@ int main(int argc, char **argv) {
       quant_mlir::onnx_import::importONNXModel(inputPath, &context, options);
   if (!model)
     return failWith(toString(model.takeError()));
+  const st::Writer *archive = &(*model)->getArchive();
+  std::unique_ptr<quant_mlir::hf::CheckpointArchive> checkpoint;
+  if (!checkpointDir.empty()) {
+    auto mapped = quant_mlir::hf::importCheckpoint(
+        (*model)->getModule(), *archive, outDir, checkpointDir, errs());
+    if (!mapped)
+      return failWith(toString(mapped.takeError()));
+    checkpoint = std::move(*mapped);
+    archive = &checkpoint->getArchive();
+  }
 
   // Both files go to temps in outdir first (same filesystem, so the renames
   // cannot fail half-way for space reasons).
@@ -159,7 +175,7 @@ int main(int argc, char **argv) {
                                     Twine(sys::Process::getProcessId()));
   temps.push_back(archiveTmp.str().str());
   sys::RemoveFileOnSignal(archiveTmp);
-  if (Error err = (*model)->getArchive().write(archiveTmp))
+  if (Error err = archive->write(archiveTmp))
     return failWith(toString(std::move(err)));
 
   // The archive lands first so that model.mlir never names a missing file.

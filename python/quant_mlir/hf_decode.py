@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Independent readers of Hugging Face quantized checkpoints, and a numpy
+forward of the Llama / Qwen2 decoder they describe.
+
+Written from the consumers' own dequantization code, sharing nothing with the
+C++ exporter (lib/Export):
+
+* AutoGPTQ (auto_gptq/nn_modules/qlinear/qlinear_cuda_old.py, the torch path
+  of ``QuantLinear.forward``): ``qweight`` unpacked with shifts of
+  ``arange(0, 32, bits)`` (3 bits: the bit stream), ``zeros + 1`` for
+  ``checkpoint_format: gptq`` (v2 stores the zero itself),
+  ``scales[g_idx] * (weight - zeros[g_idx])`` in float16.
+* AutoAWQ GEMM (awq/utils/packing_utils.py ``unpack_awq``,
+  ``reverse_awq_order`` with AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7],
+  ``dequantize_gemm``): ``(iweight - izeros) * scales``.
+* compressed-tensors pack-quantized (compressors/quantized_compressors/
+  pack_quantized.py ``unpack_from_int32``, quantization/lifecycle/forward.py
+  ``dequantize``): ``32 // bits`` values per int32 from the least significant
+  bits, minus 2^(bits-1), then ``(q - zero_point) * scale``.
+
+Usage: ``hf_decode.py HF_DIR --ids ids.npy --logits out.npy`` writes the numpy
+forward's logits [1, n, vocab] (float32) for the token ids.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from quant_mlir import safetensors_io  # noqa: E402
+
+
+def load_tensors(hf_dir):
+    """All tensors of the checkpoint (one file or an index of shards)."""
+    index = os.path.join(hf_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        files = sorted(set(json.load(open(index))["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    out = {}
+    for f in files:
+        out.update(safetensors_io.load(os.path.join(hf_dir, f)))
+    return out
+
+
+def quant_config(hf_dir):
+    return json.load(open(os.path.join(hf_dir, "config.json")))["quantization_config"]
+
+
+def _unpack_stream(words, bits, length, axis):
+    """Little-endian bit stream of `bits`-bit fields along `axis` of int32
+    words (AutoGPTQ's layout for every bit width)."""
+    w = np.ascontiguousarray(np.moveaxis(words.astype("<i4"), axis, -1))
+    raw = np.unpackbits(w.view(np.uint8), axis=-1, bitorder="little")
+    raw = raw[..., : length * bits].reshape(w.shape[:-1] + (length, bits))
+    vals = (raw.astype(np.int64) << np.arange(bits)).sum(-1)
+    return np.moveaxis(vals, -1, axis)
+
+
+def _unpack_shifts(words, bits, length, axis):
+    """AutoGPTQ's own unpack for 2/4/8 bits: (w >> arange(0, 32, bits)) & mask."""
+    w = words.astype(np.int64) & 0xFFFFFFFF
+    shifts = np.arange(0, 32, bits)
+    if axis == 0:
+        v = (w[:, None, :] >> shifts[None, :, None]) & ((1 << bits) - 1)
+        return v.reshape(-1, w.shape[1])[:length]
+    v = (w[:, :, None] >> shifts[None, None, :]) & ((1 << bits) - 1)
+    return v.reshape(w.shape[0], -1)[:, :length]
+
+
+def decode_gptq(t, layer, qc, k, n):
+    bits = qc["bits"]
+    unpack = _unpack_stream if bits == 3 else _unpack_shifts
+    q = unpack(t[layer + ".qweight"], bits, k, 0)            # [K, N]
+    g_idx = t[layer + ".g_idx"].astype(np.int64)
+    groups = t[layer + ".scales"].shape[0]
+    z = unpack(t[layer + ".qzeros"], bits, n, 1)             # [G, N]
+    if qc.get("checkpoint_format", "gptq") == "gptq":
+        z = z + 1
+    assert z.shape == (groups, n)
+    scales = t[layer + ".scales"].astype(np.float16)
+    w = scales[g_idx] * (q - z[g_idx]).astype(np.float16)    # [K, N] f16
+    return w.T
+
+
+AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def _unpack_awq(words):
+    w = words.astype(np.int64) & 0xFFFFFFFF
+    v = (w[:, :, None] >> np.arange(0, 32, 4)[None, None, :]) & 0xF
+    v = v.reshape(w.shape[0], -1)
+    order = np.arange(v.shape[1]).reshape(-1, 8)[:, AWQ_REVERSE_ORDER].reshape(-1)
+    return v[:, order]
+
+
+def decode_awq(t, layer, qc, k, n):
+    assert qc["bits"] == 4 and qc.get("version", "gemm").lower() == "gemm"
+    q = _unpack_awq(t[layer + ".qweight"])                   # [K, N]
+    z = _unpack_awq(t[layer + ".qzeros"])                    # [G, N]
+    scales = t[layer + ".scales"].astype(np.float16)
+    gs = k if qc["group_size"] == -1 else qc["group_size"]
+    zk = np.repeat(z, gs, axis=0)
+    sk = np.repeat(scales, gs, axis=0)
+    return ((q - zk).astype(np.float16) * sk).T
+
+
+def _unpack_ct(words, bits, shape, packed_dim):
+    pf = 32 // bits
+    w = words.astype(np.int64) & 0xFFFFFFFF
+    mask = (1 << bits) - 1
+    if packed_dim == 1:
+        out = np.zeros((w.shape[0], w.shape[1] * pf), np.int64)
+        for i in range(pf):
+            out[:, i::pf] = (w >> (bits * i)) & mask
+        out = out[:, : shape[1]]
+    else:
+        out = np.zeros((w.shape[0] * pf, w.shape[1]), np.int64)
+        for i in range(pf):
+            out[i::pf, :] = (w >> (bits * i)) & mask
+        out = out[: shape[0], :]
+    return out - (1 << (bits - 1))
+
+
+def _ct_weights_config(qc, layer):
+    for group in qc["config_groups"].values():
+        for target in group["targets"]:
+            if target in ("Linear", layer):
+                return group["weights"]
+    raise KeyError(layer)
+
+
+def decode_ct(t, layer, qc, k, n):
+    wc = _ct_weights_config(qc, layer)
+    bits = wc["num_bits"]
+    shape = [int(x) for x in t[layer + ".weight_shape"]]
+    assert shape == [n, k], (layer, shape)
+    q = _unpack_ct(t[layer + ".weight_packed"], bits, shape, 1)  # [N, K] signed
+    scale = t[layer + ".weight_scale"].astype(np.float16)        # [N, G]
+    if wc["symmetric"]:
+        zp = np.zeros(scale.shape, np.int64)
+    else:
+        zp = _unpack_ct(t[layer + ".weight_zero_point"], bits, scale.shape, 0)
+    if layer + ".weight_g_idx" in t:
+        g = t[layer + ".weight_g_idx"].astype(np.int64)
+    elif wc["strategy"] == "channel":
+        g = np.zeros(k, np.int64)
+    else:
+        g = np.arange(k) // wc["group_size"]
+    return (q - zp[:, g]).astype(np.float16) * scale[:, g]
+
+
+def decode(hf_dir):
+    """{tensor name: float16 array}: every quantized layer's `<layer>.weight`
+    [N, K] dequantized as its consumer would, plus the float tensors."""
+    t = load_tensors(hf_dir)
+    qc = quant_config(hf_dir)
+    method = qc["quant_method"]
+    out = {}
+    for name, a in t.items():
+        if name.endswith(".qweight") or name.endswith(".weight_packed"):
+            layer = name.rsplit(".", 1)[0]
+            if method == "gptq":
+                k = a.shape[0] * 32 // qc["bits"]
+                n = a.shape[1]
+                out[layer + ".weight"] = decode_gptq(t, layer, qc, k, n)
+            elif method == "awq":
+                k, n = a.shape[0], a.shape[1] * 8
+                out[layer + ".weight"] = decode_awq(t, layer, qc, k, n)
+            else:
+                n, k = [int(x) for x in t[layer + ".weight_shape"]]
+                out[layer + ".weight"] = decode_ct(t, layer, qc, k, n)
+        elif a.dtype == np.float16 and not any(
+                name.endswith(s) for s in (".scales", ".weight_scale")):
+            out[name] = a
+    return out
+
+
+def forward(hf_dir, ids, weights=None):
+    """Logits [1, n, vocab] (float64) of a Llama / Qwen2 decoder as
+    transformers computes it, from config.json and decoded weights."""
+    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
+    w = {k: v.astype(np.float64) for k, v in (weights or decode(hf_dir)).items()}
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads", heads)
+    d = hidden // heads
+    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+
+    def norm(x, g):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
+
+    def linear(x, name):
+        y = x @ w[name + ".weight"].T
+        return y + w[name + ".bias"] if name + ".bias" in w else y
+
+    x = w["model.embed_tokens.weight"][np.asarray(ids)]
+    s = x.shape[0]
+    inv = 1.0 / theta ** (np.arange(0, d, 2) / d)
+    ang = np.arange(s)[:, None] * inv[None, :]
+    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+
+    def rope(t):  # [h, s, d], rotate_half
+        half = np.concatenate([-t[..., d // 2:], t[..., : d // 2]], -1)
+        return t * cos + half * sin
+
+    mask = np.triu(np.full((s, s), -np.inf), 1)
+    for i in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % i
+        h = norm(x, w[p + "input_layernorm.weight"])
+        q = linear(h, p + "self_attn.q_proj").reshape(s, heads, d).transpose(1, 0, 2)
+        k = linear(h, p + "self_attn.k_proj").reshape(s, kv, d).transpose(1, 0, 2)
+        v = linear(h, p + "self_attn.v_proj").reshape(s, kv, d).transpose(1, 0, 2)
+        q, k = rope(q), rope(k)
+        k, v = np.repeat(k, heads // kv, 0), np.repeat(v, heads // kv, 0)
+        a = q @ k.transpose(0, 2, 1) / np.sqrt(d) + mask
+        a = np.exp(a - a.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        o = (a @ v).transpose(1, 0, 2).reshape(s, hidden)
+        x = x + linear(o, p + "self_attn.o_proj")
+        h = norm(x, w[p + "post_attention_layernorm.weight"])
+        g = linear(h, p + "mlp.gate_proj")
+        x = x + linear(g / (1 + np.exp(-g)) * linear(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+    x = norm(x, w["model.norm.weight"])
+    head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
+    return (x @ head.T)[None]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("hf_dir")
+    ap.add_argument("--ids", required=True)
+    ap.add_argument("--logits", required=True)
+    a = ap.parse_args(argv)
+    np.save(a.logits, forward(a.hf_dir, np.load(a.ids)).astype(np.float32))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
