@@ -33,3 +33,8 @@ llvm_config.with_environment("PATH", config.quant_mlir_tools_dir, append_path=Tr
 ptxas = os.environ.get("QUANT_MLIR_PTXAS", "/usr/local/cuda/bin/ptxas")
 if os.path.exists(ptxas):
     config.available_features.add("ptxas")
+
+# scripts/test.sh --sanitize: ASan + UBSan build (lib/Data/TokenData.cpp says
+# why sentencepiece and the importer cannot share a process there).
+if getattr(config, "quant_mlir_sanitize", False):
+    config.available_features.add("asan")

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Support/SafeTensors.h"
+#include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -73,6 +74,29 @@ int main(int argc, char **argv) {
   }
   auto start = std::chrono::steady_clock::now();
 
+  // Import before creating anything: a failing (or crashing) import must
+  // not leave an empty output directory behind.
+  mlir::MLIRContext context;
+  quant_mlir::onnx_import::ImportOptions options;
+  options.archiveName = archiveName;
+  options.cleanup = !noCleanup;
+  auto model =
+      quant_mlir::onnx_import::importONNXModel(inputPath, &context, options);
+  if (!model) {
+    errs() << "quant-import: error: " << toString(model.takeError()) << "\n";
+    return 1;
+  }
+  {
+    SmallString<256> mlirOut(outDir), archiveOut(outDir);
+    sys::path::append(mlirOut, "model.mlir");
+    sys::path::append(archiveOut, archiveName);
+    for (StringRef out : {StringRef(mlirOut), StringRef(archiveOut)})
+      if (Error err = quant_mlir::checkNotAnInput(out, {inputPath}, "-o")) {
+        errs() << "quant-import: error: " << toString(std::move(err)) << "\n";
+        return 1;
+      }
+  }
+
   bool createdDir = false;
   if (sys::fs::exists(outDir)) {
     if (!sys::fs::is_directory(outDir)) {
@@ -99,14 +123,6 @@ int main(int argc, char **argv) {
     return 1;
   };
 
-  mlir::MLIRContext context;
-  quant_mlir::onnx_import::ImportOptions options;
-  options.archiveName = archiveName;
-  options.cleanup = !noCleanup;
-  auto model =
-      quant_mlir::onnx_import::importONNXModel(inputPath, &context, options);
-  if (!model)
-    return failWith(toString(model.takeError()));
 
   // Both files go to temps in outdir first (same filesystem, so the renames
   // cannot fail half-way for space reasons).
