@@ -10,6 +10,7 @@
 #include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Support/InputFiles.h"
 #include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Support/Progress.h"
 
@@ -308,6 +309,8 @@ int main(int argc, char **argv) {
 
   llvm::SmallString<256> mlirPath(modelDir);
   llvm::sys::path::append(mlirPath, "model.mlir");
+  if (llvm::Error err = checkRegularFile(mlirPath)) // a FIFO would block
+    return fail(llvm::toString(std::move(err)));
   llvm::SourceMgr sourceMgr;
   mlir::SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   auto module = mlir::parseSourceFile<mlir::ModuleOp>(mlirPath, sourceMgr,
