@@ -39,3 +39,7 @@ onnx_node_tests = "/usr/share/libonnx-testdata/data/node"
 config.substitutions.append(("%onnx_node_tests", onnx_node_tests))
 if os.path.isdir(onnx_node_tests):
     config.available_features.add("onnx-node-tests")
+# scripts/test.sh --sanitize: ASan + UBSan build (lib/Data/TokenData.cpp says
+# why sentencepiece and the importer cannot share a process there).
+if getattr(config, "quant_mlir_sanitize", False):
+    config.available_features.add("asan")

@@ -1,6 +1,8 @@
 //===- TokenData.cpp - tokenizers and token-id datasets ---------------------===//
 
 #include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Support/CheckedMath.h"
+#include "quant-mlir/Support/InputFiles.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/JSON.h"
@@ -22,6 +24,23 @@ static llvm::Error fail(const llvm::Twine &msg) {
 
 Tokenizer::~Tokenizer() = default;
 
+// ASan refuses RTLD_DEEPBIND (its interceptors must come first in every
+// lookup), so sanitizer builds load the shim with ordinary binding; there
+// sentencepiece and the importer's libprotobuf must not meet in one process
+// (lit marks the one test that combines them UNSUPPORTED under asan).
+#if defined(__SANITIZE_ADDRESS__)
+#define QUANT_MLIR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QUANT_MLIR_ASAN 1
+#endif
+#endif
+#ifdef QUANT_MLIR_ASAN
+static constexpr int kDeepBind = 0;
+#else
+static constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
+
 namespace {
 /// libsentencepiece behind the C interface of SentencePieceShim.cpp, loaded
 /// with deep binding (see there why it cannot be linked directly).
@@ -42,7 +61,7 @@ struct SentencePieceLib {
       std::string why;
       for (const char *path :
            {QUANT_MLIR_SPM_SHIM, "libQuantMLIRSentencePiece.so"}) {
-        h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL | kDeepBind);
         if (h)
           break;
         why = dlerror();
@@ -237,8 +256,7 @@ openLlama2c(StringRef path, llvm::MemoryBuffer &buf, int64_t vocabSize) {
 } // namespace
 
 llvm::Expected<std::unique_ptr<Tokenizer>> Tokenizer::open(StringRef path) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                         /*RequiresNullTerminator=*/false);
+  auto buf = quant_mlir::getRegularFile(path);
   if (!buf)
     return fail("cannot read tokenizer '" + path + "': " +
                 buf.getError().message());
@@ -318,16 +336,16 @@ llvm::Expected<std::vector<int64_t>> loadNpy(StringRef path, StringRef data) {
     return fail("'" + path + "': Fortran-ordered .npy arrays are not supported");
   StringRef shapeText = field("shape");
   shapeText = shapeText.drop_front().take_until([](char c) { return c == ')'; });
-  int64_t count = 1;
-  llvm::SmallVector<StringRef> dims;
-  shapeText.split(dims, ',', -1, false);
-  for (StringRef d : dims) {
+  llvm::SmallVector<StringRef> dimTexts;
+  llvm::SmallVector<int64_t> dims;
+  shapeText.split(dimTexts, ',', -1, false);
+  for (StringRef d : dimTexts) {
     int64_t v;
     if (d.trim().empty())
       continue;
     if (d.trim().getAsInteger(10, v) || v < 0)
       return fail("'" + path + "': bad .npy shape '" + shapeText + "'");
-    count *= v;
+    dims.push_back(v);
   }
   if (descr.size() < 3 || (descr[0] != '<' && descr[0] != '|' && descr[0] != '='))
     return fail("'" + path + "': unsupported .npy dtype '" + descr +
@@ -338,11 +356,15 @@ llvm::Expected<std::vector<int64_t>> loadNpy(StringRef path, StringRef data) {
       (width != 1 && width != 2 && width != 4 && width != 8))
     return fail("'" + path + "': unsupported .npy dtype '" + descr +
                 "' (token ids must be integers)");
+  auto bytes = quant_mlir::checkedByteSize(dims, width, "'" + path + "'");
+  if (!bytes)
+    return bytes.takeError();
+  int64_t count = int64_t(*bytes / width);
   size_t begin = offset + headerLen;
-  if (begin + size_t(count) * width != data.size())
+  if (*bytes != data.size() - begin)
     return fail("'" + path + "': .npy data holds " +
                 llvm::Twine(data.size() - begin) + " bytes, expected " +
-                llvm::Twine(count * width));
+                llvm::Twine(*bytes));
   std::vector<int64_t> out(count);
   for (int64_t i = 0; i < count; ++i) {
     const char *p = data.data() + begin + i * width;
@@ -358,8 +380,7 @@ llvm::Expected<std::vector<int64_t>> loadNpy(StringRef path, StringRef data) {
 
 llvm::Expected<std::vector<int64_t>>
 quant_mlir::data::loadTokens(StringRef path, const Tokenizer *tokenizer) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                         /*RequiresNullTerminator=*/false);
+  auto buf = quant_mlir::getRegularFile(path);
   if (!buf)
     return fail("cannot read '" + path + "': " + buf.getError().message());
   StringRef data = (*buf)->getBuffer();
@@ -379,6 +400,8 @@ quant_mlir::data::loadTokens(StringRef path, const Tokenizer *tokenizer) {
       auto where = [&, lineNo = lineNo] {
         return "'" + path.str() + "' line " + std::to_string(lineNo + 1);
       };
+      if (llvm::Error err = quant_mlir::checkJSONNesting(line))
+        return fail(where() + ": " + llvm::toString(std::move(err)));
       auto value = llvm::json::parse(line);
       if (!value)
         return fail(where() + ": " + llvm::toString(value.takeError()));
@@ -449,6 +472,20 @@ quant_mlir::data::sampleWindows(int64_t numTokens, int64_t seqLen,
   if (numTokens < seqLen)
     return fail("'" + path + "' holds " + llvm::Twine(numTokens) +
                 " tokens, fewer than one sample of " + llvm::Twine(seqLen));
+  // Limits before allocating: more samples than distinct windows only
+  // repeats windows, and the samples' token ids are held in memory at once
+  // (true-sequential calibration keeps every window's activations too).
+  int64_t distinct = numTokens - seqLen + 1;
+  if (count > distinct)
+    return fail(llvm::Twine(count) + " samples of " + llvm::Twine(seqLen) +
+                " tokens asked for, but '" + path + "' holds only " +
+                llvm::Twine(distinct) + " distinct windows (" +
+                llvm::Twine(numTokens) + " tokens)");
+  std::optional<int64_t> total = quant_mlir::checkedMul(count, seqLen);
+  if (!total || *total > kMaxSampledTokens)
+    return fail(llvm::Twine(count) + " samples of " + llvm::Twine(seqLen) +
+                " tokens exceed the limit of " +
+                llvm::Twine(kMaxSampledTokens) + " calibration tokens");
   std::mt19937_64 rng(seed);
   std::vector<int64_t> starts(count);
   // Modulo keeps the draw platform-independent (std distributions are not).

@@ -4,6 +4,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Support/SafeTensors.h"
+#include "quant-mlir/Support/CheckedMath.h"
+#include "quant-mlir/Support/InputFiles.h"
+#include "quant-mlir/Support/OutputPaths.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
@@ -62,37 +65,21 @@ std::optional<DType> parseDType(StringRef name) {
   return std::nullopt;
 }
 
+// Reader-validated shapes cannot overflow (open() checks the byte size).
 int64_t TensorInfo::numElements() const {
   return std::accumulate(shape.begin(), shape.end(), int64_t(1),
                          std::multiplies<int64_t>());
 }
 
 static std::string formatShape(ArrayRef<int64_t> shape) {
-  std::string out = "[";
-  raw_string_ostream os(out);
-  interleaveComma(shape, os);
-  os << "]";
-  return out;
+  return formatDims(shape);
 }
 
 // Byte size of a tensor, or an error naming what is wrong with the shape.
 // Shared by reader and writer so both accept exactly the same tensors.
 static Expected<uint64_t> checkedByteSize(DType dtype,
                                           ArrayRef<int64_t> shape) {
-  int64_t count = 1;
-  for (int64_t dim : shape) {
-    if (dim < 0)
-      return createStringError("negative dimension " + Twine(dim) +
-                               " in shape " + formatShape(shape));
-    if (MulOverflow(count, dim, count))
-      return createStringError("element count of shape " + formatShape(shape) +
-                               " overflows");
-  }
-  int64_t bytes;
-  if (MulOverflow(count, int64_t(dtypeSize(dtype)), bytes))
-    return createStringError("byte size of shape " + formatShape(shape) +
-                             " overflows");
-  return uint64_t(bytes);
+  return quant_mlir::checkedByteSize(shape, dtypeSize(dtype));
 }
 
 //===----------------------------------------------------------------------===//
@@ -206,10 +193,7 @@ Expected<std::unique_ptr<Reader>> Reader::open(StringRef path) {
   auto fail = [&](const Twine &msg) {
     return createStringError(path + ": " + msg);
   };
-  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
-      MemoryBuffer::getFile(path, /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false,
-                            /*IsVolatile=*/false);
+  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer = getRegularFile(path);
   if (!buffer)
     return createStringError(
         buffer.getError(),
@@ -233,6 +217,8 @@ Expected<std::unique_ptr<Reader>> Reader::open(StringRef path) {
                 " bytes)");
   StringRef data = file.drop_front(8 + headerSize);
 
+  if (Error err = checkJSONNesting(file.substr(8, headerSize)))
+    return fail("header is not valid JSON: " + toString(std::move(err)));
   Expected<json::Value> root = json::parse(file.substr(8, headerSize));
   if (!root)
     return fail("header is not valid JSON: " + toString(root.takeError()));
@@ -537,8 +523,11 @@ Error Writer::write(StringRef path) const {
   // Same directory as the target, so the final rename cannot cross devices.
   int fd;
   SmallString<256> tmpPath;
+  // The pid in the name lets a later write() remove what a killed one left.
+  removeDeadTemporaries(sys::path::parent_path(path),
+                        sys::path::filename(path));
   if (std::error_code ec =
-          sys::fs::createUniqueFile(path + ".tmp-%%%%%%%%", fd, tmpPath))
+          sys::fs::createUniqueFile(temporaryModel(path), fd, tmpPath))
     return fail("cannot create temporary file", ec);
   sys::RemoveFileOnSignal(tmpPath);
   auto cleanup = [&](Error err) {

@@ -15,6 +15,7 @@
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/CUDARunner.h"
 #include "quant-mlir/Conversion/WQToGPU/WQToGPU.h"
+#include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -296,6 +297,12 @@ static llvm::Error emitKernels(mlir::ModuleOp module, llvm::StringRef dir) {
   });
 }
 
+/// -o must not replace a directory that holds an input (`model.onnx -o .`
+/// with --force would delete the model) nor be an input itself.
+static llvm::Error checkOutputDir() {
+  return checkNotAnInput(outDir, {input, calibData, tokenizerPath}, "-o");
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   wq::registerWQPasses();
@@ -350,27 +357,17 @@ int main(int argc, char **argv) {
         .count();
   };
 
+  if (llvm::Error err = checkOutputDir())
+    return fail(llvm::toString(std::move(err)));
   // Everything is built in a temporary directory beside OUTDIR and renamed
-  // into place at the end: a failure leaves no partial output.
+  // into place at the end: a failure leaves no partial output, a signal
+  // removes it, and one left by a killed run is removed by the next.
   llvm::SmallString<256> absOut(outDir);
   fs::make_absolute(absOut);
-  llvm::SmallString<256> tmp(llvm::sys::path::parent_path(absOut));
-  if (tmp.empty())
-    tmp = ".";
-  llvm::sys::path::append(tmp, "." + llvm::sys::path::filename(absOut) +
-                                   ".tmp-%%%%%%");
-  llvm::SmallString<256> work;
-  std::error_code ec;
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    if ((ec = fs::getPotentiallyUniqueFileName(tmp, work)))
-      break;
-    if (!(ec = fs::create_directory(work, /*IgnoreExisting=*/false)))
-      break;
-  }
-  if (ec)
-    return fail("cannot create a temporary directory beside '" + outDir +
-                "': " + ec.message());
-  llvm::sys::RemoveFileOnSignal(work);
+  auto tempDir = TempDir::createBeside(absOut);
+  if (!tempDir)
+    return fail(llvm::toString(tempDir.takeError()));
+  llvm::SmallString<256> work(tempDir->path());
   auto cleanup = [&](const llvm::Twine &msg) {
     fs::remove_directories(work);
     return fail(msg);
@@ -477,18 +474,23 @@ int main(int argc, char **argv) {
   if (fs::exists(absOut)) {
     old = work;
     old += ".old";
+    removeTreeOnSignal(old);
     if (std::error_code ec = fs::rename(absOut, old))
       return cleanup("cannot move the old '" + outDir + "' aside: " +
                      ec.message());
   }
   if (std::error_code ec = fs::rename(work, absOut)) {
-    if (!old.empty())
+    if (!old.empty()) {
+      dontRemoveTreeOnSignal(old);
       (void)fs::rename(old, absOut);
+    }
     return cleanup("cannot rename into '" + outDir + "': " + ec.message());
   }
-  llvm::sys::DontRemoveFileOnSignal(work);
-  if (!old.empty())
+  tempDir->keep();
+  if (!old.empty()) {
     fs::remove_directories(old);
+    dontRemoveTreeOnSignal(old);
+  }
 
   if (method != "none") {
     llvm::SmallString<256> report(absOut);

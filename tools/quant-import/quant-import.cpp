@@ -5,6 +5,7 @@
 
 #include "quant-mlir/Export/HFExport.h"
 #include "quant-mlir/Support/SafeTensors.h"
+#include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -100,6 +101,30 @@ int main(int argc, char **argv) {
   }
   auto start = std::chrono::steady_clock::now();
 
+  // Import before creating anything: a failing (or crashing) import must
+  // not leave an empty output directory behind.
+  mlir::MLIRContext context;
+  quant_mlir::onnx_import::ImportOptions options;
+  options.archiveName = archiveName;
+  options.cleanup = !noCleanup;
+  options.fixedInputs = fixedInputs;
+  auto model =
+      quant_mlir::onnx_import::importONNXModel(inputPath, &context, options);
+  if (!model) {
+    errs() << "quant-import: error: " << toString(model.takeError()) << "\n";
+    return 1;
+  }
+  {
+    SmallString<256> mlirOut(outDir), archiveOut(outDir);
+    sys::path::append(mlirOut, "model.mlir");
+    sys::path::append(archiveOut, archiveName);
+    for (StringRef out : {StringRef(mlirOut), StringRef(archiveOut)})
+      if (Error err = quant_mlir::checkNotAnInput(out, {inputPath}, "-o")) {
+        errs() << "quant-import: error: " << toString(std::move(err)) << "\n";
+        return 1;
+      }
+  }
+
   bool createdDir = false;
   if (sys::fs::exists(outDir)) {
     if (!sys::fs::is_directory(outDir)) {
@@ -126,15 +151,6 @@ int main(int argc, char **argv) {
     return 1;
   };
 
-  mlir::MLIRContext context;
-  quant_mlir::onnx_import::ImportOptions options;
-  options.archiveName = archiveName;
-  options.cleanup = !noCleanup;
-  options.fixedInputs = fixedInputs;
-  auto model =
-      quant_mlir::onnx_import::importONNXModel(inputPath, &context, options);
-  if (!model)
-    return failWith(toString(model.takeError()));
   const st::Writer *archive = &(*model)->getArchive();
   std::unique_ptr<quant_mlir::hf::CheckpointArchive> checkpoint;
   if (!checkpointDir.empty()) {

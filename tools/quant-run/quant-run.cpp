@@ -14,6 +14,8 @@
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Runtime/LanguageModel.h"
 #include "RawRun.h"
+#include "quant-mlir/Support/InputFiles.h"
+#include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Support/Progress.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -164,6 +166,32 @@ static llvm::Error writeNpyF32(llvm::StringRef path, const HostTensor &t) {
   out.os().write(reinterpret_cast<const char *>(t.data.data()), t.data.size());
   out.keep();
   return llvm::Error::success();
+}
+
+/// The files this run reads, which no output may replace.
+static std::vector<std::string> runInputs(mlir::ModuleOp module,
+                                          llvm::StringRef mlirPath) {
+  std::vector<std::string> inputs = {mlirPath.str(), calibData, evalData,
+                                     tokenizerPath};
+  if (auto archive = module->getAttrOfType<mlir::StringAttr>(
+          wq::WQDialect::kArchiveAttrName)) {
+    llvm::SmallString<256> path(modelDir);
+    llvm::sys::path::append(path, archive.getValue());
+    inputs.push_back(std::string(path));
+  }
+  return inputs;
+}
+
+/// --stats-archive names a file inside the model directory (after resolving
+/// symlinks) that is none of the inputs: `--stats-archive model.safetensors`
+/// would replace the weights.
+static llvm::Error checkStatsArchive(mlir::ModuleOp module,
+                                     llvm::StringRef mlirPath) {
+  auto path = resolveOutputInside(modelDir, statsName, "--stats-archive");
+  if (!path)
+    return path.takeError();
+  return checkNotAnInput(*path, runInputs(module, mlirPath),
+                         "--stats-archive");
 }
 
 /// Prints the results table or JSON shared by both evaluation modes.
@@ -334,6 +362,8 @@ int main(int argc, char **argv) {
 
   llvm::SmallString<256> mlirPath(modelDir);
   llvm::sys::path::append(mlirPath, "model.mlir");
+  if (llvm::Error err = checkRegularFile(mlirPath)) // a FIFO would block
+    return fail(llvm::toString(std::move(err)));
   llvm::SourceMgr sourceMgr;
   mlir::SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   auto module = mlir::parseSourceFile<mlir::ModuleOp>(mlirPath, sourceMgr,
@@ -342,6 +372,8 @@ int main(int argc, char **argv) {
     return fail("cannot load '" + mlirPath + "'");
 
   if (calibrate) {
+    if (llvm::Error err = checkStatsArchive(*module, mlirPath))
+      return fail(llvm::toString(std::move(err)));
     CalibrateOptions opts;
     opts.samples = calibSamples;
     opts.seqLen = seqLen;
@@ -373,6 +405,10 @@ int main(int argc, char **argv) {
   if (blockwise)
     return evaluateBlockwise(*module, *tokens, dataPath);
 
+  if (!dumpLogits.empty())
+    if (llvm::Error err = checkNotAnInput(
+            dumpLogits, runInputs(*module, mlirPath), "--dump-logits"))
+      return fail(llvm::toString(std::move(err)));
   LanguageModelEntry entry;
   auto scoring = specializeForScoring(*module, funcName, entry);
   if (!scoring)

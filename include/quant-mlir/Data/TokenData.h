@@ -48,7 +48,9 @@ llvm::Error checkVocabulary(llvm::ArrayRef<int64_t> tokens, int64_t vocab,
 /// Start offsets of `count` calibration samples of `seqLen` tokens drawn
 /// uniformly from the stream with a seeded generator (std::mt19937_64, so the
 /// choice is reproducible across platforms); error when the stream is shorter
-/// than one sample.
+/// than one sample, when `count` exceeds its distinct windows, or when
+/// count * seqLen exceeds kMaxSampledTokens.
+constexpr int64_t kMaxSampledTokens = int64_t(1) << 31;
 llvm::Expected<std::vector<int64_t>>
 sampleWindows(int64_t numTokens, int64_t seqLen, int64_t count, uint64_t seed,
               llvm::StringRef path);

@@ -5,6 +5,9 @@
 
 #include "Importer.h"
 
+#include "quant-mlir/Support/CheckedMath.h"
+#include "quant-mlir/Support/InputFiles.h"
+
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
@@ -107,8 +110,7 @@ std::optional<safetensors::DType> dtypeToArchive(int32_t dtype) {
 
 Error loadModelProto(StringRef path, onnx::ModelProto &proto) {
   // mmap rather than read: a 2 GB protobuf should not be copied twice.
-  auto buffer = MemoryBuffer::getFile(path, /*IsText=*/false,
-                                      /*RequiresNullTerminator=*/false);
+  auto buffer = getRegularFile(path);
   if (!buffer)
     return createStringError(buffer.getError(), "cannot open '" + path +
                                                     "': " +
@@ -196,22 +198,28 @@ static Error decodeExternal(const TensorProto &t,
   }
   if (location.empty())
     return createStringError(what + ": external data has no location");
-  // Like onnx.checker: data lives beside the model, never elsewhere.
-  if (sys::path::is_absolute(location) ||
-      StringRef(location).contains(".."))
+  // Like onnx.checker: data lives beside the model, never elsewhere; and
+  // unlike it, a symlink that leads out of the model's directory is refused
+  // too (the path is compared after realpath).
+  Expected<std::string> resolved =
+      sys::path::is_absolute(location) || StringRef(location).contains("..")
+          ? Expected<std::string>(createStringError("outside"))
+          : resolveInside(storage.modelDir, location);
+  if (!resolved) {
+    consumeError(resolved.takeError());
     return createStringError(what + ": external data location '" + location +
                              "' must be a relative path inside the model's "
-                             "directory");
-  SmallString<256> path(storage.modelDir);
-  sys::path::append(path, location);
+                             "directory (symlinks leading out are refused)");
+  }
+  std::string path = std::move(*resolved);
 
   auto it = storage.dataFiles.find(path);
   if (it == storage.dataFiles.end()) {
     // Mapped, not read: the pages back the archive writer directly, which
     // releases them once written (Source::FileMapping), so the importer's
     // peak RSS does not grow with the model.
-    auto buffer = MemoryBuffer::getFile(path, /*IsText=*/false,
-                                        /*RequiresNullTerminator=*/false);
+    // getRegularFile: a FIFO as external data would block open() forever.
+    auto buffer = getRegularFile(path);
     if (!buffer)
       return createStringError(what + ": cannot open external data file '" +
                                location + "': " +
@@ -252,14 +260,13 @@ Error decodeTensor(const TensorProto &t, ImportedModel::Storage &storage,
                              dtypeName(out.dtype));
   if (t.has_segment())
     return createStringError(what + ": segmented tensors are not supported");
-  int64_t numel = 1;
-  for (int64_t d : out.shape) {
-    if (d < 0)
-      return createStringError(what + ": negative dimension " + Twine(d));
-    if (d && numel > (int64_t(1) << 50) / d)
-      return createStringError(what + ": too many elements");
-    numel *= d;
-  }
+  // At most 2^50 elements: beyond any real tensor, and the byte count of
+  // every dtype stays representable.
+  Expected<int64_t> count =
+      checkedElementCount(out.shape, what, int64_t(1) << 50);
+  if (!count)
+    return count.takeError();
+  int64_t numel = *count;
   uint64_t expected = uint64_t(numel) * dtypeSize(out.dtype);
 
   if (t.data_location() == TensorProto::EXTERNAL)

@@ -16,6 +16,7 @@
 #include "quant-mlir/Quant/LayerError.h"
 #include "quant-mlir/Quant/Packing.h"
 #include "quant-mlir/Quant/Quantizer.h"
+#include "quant-mlir/Support/CheckedMath.h"
 #include "quant-mlir/Support/Progress.h"
 #include "quant-mlir/Support/SafeTensors.h"
 
@@ -149,6 +150,14 @@ llvm::Expected<LayerWeight> loadWeight(const safetensors::Reader &in,
        info->dtype != DType::BF16))
     return fail("layer '" + layer + "': weight '" + weightOp.getName() +
                 "' is not a 2-D float tensor of the archive");
+  // Checked here, before any output is written: the quantized op built from
+  // a mismatching archive shape would only fail to verify after the pass
+  // had written its archive.
+  ArrayRef<int64_t> declared = weightOp.getType().getShape();
+  if (ArrayRef<int64_t>(info->shape) != declared)
+    return fail("layer '" + layer + "': weight '" + weightOp.getName() +
+                "' has shape " + formatDims(info->shape) +
+                " in the archive but " + formatDims(declared) + " in the IR");
   LayerWeight lw;
   lw.info = info;
   lw.n = info->shape[0];

@@ -1,0 +1,255 @@
+//===- OutputPaths.cpp - where tools may write -----------------------------===//
+
+#include "quant-mlir/Support/OutputPaths.h"
+#include "quant-mlir/Support/InputFiles.h"
+
+#include "llvm/ADT/SmallString.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+using namespace llvm;
+namespace fs = llvm::sys::fs;
+
+namespace quant_mlir {
+
+static Error fail(const Twine &msg) {
+  return createStringError(inconvertibleErrorCode(), msg);
+}
+
+Expected<std::string> resolveOutputInside(StringRef dir, StringRef name,
+                                          StringRef option) {
+  Expected<std::string> path = resolveInside(dir, name);
+  if (!path) {
+    consumeError(path.takeError());
+    return fail(option + " '" + name + "' must name a file inside '" + dir +
+                "' (no absolute path, '..' or symlink leading out)");
+  }
+  return path;
+}
+
+Error checkNotAnInput(StringRef output, ArrayRef<std::string> inputs,
+                      StringRef option) {
+  std::string out = resolvePathForCreation(output);
+  for (const std::string &input : inputs) {
+    if (input.empty() || !fs::exists(input))
+      continue;
+    std::string in = resolvePathForCreation(input);
+    bool same = false;
+    if (fs::exists(output))
+      (void)fs::equivalent(output, input, same);
+    if (same || in == out)
+      return fail(option + " '" + output + "' would overwrite the input '" +
+                  input + "'");
+    if (isPathWithin(in, out))
+      return fail(option + " '" + output + "' would replace the directory "
+                  "holding the input '" + input + "'");
+  }
+  return Error::success();
+}
+
+std::string temporaryModel(StringRef base) {
+  return (base + ".tmp-" + Twine(::getpid()) + "-%%%%%%").str();
+}
+
+// The pid in `<prefix>.tmp-<pid>-...`, or 0 if `name` is not such a name.
+static pid_t temporaryOwner(StringRef name, StringRef prefix) {
+  size_t at = name.rfind(".tmp-");
+  if (at == StringRef::npos)
+    return 0;
+  // Without a prefix only hidden names, as TempDir creates them.
+  if (prefix.empty() ? !name.starts_with(".") : name.take_front(at) != prefix)
+    return 0;
+  StringRef rest = name.drop_front(at + 5);
+  StringRef digits = rest.take_while(isDigit);
+  if (digits.empty() || !rest.drop_front(digits.size()).starts_with("-"))
+    return 0;
+  long long pid;
+  if (digits.getAsInteger(10, pid) || pid <= 0 || pid > INT32_MAX)
+    return 0;
+  return pid_t(pid);
+}
+
+unsigned removeDeadTemporaries(StringRef dir, StringRef prefix) {
+  unsigned removed = 0;
+  std::error_code ec;
+  SmallVector<std::string> dead;
+  for (fs::directory_iterator it(dir.empty() ? "." : dir, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    StringRef name = sys::path::filename(it->path());
+    pid_t pid = temporaryOwner(name, prefix);
+    // kill(pid, 0) fails with ESRCH only if no such process exists; a pid
+    // reused by another process keeps the temporary until it is free again.
+    if (pid && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH)
+      dead.push_back(it->path());
+  }
+  for (const std::string &path : dead)
+    if (!fs::remove_directories(path) || !fs::remove(path))
+      ++removed;
+  return removed;
+}
+
+//===----------------------------------------------------------------------===//
+// Removal on signals
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct Slot {
+  char path[4096];
+  std::atomic<bool> used{false};
+};
+Slot slots[16];
+// The interrupts, and the crashes (whose removal LLVM does for files only).
+constexpr int kSignals[] = {SIGINT,  SIGTERM, SIGHUP, SIGABRT,
+                            SIGSEGV, SIGBUS,  SIGILL, SIGFPE};
+constexpr int kNumSignals = sizeof(kSignals) / sizeof(kSignals[0]);
+struct sigaction previous[kNumSignals];
+std::atomic<bool> installed{false};
+} // namespace
+
+// Removes the tree at `name` (relative to `parent`) with raw system calls
+// only: no allocation, nothing that takes a lock.
+static void removeTreeAt(int parent, const char *name, int depth) {
+  if (::unlinkat(parent, name, 0) == 0)
+    return;
+  if ((errno != EISDIR && errno != EPERM) || depth > 16)
+    return;
+  int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                      O_CLOEXEC);
+  if (fd < 0)
+    return;
+  alignas(8) char buf[4096];
+  // Two sweeps: removing entries while reading may make getdents skip some.
+  for (int sweep = 0; sweep < 2; ++sweep, ::lseek(fd, 0, SEEK_SET)) {
+   for (;;) {
+    long n = ::syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    if (n <= 0)
+      break;
+    for (long off = 0; off < n;) {
+      struct Entry {
+        uint64_t ino;
+        int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      auto *e = reinterpret_cast<Entry *>(buf + off);
+      off += e->reclen;
+      if (std::strcmp(e->name, ".") == 0 || std::strcmp(e->name, "..") == 0)
+        continue;
+      removeTreeAt(fd, e->name, depth + 1);
+    }
+   }
+  }
+  ::close(fd);
+  ::unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static void onSignal(int sig) {
+  int savedErrno = errno;
+  for (Slot &slot : slots)
+    if (slot.used.exchange(false))
+      removeTreeAt(AT_FDCWD, slot.path, 0);
+  // Hand the signal on to whoever handled it before (LLVM's file removal,
+  // or the default action that ends the process).
+  for (int i = 0; i < kNumSignals; ++i)
+    if (kSignals[i] == sig)
+      ::sigaction(sig, &previous[i], nullptr);
+  errno = savedErrno;
+  ::raise(sig);
+}
+
+static void installHandlers() {
+  if (installed.exchange(true))
+    return;
+  struct sigaction action;
+  std::memset(&action, 0, sizeof(action));
+  action.sa_handler = onSignal;
+  // LLVM's alternate stack, where set up: a stack overflow can still clean up.
+  action.sa_flags = SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  for (int i = 0; i < kNumSignals; ++i)
+    ::sigaction(kSignals[i], &action, &previous[i]);
+}
+
+void removeTreeOnSignal(StringRef path) {
+  SmallString<256> abs(path);
+  fs::make_absolute(abs);
+  if (abs.size() >= sizeof(Slot::path))
+    return;
+  installHandlers();
+  for (Slot &slot : slots) {
+    if (slot.used.load())
+      continue;
+    std::memcpy(slot.path, abs.c_str(), abs.size() + 1);
+    slot.used.store(true);
+    return;
+  }
+}
+
+void dontRemoveTreeOnSignal(StringRef path) {
+  SmallString<256> abs(path);
+  fs::make_absolute(abs);
+  for (Slot &slot : slots)
+    if (slot.used.load() && abs == slot.path)
+      slot.used.store(false);
+}
+
+//===----------------------------------------------------------------------===//
+// TempDir
+//===----------------------------------------------------------------------===//
+
+Expected<TempDir> TempDir::createBeside(StringRef target) {
+  SmallString<256> abs(target);
+  fs::make_absolute(abs);
+  sys::path::remove_dots(abs, /*remove_dot_dot=*/true);
+  StringRef parent = sys::path::parent_path(abs);
+  std::string name = ("." + sys::path::filename(abs)).str();
+  removeDeadTemporaries(parent);
+  SmallString<256> model(parent);
+  sys::path::append(model, temporaryModel(name));
+  SmallString<256> work;
+  std::error_code ec;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    if ((ec = fs::getPotentiallyUniqueFileName(model, work)))
+      break;
+    if (!(ec = fs::create_directory(work, /*IgnoreExisting=*/false)))
+      break;
+  }
+  if (ec)
+    return fail("cannot create a temporary directory beside '" + target +
+                "': " + ec.message());
+  TempDir dir;
+  dir.dirPath = std::string(work);
+  removeTreeOnSignal(dir.dirPath);
+  return dir;
+}
+
+TempDir::TempDir(TempDir &&other) : dirPath(std::move(other.dirPath)) {
+  other.dirPath.clear();
+}
+
+TempDir::~TempDir() {
+  if (dirPath.empty())
+    return;
+  dontRemoveTreeOnSignal(dirPath);
+  (void)fs::remove_directories(dirPath);
+}
+
+void TempDir::keep() {
+  dontRemoveTreeOnSignal(dirPath);
+  dirPath.clear();
+}
+
+} // namespace quant_mlir
