@@ -53,6 +53,19 @@ evaluate() {
   done
 }
 
+# 4. What the models write: greedy from the same prompt, 64 new tokens, with
+#    the KV cache the compiler derives (wq-derive-kv-cache).
+sample() {
+  local m
+  for m in fp32 gptq-w4g128 awq-w4g128 gptq-w3g128; do
+    printf '\n--- %s ---\n' "$m"
+    "$BIN/quant-run" "$WORK/$m" --tokenizer "$TOKENIZER" --prompt $'KING HENRY:\nWhat says' \
+      --max-new-tokens 64 --max-seq-len 128 --quiet
+    echo
+  done
+}
+
 convert
 compile
 evaluate
+sample

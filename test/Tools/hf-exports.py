@@ -6,9 +6,9 @@
 # RUN: rm -rf %t && mkdir -p %t
 # RUN: %python %s %shared_data/hf-exports %t | FileCheck %s
 # CHECK-NOT: FAIL
+# CHECK: gptneox-v4.40.2 cache imported
 # CHECK: llama-v4.38.2 nocache_op14 imported
 # CHECK: llama-v4.40.2 merged imported
-# CHECK: gptneox-v4.40.2 cache imported
 # CHECK: ALL OK 17 fixtures
 import functools, json, os, re, subprocess, sys
 print = functools.partial(print, flush=True)

@@ -111,7 +111,7 @@ static cl::opt<std::string> tokenizerPath("tokenizer",
                                           cl::desc("Tokenizer for text calibration data"),
                                           cl::cat(category));
 static cl::list<std::string> skip("skip", cl::CommaSeparated,
-                                  cl::desc("Globs of layers left in float (default: lm_head,*embed*)"),
+                                  cl::desc("Globs of layers left in float (default: lm_head,*.lm_head,*embed*)"),
                                   cl::cat(category));
 static cl::list<std::string> overrides("overrides", cl::CommaSeparated,
                                        cl::desc("Per-module overrides GLOB:key=value[:key=value]"),

@@ -84,9 +84,9 @@ LogicalResult Importer::convertNode(int index) {
   while (nIn > 0 && node->input(nIn - 1).empty())
     --nIn;
   auto range = [](int lo, int hi) {
-    return lo == hi ? Twine(lo).str()
-                    : (Twine(lo) + ".." + (hi < 0 ? "" : Twine(hi).str()))
-                          .str();
+    if (hi < 0)
+      return ("at least " + Twine(lo)).str();
+    return lo == hi ? Twine(lo).str() : (Twine(lo) + ".." + Twine(hi)).str();
   };
   if (nIn < h->minInputs || (h->maxInputs >= 0 && nIn > h->maxInputs))
     return fail("has " + Twine(nIn) + " inputs, expected " +

@@ -174,7 +174,7 @@ struct Splitter {
       for (int p : producers[i])
         firstLayer[i] = std::min(firstLayer[i], firstLayer[p]);
     }
-    int input = -1, inputEnd = kInf;
+    int input = -1, inputEnd = kInf, typedInput = -1, typedEnd = kInf;
     for (int i = 0; i < n; ++i) {
       Operation *op = ops[i];
       if (firstLayer[i] != kInf || isRematerializable(op) || depth[i] < 0 ||
@@ -184,13 +184,18 @@ struct Splitter {
         continue;
       int end = lca(ipdom[i], meet.front());
       // The residual stream has one type in and out of a block; a side
-      // value read by layer 0 (a per-layer attention mask) does not.
-      if (ops[end]->getNumResults() != 1 ||
-          ops[end]->getResult(0).getType() != op->getResult(0).getType())
-        continue;
+      // value read by layer 0 (a per-layer attention mask) does not, so a
+      // candidate whose block ends in its own type is preferred.
+      bool sameType = ops[end]->getNumResults() == 1 &&
+                      ops[end]->getResult(0).getType() ==
+                          op->getResult(0).getType();
+      if (sameType && end < typedEnd)
+        typedInput = i, typedEnd = end;
       if (end < inputEnd)
         input = i, inputEnd = end;
     }
+    if (typedInput >= 0)
+      input = typedInput;
     if (input < 0)
       return entry.emitError()
              << "cannot find the input of the first block: no tensor computed "

@@ -21,7 +21,7 @@ public:
   struct Options {
     int64_t bits = 4, groupSize = 128;
     bool zeroPoint = false, actOrder = false;
-    /// std::nullopt: the default skip list (lm_head, *embed*).
+    /// std::nullopt: the default skip list (lm_head, *.lm_head, *embed*).
     std::optional<llvm::SmallVector<std::string>> skip;
     llvm::SmallVector<std::string> overrides;
   };
