@@ -13,6 +13,7 @@
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Runtime/LanguageModel.h"
+#include "quant-mlir/Runtime/Npy.h"
 #include "RawRun.h"
 #include "quant-mlir/Support/InputFiles.h"
 #include "quant-mlir/Support/OutputPaths.h"
@@ -147,25 +148,6 @@ static void accumulateNLL(llvm::ArrayRef<float> logits, int64_t vocab,
     sum += maxLogit + std::log(z) - double(row[window[t + 1]]);
     ++count;
   }
-}
-
-static llvm::Error writeNpyF32(llvm::StringRef path, const HostTensor &t) {
-  std::string shape;
-  for (int64_t d : t.shape)
-    shape += std::to_string(d) + ", ";
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
-                       shape + "), }";
-  size_t total = 10 + header.size() + 1;
-  header += std::string((64 - total % 64) % 64, ' ') + "\n";
-  std::error_code ec;
-  llvm::ToolOutputFile out(path, ec, llvm::sys::fs::OF_None);
-  if (ec)
-    return llvm::createStringError(ec, "cannot write '" + path + "'");
-  out.os() << "\x93NUMPY" << char(1) << char(0) << char(header.size() & 0xff)
-           << char(header.size() >> 8) << header;
-  out.os().write(reinterpret_cast<const char *>(t.data.data()), t.data.size());
-  out.keep();
-  return llvm::Error::success();
 }
 
 /// The files this run reads, which no output may replace.
@@ -436,7 +418,7 @@ int main(int argc, char **argv) {
     auto out = (*compiled)->run(entry.name, entry.inputs(*tokens, 1, n));
     if (!out)
       return fail(llvm::toString(out.takeError()));
-    if (llvm::Error err = writeNpyF32(dumpLogits, (*out)[0]))
+    if (llvm::Error err = writeNpy(dumpLogits, (*out)[0]))
       return fail(llvm::toString(std::move(err)));
     return 0;
   }
