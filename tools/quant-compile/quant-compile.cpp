@@ -1,40 +1,17 @@
 //===- quant-compile.cpp - ONNX model to quantized model directory ----------===//
-// The driver users run: import, calibrate, quantize (RTN, GPTQ, AWQ) and write
+// The tool users run: import, calibrate, quantize (RTN, GPTQ, AWQ) and write
 // OUTDIR (model.mlir, model.safetensors, stats.safetensors, quant-report.csv)
-// atomically, with the flags AutoGPTQ/GPTQModel users know.
+// atomically, with the flags AutoGPTQ/GPTQModel users know; the flags map
+// onto the typed driver API (quant-mlir/Driver/Compile.h).
 //===----------------------------------------------------------------------===//
 
-#include "quant-mlir/InitAllDialects.h"
-#include "quant-mlir/Conversion/Passes.h"
-#include "quant-mlir/Data/TokenData.h"
-#include "quant-mlir/Export/HFExport.h"
-#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
-#include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
+#include "quant-mlir/Driver/Compile.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
-#include "quant-mlir/Runtime/Calibration.h"
-#include "quant-mlir/Runtime/CPURunner.h"
-#include "quant-mlir/Runtime/CUDARunner.h"
-#include "quant-mlir/Conversion/WQToGPU/WQToGPU.h"
-#include "quant-mlir/Support/OutputPaths.h"
-#include "quant-mlir/Target/ONNX/ImportONNX.h"
 
-#include "mlir/IR/DialectRegistry.h"
-#include "mlir/Pass/PassManager.h"
-#include "mlir/Pass/PassRegistry.h"
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
-#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
-#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/Path.h"
-#include "llvm/Support/Signals.h"
-#include "llvm/Support/Program.h"
-#include "llvm/Support/JSON.h"
-#include <set>
-
-#include <chrono>
 
 using namespace quant_mlir;
 namespace cl = llvm::cl;
@@ -137,48 +114,6 @@ static cl::opt<std::string> hfFormat("format",
                                               "compressed-tensors) to OUTDIR/hf (quant-export)"),
                                      cl::cat(category));
 
-static std::string quoted(llvm::StringRef s) { return "\"" + s.str() + "\""; }
-
-static bool isAWQ() { return method == "awq" || method == "awq+gptq"; }
-
-/// The wq-rtn / wq-gptq / wq-awq options for the flags.
-static std::string quantizeOptions(llvm::StringRef dir) {
-  std::string opts = "bits=" + std::to_string(bits) +
-                     " group-size=" + std::to_string(groupSize) +
-                     " zero-point=" + (zeroPoint ? "true" : "false") +
-                     " desc-act=" + (descAct ? "true" : "false") +
-                     " fake-quant=" + (fakeQuant ? "true" : "false") +
-                     " scale-dtype=" + scaleType.getValue() +
-                     " output=model.safetensors report=quant-report.csv" +
-                     " base-dir=" + quoted(dir);
-  if (!skip.empty())
-    opts += " skip=" + llvm::join(skip, ",");
-  if (!overrides.empty())
-    opts += " overrides=" + llvm::join(overrides, ",");
-  bool awq = isAWQ();
-  if (method == "gptq" || method == "awq+gptq")
-    opts += " damp-percent=" + std::to_string(dampPercent) +
-            " block-size=" + std::to_string(blockSize) +
-            " static-groups=" + (staticGroups ? "true" : "false");
-  if (method == "gptq")
-    opts += std::string(" true-sequential=") +
-            (trueSequential ? "true" : "false");
-  if (awq)
-    opts += " mode=" + awqMode.getValue() +
-            " duo-scaling=" + duoScaling.getValue() +
-            " clip=" + (noClip ? "false" : "true") +
-            " n-grid=" + std::to_string(nGrid) +
-            " gptq=" + (method == "awq+gptq" ? "true" : "false") +
-            " awq-report=awq-report.csv";
-  return opts;
-}
-
-/// The wq-rtn / wq-gptq / wq-awq pipeline for the flags.
-static std::string quantizePipeline(llvm::StringRef dir) {
-  return (isAWQ() ? std::string("wq-awq") : "wq-" + method.getValue()) + "{" +
-         quantizeOptions(dir) + "}";
-}
-
 /// Prints quant-report.csv as an aligned table.
 static void printReport(llvm::StringRef path) {
   auto buf = llvm::MemoryBuffer::getFile(path);
@@ -203,106 +138,6 @@ static void printReport(llvm::StringRef path) {
   }
 }
 
-/// For every quantized layer the GPU kernels support: a GEMV (decode, M = 1)
-/// and a GEMM (prefill, M = 16) per target, as PTX from gpu-module-to-binary
-/// assembled by ptxas into a cubin, listed in kernels/manifest.json. Layers
-/// the kernels cannot take (act-order, shapes) are listed with the reason.
-static llvm::Error emitKernels(mlir::ModuleOp module, llvm::StringRef dir) {
-  llvm::SmallString<256> kdir(dir);
-  llvm::sys::path::append(kdir, "kernels");
-  if (std::error_code ec = fs::create_directories(kdir))
-    return llvm::createStringError(ec, "cannot create '" + kdir + "'");
-  if (!fs::can_execute(ptxasPath))
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "ptxas not found at '" + ptxasPath +
-                                       "' (install the CUDA toolkit or pass --ptxas)");
-  llvm::json::Array entries;
-  std::set<std::string> done;
-  llvm::Error err = llvm::Error::success();
-  module.walk([&](wq::QuantizedLinearOp op) {
-    if (err)
-      return;
-    wq::SchemeAttr scheme = op.getScheme();
-    int64_t k = op.getInput().getType().getShape().back();
-    int64_t n = op.getScales().getType().getDimSize(1);
-    std::string layer = op.getName().value_or("").str();
-    for (auto kind : {wqgpu::KernelConfig::Kind::GEMV,
-                      wqgpu::KernelConfig::Kind::GEMM}) {
-      wqgpu::KernelConfig cfg;
-      cfg.kind = kind;
-      cfg.m = kind == wqgpu::KernelConfig::Kind::GEMV ? 1 : 16;
-      cfg.blockM = 16;
-      cfg.k = k;
-      cfg.n = n;
-      cfg.bits = scheme.getBits();
-      cfg.groupSize = scheme.isPerChannel() ? k : scheme.getGroupSize();
-      cfg.zeros = static_cast<bool>(op.getZeros());
-      cfg.bias = static_cast<bool>(op.getBias());
-      std::string why = scheme.getActOrder() ? "act-order is not supported on the GPU path" : cfg.check();
-      for (const std::string &target : targets) {
-        int sm = wqgpu::parseChip(target);
-        if (sm == 0) {
-          err = llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                        "bad --target '" + target + "' (expected e.g. sm_87)");
-          return;
-        }
-        cfg.sm = sm;
-        llvm::json::Object entry{{"layer", layer}, {"target", target},
-                                 {"kind", kind == wqgpu::KernelConfig::Kind::GEMV ? "gemv" : "gemm"}};
-        if (!why.empty()) {
-          entry["skipped"] = why;
-          entries.push_back(std::move(entry));
-          continue;
-        }
-        std::string base = cfg.name() + "." + target;
-        entry["kernel"] = cfg.name();
-        entry["ptx"] = "kernels/" + base + ".ptx";
-        entry["cubin"] = "kernels/" + base + ".cubin";
-        entries.push_back(std::move(entry));
-        if (!done.insert(base).second)
-          continue;
-        auto ptx = cuda::compileKernelToPTX(cfg, target);
-        if (!ptx) {
-          err = ptx.takeError();
-          return;
-        }
-        llvm::SmallString<256> ptxFile(kdir), cubin(kdir);
-        llvm::sys::path::append(ptxFile, base + ".ptx");
-        llvm::sys::path::append(cubin, base + ".cubin");
-        if ((err = llvm::writeToOutput(ptxFile, [&](llvm::raw_ostream &os) {
-               os << *ptx;
-               return llvm::Error::success();
-             })))
-          return;
-        std::string arch = "-arch=" + target;
-        llvm::StringRef args[] = {ptxasPath, arch, "-O3", ptxFile, "-o", cubin};
-        std::string msg;
-        if (llvm::sys::ExecuteAndWait(ptxasPath, args, std::nullopt, {}, 0, 0,
-                                      &msg) != 0) {
-          err = llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                        "ptxas rejected " + base + ".ptx for " +
-                                            target + (msg.empty() ? "" : ": " + msg));
-          return;
-        }
-      }
-    }
-  });
-  if (err)
-    return err;
-  llvm::SmallString<256> manifest(kdir);
-  llvm::sys::path::append(manifest, "manifest.json");
-  return llvm::writeToOutput(manifest, [&](llvm::raw_ostream &os) {
-    os << llvm::formatv("{0:2}", llvm::json::Value(std::move(entries))) << "\n";
-    return llvm::Error::success();
-  });
-}
-
-/// -o must not replace a directory that holds an input (`model.onnx -o .`
-/// with --force would delete the model) nor be an input itself.
-static llvm::Error checkOutputDir() {
-  return checkNotAnInput(outDir, {input, calibData, tokenizerPath}, "-o");
-}
-
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   wq::registerWQPasses();
@@ -317,202 +152,58 @@ int main(int argc, char **argv) {
     llvm::errs() << "quant-compile: error: " << msg << "\n";
     return 1;
   };
-  if (method != "rtn" && method != "gptq" && method != "awq" &&
-      method != "awq+gptq" && method != "none")
+  driver::CompileOptions o;
+  o.input = input;
+  o.outDir = outDir;
+  o.force = force;
+  o.quiet = quiet;
+  std::optional<driver::Method> m = driver::parseMethod(method);
+  if (!m)
     return fail("--method must be rtn, gptq, awq, awq+gptq or none, got '" +
                 method + "'");
-  if (isAWQ() && zeroPoint.getNumOccurrences() == 0)
-    zeroPoint = true; // AutoAWQ's zero_point=True
-  if (awqMode != "gemm" && awqMode != "fake" && awqMode != "scale" &&
-      awqMode != "clip")
-    return fail("--awq-mode must be gemm, fake, scale or clip, got '" +
-                awqMode + "'");
-  if (duoScaling != "true" && duoScaling != "false" && duoScaling != "both")
-    return fail("--duo-scaling must be true, false or both, got '" +
-                duoScaling + "'");
-  if (isAWQ() && calibData.empty())
-    return fail("--method " + method + " needs --calib-data");
-  if (!isAWQ() && (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
-                   noClip.getNumOccurrences() || nGrid.getNumOccurrences()))
+  driver::QuantizeOptions &q = o.quant;
+  q.method = *m;
+  q.bits = bits;
+  q.groupSize = groupSize;
+  if (zeroPoint.getNumOccurrences())
+    q.zeroPoint = zeroPoint;
+  q.descAct = descAct;
+  q.staticGroups = staticGroups;
+  q.dampPercent = dampPercent;
+  q.blockSize = blockSize;
+  q.trueSequential = trueSequential;
+  q.fakeQuant = fakeQuant;
+  q.scaleType = scaleType;
+  q.skip.assign(skip.begin(), skip.end());
+  q.overrides.assign(overrides.begin(), overrides.end());
+  if (!driver::isAWQ(q.method) &&
+      (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
+       noClip.getNumOccurrences() || nGrid.getNumOccurrences()))
     return fail("--awq-mode, --duo-scaling, --no-clip and --n-grid apply to "
                 "--method awq and awq+gptq only");
-  if (!targets.empty() && scaleType == "auto")
-    scaleType = "f16"; // the GPU kernels compute in f16
-  if (method == "gptq" && calibData.empty())
-    return fail("--method gptq needs --calib-data");
-  if (trueSequential && method != "gptq")
-    return fail("--true-sequential applies to --method gptq only");
-  if (fs::exists(outDir) && !force)
-    return fail("'" + outDir + "' exists; pass --force to replace it");
-  std::optional<hf::Format> exportFormat;
-  if (!hfFormat.empty() && !(exportFormat = hf::parseFormat(hfFormat)))
+  q.awqMode = awqMode;
+  q.duoScaling = duoScaling;
+  q.clip = !noClip;
+  q.nGrid = nGrid;
+  o.calib.data = calibData;
+  o.calib.tokenizer = tokenizerPath;
+  o.calib.samples = calibSamples;
+  o.calib.seqLen = seqLen;
+  o.calib.seed = seed;
+  o.targets.assign(targets.begin(), targets.end());
+  o.ptxas = ptxasPath;
+  if (!hfFormat.empty() && !(o.format = hf::parseFormat(hfFormat)))
     return fail("--format must be gptq, gptq_v2, awq or compressed-tensors, got '" +
                 hfFormat + "'");
-  if (exportFormat && (method == "none" || fakeQuant))
-    return fail("--format needs packed codes (--method rtn|gptq without --fake-quant)");
-  auto start = std::chrono::steady_clock::now();
-  auto lap = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                         start)
-        .count();
-  };
 
-  if (llvm::Error err = checkOutputDir())
-    return fail(llvm::toString(std::move(err)));
-  // Everything is built in a temporary directory beside OUTDIR and renamed
-  // into place at the end: a failure leaves no partial output, a signal
-  // removes it, and one left by a killed run is removed by the next.
-  llvm::SmallString<256> absOut(outDir);
-  fs::make_absolute(absOut);
-  auto tempDir = TempDir::createBeside(absOut);
-  if (!tempDir)
-    return fail(llvm::toString(tempDir.takeError()));
-  llvm::SmallString<256> work(tempDir->path());
-  auto cleanup = [&](const llvm::Twine &msg) {
-    fs::remove_directories(work);
-    return fail(msg);
-  };
-
-  mlir::DialectRegistry registry;
-  quant_mlir::registerAllDialects(registry);
-  mlir::MLIRContext context(registry);
-  context.loadAllAvailableDialects();
-
-  // 1. Import.
-  auto imported = onnx_import::importONNXModel(input, &context);
-  if (!imported)
-    return cleanup(llvm::toString(imported.takeError()));
-  llvm::SmallString<256> archivePath(work), mlirPath(work), reportPath(work);
-  llvm::sys::path::append(archivePath, "model.safetensors");
-  llvm::sys::path::append(mlirPath, "model.mlir");
-  llvm::sys::path::append(reportPath, "quant-report.csv");
-  if (llvm::Error err = (*imported)->getArchive().write(archivePath))
-    return cleanup(llvm::toString(std::move(err)));
-  mlir::ModuleOp module = (*imported)->getModule();
-  const auto &stats = (*imported)->getStats();
-  if (!quiet)
-    llvm::errs() << "[1/3] imported " << stats.linears << " linear layers, "
-                 << stats.tensors << " tensors ("
-                 << llvm::format("%.1f", stats.bytes / 1048576.0) << " MiB) in "
-                 << llvm::format("%.2f", lap()) << " s\n";
-
-  // 2. Calibrate.
-  if (!calibData.empty() && method != "none") {
-    std::unique_ptr<data::Tokenizer> tokenizer;
-    if (!tokenizerPath.empty()) {
-      auto tok = data::Tokenizer::open(tokenizerPath);
-      if (!tok)
-        return cleanup(llvm::toString(tok.takeError()));
-      tokenizer = std::move(*tok);
-    }
-    auto tokens = data::loadTokens(calibData, tokenizer.get());
-    if (!tokens)
-      return cleanup(llvm::toString(tokens.takeError()));
-    CalibrateOptions opts;
-    opts.samples = calibSamples;
-    opts.seqLen = seqLen;
-    opts.seed = seed;
-    opts.dataName = llvm::sys::path::filename(calibData).str();
-    opts.quiet = quiet;
-    llvm::Expected<CalibrateResult> result = CalibrateResult();
-    if (trueSequential) {
-      auto quantizer = wq::LayerQuantizer::create(module, "wq-gptq",
-                                                  quantizeOptions(work));
-      if (!quantizer)
-        return cleanup(llvm::toString(quantizer.takeError()));
-      result = calibrateSequential(module, work, *tokens, opts, **quantizer);
-    } else {
-      result = calibrateModel(module, work, *tokens, opts);
-    }
-    if (!result)
-      return cleanup(llvm::toString(result.takeError()));
-    if (!quiet)
-      llvm::errs() << "[2/3] calibrated " << result->layers << " layers"
-                   << (trueSequential ? " block by block (true-sequential)" : "")
-                   << " on "
-                   << result->samples << " x " << seqLen << " tokens in "
-                   << llvm::format("%.2f", result->seconds) << " s\n";
-  }
-
-  // 3. Quantize.
-  if (method != "none") {
-    mlir::PassManager pm(&context);
-    std::string pipeline = quantizePipeline(work);
-    if (mlir::failed(mlir::parsePassPipeline(pipeline, pm, llvm::errs())))
-      return cleanup("bad quantization options");
-    if (mlir::failed(pm.run(module)))
-      return cleanup("quantization failed (see the error above)");
-    if (!quiet)
-      llvm::errs() << "[3/3] " << method << " " << bits << "-bit, group "
-                   << groupSize << " done at " << llvm::format("%.2f", lap())
-                   << " s\n";
-  }
-  if (!targets.empty() && method != "none") {
-    // The kernels read codes in the gpu_v4 layout (the CPU lowering reads it
-    // too); layers it cannot hold stay gptq, with a warning.
-    mlir::PassManager pack(&context);
-    std::string packPipeline = "wq-pack{layout=gpu_v4 output=model.safetensors base-dir=" +
-                               quoted(work) + "}";
-    if (mlir::failed(mlir::parsePassPipeline(packPipeline, pack, llvm::errs())) ||
-        mlir::failed(pack.run(module)))
-      return cleanup("repacking for the GPU kernels failed");
-    if (llvm::Error err = emitKernels(module, work))
-      return cleanup(llvm::toString(std::move(err)));
-    if (!quiet)
-      llvm::errs() << "      GPU kernels for " << llvm::join(targets, ", ")
-                   << " assembled by ptxas\n";
-  }
-  if (llvm::Error err = llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
-        module.print(os);
-        return llvm::Error::success();
-      }))
-    return cleanup("cannot write '" + mlirPath + "': " +
-                   llvm::toString(std::move(err)));
-
-  // Into place: the old directory (with --force) is moved aside first.
-  llvm::SmallString<256> old;
-  if (fs::exists(absOut)) {
-    old = work;
-    old += ".old";
-    removeTreeOnSignal(old);
-    if (std::error_code ec = fs::rename(absOut, old))
-      return cleanup("cannot move the old '" + outDir + "' aside: " +
-                     ec.message());
-  }
-  if (std::error_code ec = fs::rename(work, absOut)) {
-    if (!old.empty()) {
-      dontRemoveTreeOnSignal(old);
-      (void)fs::rename(old, absOut);
-    }
-    return cleanup("cannot rename into '" + outDir + "': " + ec.message());
-  }
-  tempDir->keep();
-  if (!old.empty()) {
-    fs::remove_directories(old);
-    dontRemoveTreeOnSignal(old);
-  }
-
-  if (method != "none") {
-    llvm::SmallString<256> report(absOut);
-    llvm::sys::path::append(report, "quant-report.csv");
-    printReport(report);
-  }
-  llvm::outs() << "wrote " << outDir << " in " << llvm::format("%.2f", lap())
-               << " s\n";
-  if (exportFormat) {
-    // The Hugging Face checkpoint, from the directory just written.
-    hf::ExportOptions opt;
-    opt.format = *exportFormat;
-    opt.tokenizer = tokenizerPath;
-    opt.dampPercent = dampPercent;
-    opt.trueSequential = trueSequential;
-    opt.staticGroups = staticGroups;
-    llvm::SmallString<256> hfDir(absOut);
-    llvm::sys::path::append(hfDir, "hf");
-    if (llvm::Error err = hf::exportModelDir(absOut, hfDir, opt, llvm::errs()))
-      return fail(llvm::toString(std::move(err)) + " (the model directory '" +
-                  outDir + "' was written; no checkpoint)");
-    llvm::outs() << "wrote " << hfDir << "\n";
-  }
+  auto result = driver::compile(std::move(o), llvm::errs());
+  if (!result)
+    return fail(llvm::toString(result.takeError()));
+  if (!result->reportPath.empty())
+    printReport(result->reportPath);
+  llvm::outs() << "wrote " << outDir << " in "
+               << llvm::format("%.2f", result->seconds) << " s\n";
+  if (!result->hfDir.empty())
+    llvm::outs() << "wrote " << result->hfDir << "\n";
   return 0;
 }

@@ -37,14 +37,9 @@ struct GPTQPass : public quant_mlir::wq::impl::WQGPTQBase<GPTQPass> {
 };
 } // namespace
 
-llvm::Expected<QuantizeConfig>
-quant_mlir::wq::detail::gptqConfigFromOptions(llvm::StringRef options) {
-  std::string optionError;
-  auto pass = createWQGPTQ();
-  if (failed(pass->initializeOptions(options, [&](const llvm::Twine &msg) {
-        optionError = msg.str();
-        return failure();
-      })))
-    return fail("wq-gptq options: " + optionError);
+QuantizeConfig
+quant_mlir::wq::detail::configFromOptions(const WQGPTQOptions &options) {
+  // Through the pass itself, so the pass and its callers share one mapping.
+  auto pass = createWQGPTQ(options);
   return static_cast<GPTQPass &>(*pass).config();
 }

@@ -476,17 +476,20 @@ LayerQuantizer::LayerQuantizer(std::unique_ptr<Impl> impl)
 LayerQuantizer::~LayerQuantizer() = default;
 
 llvm::Expected<std::unique_ptr<LayerQuantizer>>
-LayerQuantizer::create(ModuleOp module, StringRef passName, StringRef options) {
+LayerQuantizer::create(ModuleOp module, const WQGPTQOptions &options) {
+  return create(module, configFromOptions(options), "wq-gptq");
+}
+
+llvm::Expected<std::unique_ptr<LayerQuantizer>>
+LayerQuantizer::create(ModuleOp module, const WQRTNOptions &options) {
+  return create(module, configFromOptions(options), "wq-rtn");
+}
+
+llvm::Expected<std::unique_ptr<LayerQuantizer>>
+LayerQuantizer::create(ModuleOp module, QuantizeConfig config,
+                       StringRef passName) {
   auto impl = std::make_unique<Impl>();
-  if (passName == "wq-gptq" || passName == "wq-rtn") {
-    auto cfg = passName == "wq-gptq" ? gptqConfigFromOptions(options)
-                                     : rtnConfigFromOptions(options);
-    if (!cfg)
-      return cfg.takeError();
-    impl->cfg = std::move(*cfg);
-  } else {
-    return fail("no layer quantizer for '" + passName + "'");
-  }
+  impl->cfg = std::move(config);
   const QuantizeConfig &cfg = impl->cfg;
   if (failed(parseScaleType(cfg.scaleType, impl->scaleType)))
     return fail("scale-dtype must be f16, bf16, f32 or auto, got '" +

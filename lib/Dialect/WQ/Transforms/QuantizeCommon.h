@@ -10,6 +10,7 @@
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Quant/GPTQ.h"
 #include "quant-mlir/Quant/Quantizer.h"
 #include "quant-mlir/Support/SafeTensors.h"
@@ -102,8 +103,8 @@ template <typename PassT> QuantizeConfig commonConfig(const PassT &p) {
 
 /// The configuration of wq-rtn / wq-gptq for a pass option text (RTN.cpp,
 /// GPTQ.cpp).
-llvm::Expected<QuantizeConfig> rtnConfigFromOptions(llvm::StringRef options);
-llvm::Expected<QuantizeConfig> gptqConfigFromOptions(llvm::StringRef options);
+QuantizeConfig configFromOptions(const WQRTNOptions &options);
+QuantizeConfig configFromOptions(const WQGPTQOptions &options);
 
 } // namespace quant_mlir::wq::detail
 

@@ -28,14 +28,8 @@ struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
 };
 } // namespace
 
-llvm::Expected<QuantizeConfig>
-quant_mlir::wq::detail::rtnConfigFromOptions(llvm::StringRef options) {
-  std::string optionError;
-  auto pass = createWQRTN();
-  if (failed(pass->initializeOptions(options, [&](const llvm::Twine &msg) {
-        optionError = msg.str();
-        return failure();
-      })))
-    return fail("wq-rtn options: " + optionError);
+QuantizeConfig
+quant_mlir::wq::detail::configFromOptions(const WQRTNOptions &options) {
+  auto pass = createWQRTN(options);
   return static_cast<RTNPass &>(*pass).config();
 }

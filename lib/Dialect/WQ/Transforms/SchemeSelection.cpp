@@ -11,8 +11,7 @@ SchemeSelector::create(const Options &options,
   std::unique_ptr<SchemeSelector> owner(new SchemeSelector());
   SchemeSelector &s = *owner;
   s.options = options;
-  SmallVector<std::string> skipGlobs = options.skip.value_or(
-      SmallVector<std::string>{"lm_head", "*.lm_head", "*embed*"});
+  SmallVector<std::string> skipGlobs = options.skip.value_or(defaultSkip());
   s.patterns.assign(skipGlobs.begin(), skipGlobs.end());
   for (const auto &o : options.overrides)
     s.patterns.push_back(StringRef(o).split(':').first.str());

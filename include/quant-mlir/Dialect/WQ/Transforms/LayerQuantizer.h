@@ -1,11 +1,13 @@
 //===- LayerQuantizer.h - one layer of wq-rtn / wq-gptq ----------*- C++ -*-===//
 // The per-layer quantization the wq-rtn and wq-gptq passes perform, for
 // callers that quantize while calibrating (GPTQ's true-sequential mode):
-// built from the pass's own option text, so both use one configuration.
+// built from the pass's option struct, so both use one configuration.
 //===----------------------------------------------------------------------===//
 
 #ifndef QUANT_MLIR_DIALECT_WQ_TRANSFORMS_LAYERQUANTIZER_H
 #define QUANT_MLIR_DIALECT_WQ_TRANSFORMS_LAYERQUANTIZER_H
+
+#include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/ArrayRef.h"
@@ -19,15 +21,19 @@
 #include <vector>
 
 namespace quant_mlir::wq {
+namespace detail {
+struct QuantizeConfig;
+} // namespace detail
 
 class LayerQuantizer {
 public:
-  /// `passName` is "wq-gptq" or "wq-rtn", `options` its option text (as in
-  /// a pipeline: "bits=4 group-size=128 base-dir=..."). The module's float
-  /// weights are read from its archive (relative to base-dir).
+  /// The layer quantizer of wq-gptq / wq-rtn with these options (the
+  /// passes' generated option structs). The module's float weights are read
+  /// from its archive (relative to baseDir).
   static llvm::Expected<std::unique_ptr<LayerQuantizer>>
-  create(mlir::ModuleOp module, llvm::StringRef passName,
-         llvm::StringRef options);
+  create(mlir::ModuleOp module, const WQGPTQOptions &options);
+  static llvm::Expected<std::unique_ptr<LayerQuantizer>>
+  create(mlir::ModuleOp module, const WQRTNOptions &options);
   ~LayerQuantizer();
 
   /// Whether the pass will quantize layer `name` (not skipped, and known).
@@ -48,6 +54,9 @@ public:
   struct Impl;
 
 private:
+  static llvm::Expected<std::unique_ptr<LayerQuantizer>>
+  create(mlir::ModuleOp module, detail::QuantizeConfig config,
+         llvm::StringRef passName);
   explicit LayerQuantizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl;
 };

@@ -26,6 +26,12 @@ public:
     llvm::SmallVector<std::string> overrides;
   };
 
+  /// The layers left in float when no skip list is given: the output head
+  /// and the embeddings, as AutoGPTQ and AutoAWQ leave them.
+  static llvm::SmallVector<std::string> defaultSkip() {
+    return {"lm_head", "*.lm_head", "*embed*"};
+  }
+
   /// Parses globs and overrides; errors go through `emitError`. Held by
   /// pointer: the parsed globs refer to the pattern strings it owns.
   static mlir::FailureOr<std::unique_ptr<SchemeSelector>>
