@@ -154,7 +154,7 @@ namespace {
 class Compiler {
 public:
   Compiler(const CompileOptions &o, llvm::raw_ostream &log)
-      : o(o), log(o.quiet ? llvm::nulls() : log),
+      : o(o), log(o.quiet ? llvm::nulls() : log), results(log),
         start(std::chrono::steady_clock::now()) {
     mlir::DialectRegistry registry;
     quant_mlir::registerAllDialects(registry);
@@ -176,6 +176,8 @@ private:
 
   const CompileOptions &o;
   llvm::raw_ostream &log;
+  /// What the user asked for even when quiet (the checkpoint's vLLM kernel).
+  llvm::raw_ostream &results;
   std::chrono::steady_clock::time_point start;
   mlir::MLIRContext context;
   llvm::SmallString<256> work;
@@ -336,7 +338,7 @@ llvm::Expected<CompileResult> Compiler::run() {
     opt.staticGroups = o.quant.staticGroups;
     llvm::SmallString<256> hfDir(absOut);
     llvm::sys::path::append(hfDir, "hf");
-    if (llvm::Error err = hf::exportModelDir(absOut, hfDir, opt, log))
+    if (llvm::Error err = hf::exportModelDir(absOut, hfDir, opt, results))
       return error(llvm::toString(std::move(err)) + " (the model directory '" +
                    o.outDir + "' was written; no checkpoint)");
     result.hfDir = hfDir.str().str();

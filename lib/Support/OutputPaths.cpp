@@ -6,6 +6,7 @@
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
 #include <dirent.h>
@@ -18,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 using namespace llvm;
 namespace fs = llvm::sys::fs;
@@ -59,26 +61,81 @@ Error checkNotAnInput(StringRef output, ArrayRef<std::string> inputs,
   return Error::success();
 }
 
-std::string temporaryModel(StringRef base) {
-  return (base + ".tmp-" + Twine(::getpid()) + "-%%%%%%").str();
+// The start time of process `pid` in clock ticks since boot (field 22 of
+// /proc/PID/stat), or 0 when it cannot be read. A pid and its start time
+// name a process uniquely, even after the pid is reused.
+static unsigned long long processStartTime(pid_t pid) {
+  auto buf = llvm::MemoryBuffer::getFileAsStream("/proc/" + Twine(pid) + "/stat");
+  if (!buf)
+    return 0;
+  // The command name (field 2) may hold spaces and ')': fields 3.. follow
+  // the last ')'.
+  StringRef text = (*buf)->getBuffer();
+  size_t close = text.rfind(')');
+  if (close == StringRef::npos)
+    return 0;
+  SmallVector<StringRef> fields;
+  text.drop_front(close + 1).split(fields, ' ', -1, /*KeepEmpty=*/false);
+  unsigned long long start = 0;
+  if (fields.size() < 20 || fields[19].getAsInteger(10, start))
+    return 0;
+  return start;
 }
 
-// The pid in `<prefix>.tmp-<pid>-...`, or 0 if `name` is not such a name.
-static pid_t temporaryOwner(StringRef name, StringRef prefix) {
+std::string temporaryModel(StringRef base) {
+  // Not cached: a forked child has its own pid and start time.
+  return (base + ".tmp-" + Twine(::getpid()) + "." +
+          Twine(processStartTime(::getpid())) + "-%%%%%%")
+      .str();
+}
+
+namespace {
+/// Who made a temporary: `<prefix>.tmp-<pid>.<start>-...` (or the older
+/// `<prefix>.tmp-<pid>-...`, start 0).
+struct Owner {
+  pid_t pid = 0;
+  unsigned long long start = 0;
+};
+} // namespace
+
+static std::optional<Owner> temporaryOwner(StringRef name, StringRef prefix) {
   size_t at = name.rfind(".tmp-");
   if (at == StringRef::npos)
-    return 0;
+    return std::nullopt;
   // Without a prefix only hidden names, as TempDir creates them.
   if (prefix.empty() ? !name.starts_with(".") : name.take_front(at) != prefix)
-    return 0;
+    return std::nullopt;
   StringRef rest = name.drop_front(at + 5);
   StringRef digits = rest.take_while(isDigit);
-  if (digits.empty() || !rest.drop_front(digits.size()).starts_with("-"))
-    return 0;
+  rest = rest.drop_front(digits.size());
   long long pid;
-  if (digits.getAsInteger(10, pid) || pid <= 0 || pid > INT32_MAX)
-    return 0;
-  return pid_t(pid);
+  if (digits.empty() || digits.getAsInteger(10, pid) || pid <= 0 ||
+      pid > INT32_MAX)
+    return std::nullopt;
+  Owner owner{pid_t(pid), 0};
+  if (rest.consume_front(".")) {
+    StringRef startDigits = rest.take_while(isDigit);
+    rest = rest.drop_front(startDigits.size());
+    if (startDigits.empty() || startDigits.getAsInteger(10, owner.start))
+      return std::nullopt;
+  }
+  if (!rest.starts_with("-"))
+    return std::nullopt;
+  return owner;
+}
+
+/// Whether the process that made a temporary has ended: kill(pid, 0) fails
+/// with ESRCH only if no such process exists; a live pid with another start
+/// time is a reused pid, so the maker is gone too.
+static bool ownerIsDead(const Owner &owner) {
+  if (owner.pid == ::getpid())
+    return false;
+  if (::kill(owner.pid, 0) != 0 && errno == ESRCH)
+    return true;
+  if (owner.start == 0)
+    return false; // older name: the pid alone cannot tell
+  unsigned long long now = processStartTime(owner.pid);
+  return now != 0 && now != owner.start;
 }
 
 unsigned removeDeadTemporaries(StringRef dir, StringRef prefix) {
@@ -88,10 +145,8 @@ unsigned removeDeadTemporaries(StringRef dir, StringRef prefix) {
   for (fs::directory_iterator it(dir.empty() ? "." : dir, ec), end;
        !ec && it != end; it.increment(ec)) {
     StringRef name = sys::path::filename(it->path());
-    pid_t pid = temporaryOwner(name, prefix);
-    // kill(pid, 0) fails with ESRCH only if no such process exists; a pid
-    // reused by another process keeps the temporary until it is free again.
-    if (pid && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH)
+    std::optional<Owner> owner = temporaryOwner(name, prefix);
+    if (owner && ownerIsDead(*owner))
       dead.push_back(it->path());
   }
   for (const std::string &path : dead)

@@ -12,6 +12,7 @@
 #include "llvm/ADT/SmallString.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -166,7 +167,18 @@ TEST_F(TempDirFixture, RemovesDeadTemporaries) {
   std::string live = ".out.tmp-" + std::to_string(getpid() == 1 ? 2 : 1) +
                      "-abcdef"; // init never dies
   std::string user = "notes.tmp-" + std::to_string(deadPid()) + "-x";
-  for (const std::string &d : {dead, live}) {
+  // Named with pid and start time: pid 1 with another start time is a
+  // reused pid (its maker is gone); with init's own start time it is live.
+  std::string initStart = "0";
+  if (auto stat = llvm::MemoryBuffer::getFileAsStream("/proc/1/stat")) {
+    llvm::SmallVector<llvm::StringRef> f;
+    (*stat)->getBuffer().rsplit(')').second.split(f, ' ', -1, false);
+    if (f.size() >= 20)
+      initStart = f[19].str();
+  }
+  std::string reused = ".out.tmp-1." + initStart + "1-abcdef";
+  std::string liveStart = ".out.tmp-1." + initStart + "-abcdef";
+  for (const std::string &d : {dead, live, reused, liveStart}) {
     ASSERT_FALSE(fs::create_directories(path(d + "/kernels")));
     write(d + "/kernels/a.ptx", "x");
   }
@@ -176,8 +188,12 @@ TEST_F(TempDirFixture, RemovesDeadTemporaries) {
   EXPECT_FALSE(fs::exists(path(dead)));
   EXPECT_TRUE(fs::exists(path(live)));
   EXPECT_TRUE(fs::exists(path(user)));
+  if (initStart != "0") {
+    EXPECT_FALSE(fs::exists(path(reused)));
+    EXPECT_TRUE(fs::exists(path(liveStart)));
+  }
   llvm::StringRef made = llvm::sys::path::filename(temp->path());
-  EXPECT_TRUE(made.starts_with(".out.tmp-" + std::to_string(getpid()) + "-"))
+  EXPECT_TRUE(made.starts_with(".out.tmp-" + std::to_string(getpid()) + "."))
       << made.str();
   std::string madePath = temp->path();
   { TempDir gone = std::move(*temp); }

@@ -29,14 +29,16 @@ llvm::Error checkNotAnInput(llvm::StringRef output,
                             llvm::ArrayRef<std::string> inputs,
                             llvm::StringRef option);
 
-/// Temporary names carry the creating process id, `<base>.tmp-<pid>-XXXXXX`,
-/// so that a later run can tell temporaries of dead processes from those of
-/// running ones.
+/// Temporary names carry the creating process id and its start time,
+/// `<base>.tmp-<pid>.<start>-XXXXXX`, so that a later run can tell
+/// temporaries of dead processes from those of running ones, even when the
+/// pid has been reused.
 std::string temporaryModel(llvm::StringRef base);
 
-/// Removes the entries of `dir` named `<prefix>.tmp-<pid>-...` (any hidden
-/// `.<name>.tmp-<pid>-...` if `prefix` is empty) whose process no longer
-/// exists; returns how many.
+/// Removes the entries of `dir` named `<prefix>.tmp-<pid>[.<start>]-...`
+/// (any hidden `.<name>.tmp-...` if `prefix` is empty) whose process no
+/// longer exists or whose pid now belongs to a process started at another
+/// time; returns how many.
 unsigned removeDeadTemporaries(llvm::StringRef dir,
                                llvm::StringRef prefix = "");
 
@@ -47,7 +49,7 @@ unsigned removeDeadTemporaries(llvm::StringRef dir,
 void removeTreeOnSignal(llvm::StringRef path);
 void dontRemoveTreeOnSignal(llvm::StringRef path);
 
-/// A directory `.<name>.tmp-<pid>-XXXXXX` beside `target`, removed with its
+/// A directory `.<name>.tmp-<pid>.<start>-XXXXXX` beside `target`, removed with its
 /// contents on destruction or on a signal unless keep() is called. Creating
 /// one first sweeps the dead runs' temporaries from the same parent.
 class TempDir {

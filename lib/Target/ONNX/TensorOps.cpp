@@ -62,39 +62,38 @@ LogicalResult Importer::onConstant() {
 
 LogicalResult Importer::onIdentity() {
   StringRef op = node->op_type();
-  (void)op;
-    FailureOr<OValue *> in = input(0);
-    if (failed(in))
+  FailureOr<OValue *> in = input(0);
+  if (failed(in))
+    return failure();
+  if (op == "Dropout" && node->output_size() > 1 && !node->output(1).empty())
+    return fail("the Dropout mask output is not supported");
+  if (op == "Dropout" && hasInput(2)) {
+    FailureOr<std::optional<int64_t>> training = constScalarInt(2);
+    if (failed(training))
       return failure();
-    if (op == "Dropout" && node->output_size() > 1 && !node->output(1).empty())
-      return fail("the Dropout mask output is not supported");
-    if (op == "Dropout" && hasInput(2)) {
-      FailureOr<std::optional<int64_t>> training = constScalarInt(2);
-      if (failed(training))
-        return failure();
-      if (!*training || **training != 0)
-        return fail("training-mode Dropout is not supported (training_mode "
-                    "must be a constant false)");
-    }
-    OValue v = **in;
-    // torch.onnx dedups identical parameters into one initializer and
-    // re-creates the others as Identity nodes named after them: the copy
-    // keeps its own name (per-layer norm weights stay per layer).
-    StringRef outName = node->output(0);
-    if (v.init && op == "Identity" && isParameterName(outName) &&
-        outName != v.init->name) {
-      storage.tensors.emplace_back();
-      TensorData &copy = storage.tensors.back();
-      copy.name = outName.str();
-      copy.dtype = v.init->dtype;
-      copy.shape = v.init->shape;
-      copy.bytes = v.init->bytes;
-      copy.mapped = v.init->mapped;
-      v.init = &copy;
-      v.tensor = {};
-    }
-    setOutput(0, v);
-    return success();
+    if (!*training || **training != 0)
+      return fail("training-mode Dropout is not supported (training_mode "
+                  "must be a constant false)");
+  }
+  OValue v = **in;
+  // torch.onnx dedups identical parameters into one initializer and
+  // re-creates the others as Identity nodes named after them: the copy
+  // keeps its own name (per-layer norm weights stay per layer).
+  StringRef outName = node->output(0);
+  if (v.init && op == "Identity" && isParameterName(outName) &&
+      outName != v.init->name) {
+    storage.tensors.emplace_back();
+    TensorData &copy = storage.tensors.back();
+    copy.name = outName.str();
+    copy.dtype = v.init->dtype;
+    copy.shape = v.init->shape;
+    copy.bytes = v.init->bytes;
+    copy.mapped = v.init->mapped;
+    v.init = &copy;
+    v.tensor = {};
+  }
+  setOutput(0, v);
+  return success();
 }
 
 LogicalResult Importer::onGather() {
