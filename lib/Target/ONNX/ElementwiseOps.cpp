@@ -83,8 +83,6 @@ LogicalResult Importer::onUnaryMath() {
 }
 
 LogicalResult Importer::onGelu() {
-  StringRef op = node->op_type();
-  (void)op;
     std::string approx = attrString("approximate", "none");
     if (approx != "none" && approx != "tanh")
       return fail("unsupported approximate = '" + approx + "'");
@@ -124,7 +122,6 @@ LogicalResult Importer::onGelu() {
 
 LogicalResult Importer::onNegAbsNot() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs()) {
     SmallVector<SymArg> &a = *args;
     if (op == "Not")
@@ -163,7 +160,6 @@ LogicalResult Importer::onNegAbsNot() {
 
 LogicalResult Importer::onBinaryArith() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs()) {
     return symElementwise(*args, {0, 1}, (*args)[0].elem,
                           [&](ArrayRef<SymInt> o) {
@@ -224,49 +220,46 @@ LogicalResult Importer::onBinaryArith() {
 }
 
 LogicalResult Importer::onPow() {
-  StringRef op = node->op_type();
-  (void)op;
-    FailureOr<Value> xv = floatInput(0), yv = inputTensor(1);
-    if (failed(xv) || failed(yv))
-      return failure();
-    Value x = *xv, y = *yv;
-    Type elem = elemOf(x);
-    std::optional<double> e = splatFloat(y);
-    // Small integral exponents (RMSNorm's x^2, GELU's x^3) stay multiplies.
-    if (e && (*e == 1.0 || *e == 2.0 || *e == 3.0 || *e == 0.5)) {
-      double ev = *e;
-      SmallVector<Value> ops = {x};
-      if (rankOf(y) > rankOf(x) ||
-          cast<RankedTensorType>(y.getType()).getNumElements() > 1)
-        ops.push_back(y); // keep the broadcast shape
-      return done(emitElementwise(
-          ops, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) -> Value {
-            if (ev == 0.5)
-              return math::SqrtOp::create(nb, nl, a[0]);
-            Value r = a[0];
-            for (int k = 1; k < int(ev); ++k)
-              r = arith::MulFOp::create(nb, nl, r, a[0]);
-            return r;
-          }));
-    }
-    Type yElem = elemOf(y);
+  FailureOr<Value> xv = floatInput(0), yv = inputTensor(1);
+  if (failed(xv) || failed(yv))
+    return failure();
+  Value x = *xv, y = *yv;
+  Type elem = elemOf(x);
+  std::optional<double> e = splatFloat(y);
+  // Small integral exponents (RMSNorm's x^2, GELU's x^3) stay multiplies.
+  if (e && (*e == 1.0 || *e == 2.0 || *e == 3.0 || *e == 0.5)) {
+    double ev = *e;
+    SmallVector<Value> ops = {x};
+    if (rankOf(y) > rankOf(x) ||
+        cast<RankedTensorType>(y.getType()).getNumElements() > 1)
+      ops.push_back(y); // keep the broadcast shape
     return done(emitElementwise(
-        {x, y}, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-          Value p = a[1];
-          if (yElem != elem)
-            p = isa<FloatType>(yElem)
-                    ? Value(yElem.getIntOrFloatBitWidth() >
-                                    elem.getIntOrFloatBitWidth()
-                                ? Value(arith::TruncFOp::create(nb, nl, elem, p))
-                                : Value(arith::ExtFOp::create(nb, nl, elem, p)))
-                    : Value(arith::SIToFPOp::create(nb, nl, elem, p));
-          return math::PowFOp::create(nb, nl, a[0], p).getResult();
+        ops, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) -> Value {
+          if (ev == 0.5)
+            return math::SqrtOp::create(nb, nl, a[0]);
+          Value r = a[0];
+          for (int k = 1; k < int(ev); ++k)
+            r = arith::MulFOp::create(nb, nl, r, a[0]);
+          return r;
         }));
+  }
+  Type yElem = elemOf(y);
+  return done(emitElementwise(
+      {x, y}, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
+        Value p = a[1];
+        if (yElem != elem)
+          p = isa<FloatType>(yElem)
+                  ? Value(yElem.getIntOrFloatBitWidth() >
+                                  elem.getIntOrFloatBitWidth()
+                              ? Value(arith::TruncFOp::create(nb, nl, elem, p))
+                              : Value(arith::ExtFOp::create(nb, nl, elem, p)))
+                  : Value(arith::SIToFPOp::create(nb, nl, elem, p));
+        return math::PowFOp::create(nb, nl, a[0], p).getResult();
+      }));
 }
 
 LogicalResult Importer::onVariadic() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs(); args && args->size() == 2 &&
                                  (op == "Max" || op == "Min")) {
     return symElementwise(*args, {0, 1}, (*args)[0].elem,
@@ -308,7 +301,6 @@ LogicalResult Importer::onVariadic() {
 
 LogicalResult Importer::onCompare() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs()) {
     P pred = llvm::StringSwitch<P>(op)
                  .Case("Equal", P::eq)
@@ -348,7 +340,6 @@ LogicalResult Importer::onCompare() {
 
 LogicalResult Importer::onLogical() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs(); args && op != "Xor") {
     auto asBool = [&](SymInt s) { return sCmp(P::ne, s, SymInt::cst(0)); };
     return symElementwise(*args, {0, 1}, b.getI1Type(),
@@ -376,8 +367,6 @@ LogicalResult Importer::onLogical() {
 }
 
 LogicalResult Importer::onWhere() {
-  StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs()) {
     return symElementwise(*args, {0, 1, 2}, (*args)[1].elem,
                           [&](ArrayRef<SymInt> o) {
@@ -400,7 +389,6 @@ LogicalResult Importer::onWhere() {
 
 LogicalResult Importer::onCast() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto args = symbolicArgs(); args && op == "Cast") {
     Type to = dtypeToType(int32_t(attrInt("to", 0)), ctx);
     if (to && isa<IntegerType>(to)) // to float: a real tensor

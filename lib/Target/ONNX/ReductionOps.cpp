@@ -23,117 +23,113 @@ using P = arith::CmpIPredicate;
 
 LogicalResult Importer::onSoftmax() {
   StringRef op = node->op_type();
-  (void)op;
-    FailureOr<Value> xv = floatInput(0);
-    if (failed(xv))
-      return failure();
-    std::optional<int64_t> axis = normAxis(attrInt("axis", -1), rankOf(*xv));
-    if (!axis)
-      return fail("axis out of range");
-    FailureOr<Value> sm = emitSoftmax(*xv, *axis);
-    if (failed(sm) || op == "Softmax")
-      return done(sm);
-    return done(emitElementwise(
-        {*sm}, elemOf(*sm), [](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-          return math::LogOp::create(nb, nl, a[0]).getResult();
-        }));
+  FailureOr<Value> xv = floatInput(0);
+  if (failed(xv))
+    return failure();
+  std::optional<int64_t> axis = normAxis(attrInt("axis", -1), rankOf(*xv));
+  if (!axis)
+    return fail("axis out of range");
+  FailureOr<Value> sm = emitSoftmax(*xv, *axis);
+  if (failed(sm) || op == "Softmax")
+    return done(sm);
+  return done(emitElementwise(
+      {*sm}, elemOf(*sm), [](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
+        return math::LogOp::create(nb, nl, a[0]).getResult();
+      }));
 }
 
 LogicalResult Importer::onReduce() {
   StringRef op = node->op_type();
-  (void)op;
-    FailureOr<Value> xv = inputTensor(0);
-    if (failed(xv))
+  FailureOr<Value> xv = inputTensor(0);
+  if (failed(xv))
+    return failure();
+  Value x = *xv;
+  int64_t rank = rankOf(x);
+  SmallVector<int64_t> axes;
+  if (hasInput(1)) {
+    FailureOr<SmallVector<int64_t>> a = constInts(1);
+    if (failed(a))
       return failure();
-    Value x = *xv;
-    int64_t rank = rankOf(x);
-    SmallVector<int64_t> axes;
-    if (hasInput(1)) {
-      FailureOr<SmallVector<int64_t>> a = constInts(1);
-      if (failed(a))
-        return failure();
-      axes = *a;
-    } else if (auto a = attrInts("axes")) {
-      axes = *a;
-    }
-    bool keep = attrInt("keepdims", 1) != 0;
-    if (axes.empty()) {
-      if (attrInt("noop_with_empty_axes", 0))
-        return done(x);
-      for (int64_t k = 0; k < rank; ++k)
-        axes.push_back(k);
-    }
-    for (int64_t &a : axes) {
-      std::optional<int64_t> ax = normAxis(a, rank);
-      if (!ax)
-        return fail("axis " + Twine(a) + " out of range");
-      a = *ax;
-    }
-    llvm::sort(axes);
-    axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
-    if (op == "ReduceMean")
-      return done(emitMean(x, axes, keep));
-    return done(emitReduce(x, axes,
-                           op == "ReduceSum" ? ReduceKind::Sum : ReduceKind::Max,
-                           keep));
+    axes = *a;
+  } else if (auto a = attrInts("axes")) {
+    axes = *a;
+  }
+  bool keep = attrInt("keepdims", 1) != 0;
+  if (axes.empty()) {
+    if (attrInt("noop_with_empty_axes", 0))
+      return done(x);
+    for (int64_t k = 0; k < rank; ++k)
+      axes.push_back(k);
+  }
+  for (int64_t &a : axes) {
+    std::optional<int64_t> ax = normAxis(a, rank);
+    if (!ax)
+      return fail("axis " + Twine(a) + " out of range");
+    a = *ax;
+  }
+  llvm::sort(axes);
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  if (op == "ReduceMean")
+    return done(emitMean(x, axes, keep));
+  return done(emitReduce(x, axes,
+                         op == "ReduceSum" ? ReduceKind::Sum : ReduceKind::Max,
+                         keep));
 }
 
 LogicalResult Importer::onLayerNormalization() {
-  StringRef op = node->op_type();
-  (void)op;
-    for (int i = 1; i < node->output_size(); ++i)
-      if (!node->output(i).empty())
-        return fail("the Mean / InvStdDev outputs are not supported");
-    FailureOr<Value> xv = floatInput(0), sv = inputTensor(1);
-    if (failed(xv) || failed(sv))
+  for (int i = 1; i < node->output_size(); ++i)
+    if (!node->output(i).empty())
+      return fail("the Mean / InvStdDev outputs are not supported");
+  FailureOr<Value> xv = floatInput(0), sv = inputTensor(1);
+  if (failed(xv) || failed(sv))
+    return failure();
+  Value x = *xv;
+  int64_t rank = rankOf(x);
+  std::optional<int64_t> axis = normAxis(attrInt("axis", -1), rank);
+  if (!axis)
+    return fail("axis out of range");
+  double eps = attrFloat("epsilon", 1e-5f);
+  Type elem = elemOf(x);
+  SmallVector<int64_t> axes;
+  for (int64_t k = *axis; k < rank; ++k)
+    axes.push_back(k);
+  FailureOr<Value> mean = emitMean(x, axes, true);
+  if (failed(mean))
+    return failure();
+  FailureOr<Value> d = emitElementwise(
+      {x, *mean}, elem, [](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
+        return arith::SubFOp::create(nb, nl, a[0], a[1]).getResult();
+      });
+  if (failed(d))
+    return failure();
+  FailureOr<Value> sq = emitElementwise(
+      {*d}, elem, [](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
+        return arith::MulFOp::create(nb, nl, a[0], a[0]).getResult();
+      });
+  if (failed(sq))
+    return failure();
+  FailureOr<Value> var = emitMean(*sq, axes, true);
+  if (failed(var))
+    return failure();
+  SmallVector<Value> ops = {*d, *var, *sv};
+  if (hasInput(2)) {
+    FailureOr<Value> bv = inputTensor(2);
+    if (failed(bv))
       return failure();
-    Value x = *xv;
-    int64_t rank = rankOf(x);
-    std::optional<int64_t> axis = normAxis(attrInt("axis", -1), rank);
-    if (!axis)
-      return fail("axis out of range");
-    double eps = attrFloat("epsilon", 1e-5f);
-    Type elem = elemOf(x);
-    SmallVector<int64_t> axes;
-    for (int64_t k = *axis; k < rank; ++k)
-      axes.push_back(k);
-    FailureOr<Value> mean = emitMean(x, axes, true);
-    if (failed(mean))
-      return failure();
-    FailureOr<Value> d = emitElementwise(
-        {x, *mean}, elem, [](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-          return arith::SubFOp::create(nb, nl, a[0], a[1]).getResult();
-        });
-    if (failed(d))
-      return failure();
-    FailureOr<Value> sq = emitElementwise(
-        {*d}, elem, [](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-          return arith::MulFOp::create(nb, nl, a[0], a[0]).getResult();
-        });
-    if (failed(sq))
-      return failure();
-    FailureOr<Value> var = emitMean(*sq, axes, true);
-    if (failed(var))
-      return failure();
-    SmallVector<Value> ops = {*d, *var, *sv};
-    if (hasInput(2)) {
-      FailureOr<Value> bv = inputTensor(2);
-      if (failed(bv))
-        return failure();
-      ops.push_back(*bv);
-    }
-    return done(emitElementwise(
-        ops, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-          Value s = math::SqrtOp::create(
-              nb, nl,
-              arith::AddFOp::create(nb, nl, a[1],
-                                    scalarConst(nb, nl, elem, eps)));
-          Value y = arith::DivFOp::create(nb, nl, a[0], s);
-          y = arith::MulFOp::create(nb, nl, y, a[2]);
-          if (a.size() > 3)
-            y = arith::AddFOp::create(nb, nl, y, a[3]);
-          return y;
-        }));
+    ops.push_back(*bv);
+  }
+  return done(emitElementwise(
+      ops, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
+        Value s = math::SqrtOp::create(
+            nb, nl,
+            arith::AddFOp::create(nb, nl, a[1],
+                                  scalarConst(nb, nl, elem, eps)));
+        Value y = arith::DivFOp::create(nb, nl, a[0], s);
+        y = arith::MulFOp::create(nb, nl, y, a[2]);
+        if (a.size() > 3)
+          y = arith::AddFOp::create(nb, nl, y, a[3]);
+        return y;
+      }));
 }
 
 /// CumSum along a constant axis: out[i] = sum of x[j] for j <= i (j < i

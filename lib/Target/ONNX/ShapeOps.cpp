@@ -51,51 +51,48 @@ LogicalResult Importer::onShape() {
 }
 
 LogicalResult Importer::onTranspose() {
-  StringRef op = node->op_type();
-  (void)op;
-    FailureOr<OValue *> in = input(0);
-    if (failed(in))
-      return failure();
-    int64_t rank = (*in)->type.getRank();
-    SmallVector<int64_t> perm;
-    if (auto p = attrInts("perm"))
-      perm = *p;
-    else
-      for (int64_t i = rank - 1; i >= 0; --i)
-        perm.push_back(i);
-    if (int64_t(perm.size()) != rank)
-      return fail("perm has " + Twine(perm.size()) + " entries for rank " +
-                  Twine(rank));
-    SmallVector<int64_t> sorted(perm);
-    llvm::sort(sorted);
-    for (int64_t i = 0; i < rank; ++i)
-      if (sorted[i] != i)
-        return fail("perm is not a permutation");
-    if ((*in)->init && rank == 2 && perm[0] == 1) {
-      // nn.Linear's weight.t(): stays lazy so a MatMul reads it as [N, K]
-      // (also when the weight itself is already in use, e.g. tied).
-      OValue t = **in;
-      t.tensor = {};
-      t.initTransposed = !t.initTransposed;
-      t.type = RankedTensorType::get(
-          {t.type.getDimSize(1), t.type.getDimSize(0)}, t.type.getElementType());
-      setOutput(0, t);
-      return success();
-    }
-    FailureOr<Value> x = materialize(**in);
-    if (failed(x))
-      return failure();
-    bool identity = true;
-    for (int64_t i = 0; i < rank; ++i)
-      identity &= perm[i] == i;
-    if (identity)
-      return done(*x);
-    return done(emitTranspose(*x, perm));
+  FailureOr<OValue *> in = input(0);
+  if (failed(in))
+    return failure();
+  int64_t rank = (*in)->type.getRank();
+  SmallVector<int64_t> perm;
+  if (auto p = attrInts("perm"))
+    perm = *p;
+  else
+    for (int64_t i = rank - 1; i >= 0; --i)
+      perm.push_back(i);
+  if (int64_t(perm.size()) != rank)
+    return fail("perm has " + Twine(perm.size()) + " entries for rank " +
+                Twine(rank));
+  SmallVector<int64_t> sorted(perm);
+  llvm::sort(sorted);
+  for (int64_t i = 0; i < rank; ++i)
+    if (sorted[i] != i)
+      return fail("perm is not a permutation");
+  if ((*in)->init && rank == 2 && perm[0] == 1) {
+    // nn.Linear's weight.t(): stays lazy so a MatMul reads it as [N, K]
+    // (also when the weight itself is already in use, e.g. tied).
+    OValue t = **in;
+    t.tensor = {};
+    t.initTransposed = !t.initTransposed;
+    t.type = RankedTensorType::get(
+        {t.type.getDimSize(1), t.type.getDimSize(0)}, t.type.getElementType());
+    setOutput(0, t);
+    return success();
+  }
+  FailureOr<Value> x = materialize(**in);
+  if (failed(x))
+    return failure();
+  bool identity = true;
+  for (int64_t i = 0; i < rank; ++i)
+    identity &= perm[i] == i;
+  if (identity)
+    return done(*x);
+  return done(emitTranspose(*x, perm));
 }
 
 LogicalResult Importer::onReshapeLike() {
   StringRef op = node->op_type();
-  (void)op;
   if (auto symArgs = symbolicArgs(); symArgs && op == "Reshape") {
     do {
       SmallVector<SymArg> &args = *symArgs;
@@ -289,56 +286,52 @@ LogicalResult Importer::onReshapeLike() {
 }
 
 LogicalResult Importer::onExpand() {
-  StringRef op = node->op_type();
-  (void)op;
-    FailureOr<Value> xv = inputTensor(0);
-    FailureOr<SmallVector<SymInt>> shape = symInts(1);
-    if (failed(xv) || failed(shape))
-      return failure();
+  FailureOr<Value> xv = inputTensor(0);
+  FailureOr<SmallVector<SymInt>> shape = symInts(1);
+  if (failed(xv) || failed(shape))
+    return failure();
 
-    Value x = *xv;
-    SmallVector<SymInt> in = dimsOf(x);
-    int64_t r = int64_t(in.size()), s = int64_t(shape->size());
-    int64_t rank = std::max(r, s);
-    SmallVector<SymInt> out;
-    bool same = r == rank;
-    for (int64_t o = 0; o < rank; ++o) {
-      int64_t ji = o - (rank - r), js = o - (rank - s);
-      std::optional<SymInt> di, ds;
-      if (ji >= 0)
-        di = in[ji];
-      if (js >= 0)
-        ds = (*shape)[js];
-      auto isOne = [](const std::optional<SymInt> &d) {
-        return !d || (d->isConst() && d->c == 1);
-      };
-      SymInt d;
-      if (ds && ds->fromData && !ds->isConst()) // broadcast-compatible: max
-        d = di ? sMax(*di, *ds) : *ds;
-      else if (isOne(ds))
-        d = di ? *di : SymInt::cst(1);
-      else if (isOne(di))
-        d = *ds;
-      else {
-        if (di->isConst() && ds->isConst() && di->c != ds->c)
-          return fail("cannot expand dim of size " + Twine(di->c) + " to " +
-                      Twine(ds->c));
-        d = *di;
-      }
-      same &= di && sameSym(*di, d);
-      out.push_back(d);
+  Value x = *xv;
+  SmallVector<SymInt> in = dimsOf(x);
+  int64_t r = int64_t(in.size()), s = int64_t(shape->size());
+  int64_t rank = std::max(r, s);
+  SmallVector<SymInt> out;
+  bool same = r == rank;
+  for (int64_t o = 0; o < rank; ++o) {
+    int64_t ji = o - (rank - r), js = o - (rank - s);
+    std::optional<SymInt> di, ds;
+    if (ji >= 0)
+      di = in[ji];
+    if (js >= 0)
+      ds = (*shape)[js];
+    auto isOne = [](const std::optional<SymInt> &d) {
+      return !d || (d->isConst() && d->c == 1);
+    };
+    SymInt d;
+    if (ds && ds->fromData && !ds->isConst()) // broadcast-compatible: max
+      d = di ? sMax(*di, *ds) : *ds;
+    else if (isOne(ds))
+      d = di ? *di : SymInt::cst(1);
+    else if (isOne(di))
+      d = *ds;
+    else {
+      if (di->isConst() && ds->isConst() && di->c != ds->c)
+        return fail("cannot expand dim of size " + Twine(di->c) + " to " +
+                    Twine(ds->c));
+      d = *di;
     }
-    if (same)
-      return done(x);
-    return done(emitElementwise(
-        {x}, elemOf(x),
-        [](OpBuilder &, Location, ArrayRef<Value> a) { return a[0]; },
-        ArrayRef<SymInt>(out)));
+    same &= di && sameSym(*di, d);
+    out.push_back(d);
+  }
+  if (same)
+    return done(x);
+  return done(emitElementwise(
+      {x}, elemOf(x),
+      [](OpBuilder &, Location, ArrayRef<Value> a) { return a[0]; },
+      ArrayRef<SymInt>(out)));
 }
 
 LogicalResult Importer::onConcat() {
-  StringRef op = node->op_type();
-  (void)op;
   if (auto symArgs = symbolicArgs()) {
     do {
       SmallVector<SymArg> &args = *symArgs;
@@ -398,8 +391,6 @@ LogicalResult Importer::onConcat() {
 }
 
 LogicalResult Importer::onSlice() {
-  StringRef op = node->op_type();
-  (void)op;
   if (auto symArgs = symbolicArgs()) {
     do {
       SmallVector<SymArg> &args = *symArgs;
@@ -501,58 +492,56 @@ LogicalResult Importer::onSlice() {
 }
 
 LogicalResult Importer::onSplit() {
-  StringRef op = node->op_type();
-  (void)op;
-    FailureOr<Value> xv = inputTensor(0);
-    if (failed(xv))
+  FailureOr<Value> xv = inputTensor(0);
+  if (failed(xv))
+    return failure();
+  Value x = *xv;
+  int64_t rank = rankOf(x);
+  std::optional<int64_t> axis = normAxis(attrInt("axis", 0), rank);
+  if (!axis)
+    return fail("axis out of range");
+  SmallVector<SymInt> dims = dimsOf(x);
+  SmallVector<SymInt> sizes;
+  int64_t nOut = node->output_size();
+  if (hasInput(1)) {
+    FailureOr<SmallVector<SymInt>> s = symInts(1);
+    if (failed(s))
       return failure();
-    Value x = *xv;
-    int64_t rank = rankOf(x);
-    std::optional<int64_t> axis = normAxis(attrInt("axis", 0), rank);
-    if (!axis)
-      return fail("axis out of range");
-    SmallVector<SymInt> dims = dimsOf(x);
-    SmallVector<SymInt> sizes;
-    int64_t nOut = node->output_size();
-    if (hasInput(1)) {
-      FailureOr<SmallVector<SymInt>> s = symInts(1);
-      if (failed(s))
-        return failure();
-      sizes = *s;
-    } else if (auto s = attrInts("split")) {
-      for (int64_t v : *s)
-        sizes.push_back(SymInt::cst(v));
-    } else {
-      SymInt d = dims[*axis];
-      if (!d.isConst())
-        return fail("equal Split of a dynamic dim");
-      int64_t n = attrInt("num_outputs", nOut);
-      int64_t chunk = (d.c + n - 1) / n;
-      for (int64_t k = 0; k < n; ++k)
-        sizes.push_back(SymInt::cst(std::min(chunk, d.c - k * chunk)));
-    }
-    if (int64_t(sizes.size()) != nOut)
-      return fail("Split has " + Twine(nOut) + " outputs but " +
-                  Twine(sizes.size()) + " sizes");
-    SymInt offset = SymInt::cst(0);
-    for (int64_t k = 0; k < nOut; ++k) {
-      SmallVector<SymInt> offs(rank, SymInt::cst(0)), sz(dims),
-          strides(rank, SymInt::cst(1));
-      offs[*axis] = offset;
-      sz[*axis] = sizes[k];
-      FailureOr<Value> r =
-          sizes[k].isConst() && sizes[k].c == 0
-              ? FailureOr<Value>(emptyTensor(sz, elemOf(x)))
-              : emitSlice(x, offs, sz, strides);
-      if (failed(r))
-        return failure();
-      setOutputTensor(unsigned(k), *r);
-      offset = sAdd(offset, sizes[k]);
-    }
-    if (dims[*axis].isConst() && offset.isConst() && offset.c != dims[*axis].c)
-      return fail("Split sizes add up to " + Twine(offset.c) + ", not " +
-                  Twine(dims[*axis].c));
-    return success();
+    sizes = *s;
+  } else if (auto s = attrInts("split")) {
+    for (int64_t v : *s)
+      sizes.push_back(SymInt::cst(v));
+  } else {
+    SymInt d = dims[*axis];
+    if (!d.isConst())
+      return fail("equal Split of a dynamic dim");
+    int64_t n = attrInt("num_outputs", nOut);
+    int64_t chunk = (d.c + n - 1) / n;
+    for (int64_t k = 0; k < n; ++k)
+      sizes.push_back(SymInt::cst(std::min(chunk, d.c - k * chunk)));
+  }
+  if (int64_t(sizes.size()) != nOut)
+    return fail("Split has " + Twine(nOut) + " outputs but " +
+                Twine(sizes.size()) + " sizes");
+  SymInt offset = SymInt::cst(0);
+  for (int64_t k = 0; k < nOut; ++k) {
+    SmallVector<SymInt> offs(rank, SymInt::cst(0)), sz(dims),
+        strides(rank, SymInt::cst(1));
+    offs[*axis] = offset;
+    sz[*axis] = sizes[k];
+    FailureOr<Value> r =
+        sizes[k].isConst() && sizes[k].c == 0
+            ? FailureOr<Value>(emptyTensor(sz, elemOf(x)))
+            : emitSlice(x, offs, sz, strides);
+    if (failed(r))
+      return failure();
+    setOutputTensor(unsigned(k), *r);
+    offset = sAdd(offset, sizes[k]);
+  }
+  if (dims[*axis].isConst() && offset.isConst() && offset.c != dims[*axis].c)
+    return fail("Split sizes add up to " + Twine(offset.c) + ", not " +
+                Twine(dims[*axis].c));
+  return success();
 }
 
 /// Tile: out[i] = x[i mod d] per dim, repeats known at import time (or

@@ -23,8 +23,6 @@ using P = arith::CmpIPredicate;
 
 
 LogicalResult Importer::onConstant() {
-  StringRef op = node->op_type();
-  (void)op;
   Type i64 = b.getI64Type();
     if (const auto *a = findAttr("value")) {
       storage.tensors.emplace_back();
@@ -97,8 +95,6 @@ LogicalResult Importer::onIdentity() {
 }
 
 LogicalResult Importer::onGather() {
-  StringRef op = node->op_type();
-  (void)op;
   if (auto symArgs = symbolicArgs()) {
     do {
       SmallVector<SymArg> &args = *symArgs;
@@ -171,8 +167,6 @@ LogicalResult Importer::onGather() {
 }
 
 LogicalResult Importer::onRange() {
-  StringRef op = node->op_type();
-  (void)op;
   if (auto symArgs = symbolicArgs()) {
     do {
       SmallVector<SymArg> &args = *symArgs;
@@ -289,8 +283,6 @@ LogicalResult Importer::onRange() {
 }
 
 LogicalResult Importer::onConstantOfShape() {
-  StringRef op = node->op_type();
-  (void)op;
   if (auto symArgs = symbolicArgs()) {
     do {
       SmallVector<SymArg> &args = *symArgs;
@@ -350,38 +342,36 @@ LogicalResult Importer::onConstantOfShape() {
 }
 
 LogicalResult Importer::onTrilu() {
-  StringRef op = node->op_type();
-  (void)op;
-    FailureOr<Value> xv = inputTensor(0);
-    if (failed(xv))
+  FailureOr<Value> xv = inputTensor(0);
+  if (failed(xv))
+    return failure();
+  Value x = *xv;
+  int64_t rank = rankOf(x);
+  if (rank < 2)
+    return fail("Trilu needs rank >= 2");
+  SymInt k = SymInt::cst(0);
+  if (hasInput(1)) {
+    FailureOr<SmallVector<SymInt>> kv = symInts(1);
+    if (failed(kv))
       return failure();
-    Value x = *xv;
-    int64_t rank = rankOf(x);
-    if (rank < 2)
-      return fail("Trilu needs rank >= 2");
-    SymInt k = SymInt::cst(0);
-    if (hasInput(1)) {
-      FailureOr<SmallVector<SymInt>> kv = symInts(1);
-      if (failed(kv))
-        return failure();
-      k = (*kv)[0];
-    }
-    bool upper = attrInt("upper", 1) != 0;
-    Value kIdx = toIndex(k);
-    Type elem = elemOf(x);
-    return done(emitElementwise(
-        {x}, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
-          Value i = linalg::IndexOp::create(nb, nl, uint64_t(rank - 2));
-          Value j = linalg::IndexOp::create(nb, nl, uint64_t(rank - 1));
-          Value diff = arith::SubIOp::create(nb, nl, j, i);
-          Value keep = arith::CmpIOp::create(nb, nl, upper ? P::sge : P::sle,
-                                             diff, kIdx);
-          Value zero = isa<FloatType>(elem)
-                           ? scalarConst(nb, nl, elem, 0.0)
-                           : Value(arith::ConstantOp::create(
-                                 nb, nl, IntegerAttr::get(elem, 0)));
-          return arith::SelectOp::create(nb, nl, keep, a[0], zero).getResult();
-        }));
+    k = (*kv)[0];
+  }
+  bool upper = attrInt("upper", 1) != 0;
+  Value kIdx = toIndex(k);
+  Type elem = elemOf(x);
+  return done(emitElementwise(
+      {x}, elem, [&](OpBuilder &nb, Location nl, ArrayRef<Value> a) {
+        Value i = linalg::IndexOp::create(nb, nl, uint64_t(rank - 2));
+        Value j = linalg::IndexOp::create(nb, nl, uint64_t(rank - 1));
+        Value diff = arith::SubIOp::create(nb, nl, j, i);
+        Value keep = arith::CmpIOp::create(nb, nl, upper ? P::sge : P::sle,
+                                           diff, kIdx);
+        Value zero = isa<FloatType>(elem)
+                         ? scalarConst(nb, nl, elem, 0.0)
+                         : Value(arith::ConstantOp::create(
+                               nb, nl, IntegerAttr::get(elem, 0)));
+        return arith::SelectOp::create(nb, nl, keep, a[0], zero).getResult();
+      }));
 }
 
 /// ScatterND: out = data, then for every index tuple of `indices` (its
