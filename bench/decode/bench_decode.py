@@ -10,8 +10,10 @@ For each model, thread count and cache mode, runs
         float model, export_with_past.py; intra-op threads = T)
 and reports time to first token (the prompt through the model + first
 sample), decode tokens/s over the N-1 later tokens, per-token latency
-p50/p90, JIT compile time, peak RSS, ours / ORT decode tokens/s, whether the
-greedy ids agree, and the 1-minute load average before the row. Ours and ORT
+p50/p90, process CPU time per decoded token (all threads: on a loaded
+machine the wall clock mostly measures the wait for a core), JIT compile
+time, peak RSS, ours / ORT decode tokens/s and ORT / ours CPU time per
+token (> 1: ours is cheaper), whether the greedy ids agree, and the 1-minute load average before the row. Ours and ORT
 alternate (the order flips every repeat) and medians over --repeat runs are
 printed.
 
@@ -88,6 +90,7 @@ def ours(qdir, ids, a, mode, threads):
     r = out["results"][0]
     return {"ttft_ms": r["time_to_first_token_s"] * 1e3, "tok_s": r["decode_tokens_per_second"],
             "p50_ms": r["latency_p50_ms"], "p90_ms": r["latency_p90_ms"],
+            "cpu_ms": r["decode_cpu_ms_per_token"],
             "compile_s": out["compile_seconds"], "rss_mib": out["peak_rss_mib"], "ids": r["ids"]}
 
 
@@ -95,7 +98,8 @@ def ort(past_onnx, ids, a, threads):
     r = json.loads(run(["node", os.path.join(ROOT, "bench/decode/ort_decode.js"), past_onnx,
                         "--prompt-ids", ids, "--new", str(a.new), "--threads", str(threads)]))
     return {"ort_ttft_ms": r["time_to_first_token_s"] * 1e3, "ort_tok_s": r["decode_tokens_per_second"],
-            "ort_p50_ms": r["latency_p50_ms"], "ort_rss_mib": r["peak_rss_mib"], "ort_ids": r["ids"]}
+            "ort_p50_ms": r["latency_p50_ms"], "ort_cpu_ms": r["decode_cpu_ms_per_token"],
+            "ort_rss_mib": r["peak_rss_mib"], "ort_ids": r["ids"]}
 
 
 def load1():
@@ -134,21 +138,24 @@ def main():
                 f()
             samples[(model, mode, t)].append(s)
     header = ["model", "cache", "threads", "prompt", "new", "ttft_ms", "decode_tok_s", "p50_ms",
-              "p90_ms", "compile_s", "peak_rss_mib", "ort_ttft_ms", "ort_decode_tok_s", "ort_p50_ms",
-              "ort_rss_mib", "ours_over_ort", "same_ids", "load1"]
+              "p90_ms", "cpu_ms_tok", "compile_s", "peak_rss_mib", "ort_ttft_ms", "ort_decode_tok_s",
+              "ort_p50_ms", "ort_cpu_ms_tok", "ort_rss_mib", "ours_over_ort", "ort_cpu_over_ours",
+              "same_ids", "load1"]
     rows = []
     for (model, mode, t), s in samples.items():
         med = lambda k: statistics.median(x[k] for x in s)  # noqa: E731
         row = [model, mode, t, a.prompt, a.new, f"{med('ttft_ms'):.1f}", f"{med('tok_s'):.1f}",
-               f"{med('p50_ms'):.2f}", f"{med('p90_ms'):.2f}", f"{med('compile_s'):.1f}",
-               f"{med('rss_mib'):.0f}"]
+               f"{med('p50_ms'):.2f}", f"{med('p90_ms'):.2f}", f"{med('cpu_ms'):.2f}",
+               f"{med('compile_s'):.1f}", f"{med('rss_mib'):.0f}"]
         if a.no_ort:
-            row += ["", "", "", "", "", ""]
+            row += [""] * 8
         else:
             ratio = statistics.median(x["tok_s"] / x["ort_tok_s"] for x in s)
+            cpu_ratio = statistics.median(x["ort_cpu_ms"] / x["cpu_ms"] for x in s)
             same = all(x["ids"] == x["ort_ids"] for x in s)
             row += [f"{med('ort_ttft_ms'):.1f}", f"{med('ort_tok_s'):.1f}", f"{med('ort_p50_ms'):.2f}",
-                    f"{med('ort_rss_mib'):.0f}", f"{ratio:.2f}x", "yes" if same else "no"]
+                    f"{med('ort_cpu_ms'):.2f}", f"{med('ort_rss_mib'):.0f}", f"{ratio:.2f}x",
+                    f"{cpu_ratio:.2f}x", "yes" if same else "no"]
         rows.append(row + [f"{med('load'):.2f}"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -22,6 +22,8 @@
 #include <numeric>
 #include <set>
 
+#include <time.h>
+
 using namespace quant_mlir;
 using llvm::ArrayRef;
 using llvm::StringRef;
@@ -386,7 +388,7 @@ Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
         entry.erase();
     }
   }
-  auto compiled = CPUModule::compile(std::move(module), modelDir);
+  auto compiled = CPUModule::compile(std::move(module), modelDir, options.compile);
   if (!compiled)
     return compiled.takeError();
   if (mode == CacheMode::Past)
@@ -457,6 +459,14 @@ int64_t Sampler::next(ArrayRef<float> logits) {
   return order[keep - 1];
 }
 
+/// CPU time of all threads of the process (load-independent, unlike the
+/// wall clock on a shared machine).
+static double processCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 llvm::Expected<GenerateResult>
 quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
                      const GenerateOptions &options,
@@ -477,6 +487,7 @@ quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
   Sampler sampler(options.sampling);
   GenerateResult result;
   auto start = Clock::now();
+  double cpuStart = 0;
   auto logits = decoder.feed(prompt);
   if (!logits)
     return logits.takeError();
@@ -485,10 +496,12 @@ quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
     result.ids.push_back(token);
     auto now = Clock::now();
     double seconds = std::chrono::duration<double>(now - start).count();
-    if (i == 0)
+    if (i == 0) {
       result.timeToFirstToken = seconds;
-    else
+    } else {
       result.tokenSeconds.push_back(seconds);
+      result.decodeCpuSeconds += processCpuSeconds() - cpuStart;
+    }
     if (onToken)
       onToken(token);
     if (token == options.eosId) {
@@ -502,6 +515,7 @@ quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
       break;
     }
     start = Clock::now();
+    cpuStart = processCpuSeconds();
     logits = decoder.feed({token});
     if (!logits)
       return logits.takeError();
