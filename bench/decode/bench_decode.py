@@ -1,27 +1,34 @@
 #!/usr/bin/env python3
-"""bench/decode: decode tokens/s and time to first token of quant-run.
+"""bench/decode: decode tokens/s and time to first token of quant-run beside onnxruntime.
 
 For each model, thread count and cache mode, runs
-  build/bin/quant-run DIR --prompt-ids <P random ids> --max-new-tokens N
-      --ignore-eos --max-seq-len P+N --kv-cache MODE --json
-with OPENBLAS_NUM_THREADS = threads (batch 1) and reports time to first
-token (the prompt through the model + first sample), decode tokens/s over
-the N-1 later tokens, per-token latency p50/p90, JIT compile time and peak
-RSS. Rows alternate between configurations in each repeat (paired), and
-the median over --repeat runs is printed; the 1-minute load average before
-each row is recorded.
+  ours: build/bin/quant-run DIR --prompt-ids <P random ids> --max-new-tokens N
+        --ignore-eos --max-seq-len P+N --kv-cache MODE --json
+        (batch 1, OPENBLAS_NUM_THREADS = threads)
+  ORT:  node bench/decode/ort_decode.js WITH_PAST.onnx --prompt-ids <same>
+        --new N --threads T (greedy through the with-past export of the same
+        float model, export_with_past.py; intra-op threads = T)
+and reports time to first token (the prompt through the model + first
+sample), decode tokens/s over the N-1 later tokens, per-token latency
+p50/p90, process CPU time per decoded token (all threads: on a loaded
+machine the wall clock mostly measures the wait for a core), JIT compile
+time, peak RSS, ours / ORT decode tokens/s and ORT / ours CPU time per
+token (> 1: ours is cheaper), whether the greedy ids agree, and the 1-minute load average before the row. Ours and ORT
+alternate (the order flips every repeat) and medians over --repeat runs are
+printed.
 
 Models (prepared under --work unless present):
   shakespeare     /work/shared/data/shakespeare (llama2.c, 3.7M) via
                   llama2c_to_onnx.py + quant-import
   shakespeare-q4  the same after quant-compile --method rtn --bits 4
-                  --group-size 128 (packed, fused dequantize kernel)
+                  --group-size 128 (packed, fused dequantize kernel; the ORT
+                  column runs the float model: ORT has no such packed model)
   100m, 100m-q4   generated Llama (hidden 768, intermediate 2048, 12 layers,
                   12 heads, vocab 32000, tied) and its 4-bit g128 RTN model
 
   python3 bench/decode/bench_decode.py [--prompt 128] [--new 128]
       [--threads 1,2] [--models shakespeare,shakespeare-q4,100m,100m-q4]
-      [--modes derived] [--repeat 1] [--csv out.csv]
+      [--modes derived] [--no-ort] [--repeat 1] [--csv out.csv]
 """
 import argparse
 import csv
@@ -48,7 +55,7 @@ def run(cmd, env=None):
 
 
 def prepare(model, work):
-    """Returns (quant-mlir dir, vocab)."""
+    """Returns (quant-mlir dir, vocab, with-past ONNX path)."""
     base = model[:-3] if model.endswith("-q4") else model
     onnx_dir = os.path.join(work, base + "_onnx")
     if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
@@ -61,6 +68,10 @@ def prepare(model, work):
                  "--kv-heads", "12", "--vocab", "32000", "--tie", "--max-pos", "2048",
                  "--external-data", "-o", onnx_dir])
     vocab = 1024 if base == "shakespeare" else 32000
+    past_dir = os.path.join(work, base + "_past")
+    if not os.path.exists(os.path.join(past_dir, "model.onnx")):
+        run([PY, os.path.join(ROOT, "bench/decode/export_with_past.py"), onnx_dir, "-o", past_dir]
+            + ([] if base == "shakespeare" else ["--external-data"]))
     qdir = os.path.join(work, model)
     if not os.path.exists(os.path.join(qdir, "model.mlir")):
         if model.endswith("-q4"):
@@ -68,7 +79,27 @@ def prepare(model, work):
                  "--method", "rtn", "--bits", "4", "--group-size", "128", "--quiet", "-o", qdir])
         else:
             run([os.path.join(BIN, "quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", qdir])
-    return qdir, vocab
+    return qdir, vocab, os.path.join(past_dir, "model.onnx")
+
+
+def ours(qdir, ids, a, mode, threads):
+    out = json.loads(run([os.path.join(BIN, "quant-run"), qdir, "--prompt-ids", ids,
+                          "--max-new-tokens", str(a.new), "--ignore-eos",
+                          "--max-seq-len", str(a.prompt + a.new), "--kv-cache", mode, "--json"],
+                         env={"OPENBLAS_NUM_THREADS": str(threads)}))
+    r = out["results"][0]
+    return {"ttft_ms": r["time_to_first_token_s"] * 1e3, "tok_s": r["decode_tokens_per_second"],
+            "p50_ms": r["latency_p50_ms"], "p90_ms": r["latency_p90_ms"],
+            "cpu_ms": r["decode_cpu_ms_per_token"],
+            "compile_s": out["compile_seconds"], "rss_mib": out["peak_rss_mib"], "ids": r["ids"]}
+
+
+def ort(past_onnx, ids, a, threads):
+    r = json.loads(run(["node", os.path.join(ROOT, "bench/decode/ort_decode.js"), past_onnx,
+                        "--prompt-ids", ids, "--new", str(a.new), "--threads", str(threads)]))
+    return {"ort_ttft_ms": r["time_to_first_token_s"] * 1e3, "ort_tok_s": r["decode_tokens_per_second"],
+            "ort_p50_ms": r["latency_p50_ms"], "ort_cpu_ms": r["decode_cpu_ms_per_token"],
+            "ort_rss_mib": r["peak_rss_mib"], "ort_ids": r["ids"]}
 
 
 def load1():
@@ -83,37 +114,49 @@ def main():
     ap.add_argument("--models", default="shakespeare,shakespeare-q4,100m,100m-q4")
     ap.add_argument("--modes", default="derived")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime-node column")
     ap.add_argument("--work", default="/tmp/quant-mlir-bench-decode")
     ap.add_argument("--csv", default=None)
     a = ap.parse_args()
     configs = []
     for model in a.models.split(","):
-        qdir, vocab = prepare(model, a.work)
+        qdir, vocab, past_onnx = prepare(model, a.work)
         ids = np.random.default_rng(0).integers(3, vocab, a.prompt)
         for mode in a.modes.split(","):
             for t in a.threads.split(","):
-                configs.append((model, qdir, " ".join(map(str, ids)), mode, int(t)))
-    samples = {c[:1] + c[3:]: [] for c in configs}
-    for _ in range(a.repeat):
-        for model, qdir, ids, mode, t in configs:
-            load = load1()
-            out = json.loads(run([os.path.join(BIN, "quant-run"), qdir, "--prompt-ids", ids,
-                                  "--max-new-tokens", str(a.new), "--ignore-eos",
-                                  "--max-seq-len", str(a.prompt + a.new), "--kv-cache", mode, "--json"],
-                                 env={"OPENBLAS_NUM_THREADS": str(t)}))
-            r = out["results"][0]
-            samples[(model, mode, t)].append({
-                "ttft_ms": r["time_to_first_token_s"] * 1e3, "tok_s": r["decode_tokens_per_second"],
-                "p50_ms": r["latency_p50_ms"], "p90_ms": r["latency_p90_ms"],
-                "compile_s": out["compile_seconds"], "rss_mib": out["peak_rss_mib"], "load": load})
+                configs.append((model, qdir, past_onnx, " ".join(map(str, ids)), mode, int(t)))
+    samples = {(c[0], c[4], c[5]): [] for c in configs}
+    for rep in range(a.repeat):
+        for model, qdir, past_onnx, ids, mode, t in configs:
+            s = {"load": load1()}
+            order = [lambda: s.update(ours(qdir, ids, a, mode, t))]
+            if not a.no_ort:
+                order.append(lambda: s.update(ort(past_onnx, ids, a, t)))
+            if rep % 2:
+                order.reverse()
+            for f in order:
+                f()
+            samples[(model, mode, t)].append(s)
     header = ["model", "cache", "threads", "prompt", "new", "ttft_ms", "decode_tok_s", "p50_ms",
-              "p90_ms", "compile_s", "peak_rss_mib", "load1"]
+              "p90_ms", "cpu_ms_tok", "compile_s", "peak_rss_mib", "ort_ttft_ms", "ort_decode_tok_s",
+              "ort_p50_ms", "ort_cpu_ms_tok", "ort_rss_mib", "ours_over_ort", "ort_cpu_over_ours",
+              "same_ids", "load1"]
     rows = []
     for (model, mode, t), s in samples.items():
         med = lambda k: statistics.median(x[k] for x in s)  # noqa: E731
-        rows.append([model, mode, t, a.prompt, a.new, f"{med('ttft_ms'):.1f}", f"{med('tok_s'):.1f}",
-                     f"{med('p50_ms'):.2f}", f"{med('p90_ms'):.2f}", f"{med('compile_s'):.1f}",
-                     f"{med('rss_mib'):.0f}", f"{med('load'):.2f}"])
+        row = [model, mode, t, a.prompt, a.new, f"{med('ttft_ms'):.1f}", f"{med('tok_s'):.1f}",
+               f"{med('p50_ms'):.2f}", f"{med('p90_ms'):.2f}", f"{med('cpu_ms'):.2f}",
+               f"{med('compile_s'):.1f}", f"{med('rss_mib'):.0f}"]
+        if a.no_ort:
+            row += [""] * 8
+        else:
+            ratio = statistics.median(x["tok_s"] / x["ort_tok_s"] for x in s)
+            cpu_ratio = statistics.median(x["ort_cpu_ms"] / x["cpu_ms"] for x in s)
+            same = all(x["ids"] == x["ort_ids"] for x in s)
+            row += [f"{med('ort_ttft_ms'):.1f}", f"{med('ort_tok_s'):.1f}", f"{med('ort_p50_ms'):.2f}",
+                    f"{med('ort_cpu_ms'):.2f}", f"{med('ort_rss_mib'):.0f}", f"{ratio:.2f}x",
+                    f"{cpu_ratio:.2f}x", "yes" if same else "no"]
+        rows.append(row + [f"{med('load'):.2f}"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:

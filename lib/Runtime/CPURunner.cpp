@@ -194,11 +194,26 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
     FunctionSignature sig;
     sig.name = func.getSymName().str();
     for (auto [i, type] : llvm::enumerate(func.getArgumentTypes())) {
+      // A static identity-layout memref: a buffer written in place.
+      auto buffer = dyn_cast<MemRefType>(type);
+      if (buffer && buffer.hasStaticShape() &&
+          buffer.getLayout().isIdentity() && !buffer.getMemorySpace() &&
+          dtypeFor(buffer.getElementType())) {
+        if (!sig.weights.empty())
+          return makeError("function '" + sig.name +
+                           "': inputs must precede weight arguments");
+        sig.inputs.push_back(RankedTensorType::get(buffer.getShape(),
+                                                   buffer.getElementType()));
+        sig.inOut.push_back(true);
+        auto onnxName = func.getArgAttrOfType<StringAttr>(i, "onnx.name");
+        sig.inputNames.push_back(onnxName ? onnxName.getValue().str() : "");
+        continue;
+      }
       auto tensor = dyn_cast<RankedTensorType>(type);
       if (!tensor || !dtypeFor(tensor.getElementType()))
         return makeError("function '" + sig.name + "' argument #" +
-                         Twine(i) + " is not a ranked tensor of a supported "
-                                    "element type");
+                         Twine(i) + " is not a ranked tensor (or static "
+                                    "memref) of a supported element type");
       auto name = func.getArgAttrOfType<StringAttr>(
           i, wq::WQDialect::kWeightArgAttrName);
       if (name) {
@@ -228,10 +243,12 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
           return makeError("function '" + sig.name +
                            "': inputs must precede weight arguments");
         sig.inputs.push_back(tensor);
+        sig.inOut.push_back(false);
         auto onnxName = func.getArgAttrOfType<StringAttr>(i, "onnx.name");
         sig.inputNames.push_back(onnxName ? onnxName.getValue().str() : "");
       }
-      // Inputs and the read-only mmapped archive are never written in place.
+      // Tensor inputs and the read-only mmapped archive are never written
+      // in place.
       func.setArgAttr(i, "bufferization.writable", BoolAttr::get(ctx, false));
     }
     for (auto [i, type] : llvm::enumerate(func.getResultTypes())) {
@@ -342,17 +359,29 @@ CPUModule::run(StringRef func, ArrayRef<HostTensor> inputs,
 llvm::Expected<std::vector<HostTensor>>
 CPUModule::run(StringRef func, ArrayRef<const HostTensor *> inputRefs,
                const WeightOverlay *overlay) const {
+  return run(func, inputRefs, {}, overlay);
+}
+
+llvm::Expected<std::vector<HostTensor>>
+CPUModule::run(StringRef func, ArrayRef<const HostTensor *> inputRefs,
+               ArrayRef<HostTensor *> buffers,
+               const WeightOverlay *overlay) const {
   const FunctionSignature *sig = lookup(func);
   if (!sig)
     return makeError("no public function '" + func + "' in the module");
-  if (inputRefs.size() != sig->inputs.size())
+  size_t numBuffers = llvm::count(sig->inOut, true);
+  if (inputRefs.size() + numBuffers != sig->inputs.size() ||
+      buffers.size() != numBuffers)
     return makeError("function '" + func + "' takes " +
-                     Twine(sig->inputs.size()) + " inputs, got " +
-                     Twine(inputRefs.size()));
+                     Twine(sig->inputs.size() - numBuffers) + " inputs and " +
+                     Twine(numBuffers) + " in/out buffers, got " +
+                     Twine(inputRefs.size()) + " and " + Twine(buffers.size()));
 
   std::vector<Descriptor> descriptors;
-  for (auto [i, inputRef, type] : llvm::enumerate(inputRefs, sig->inputs)) {
-    const HostTensor &input = *inputRef;
+  size_t nextInput = 0, nextBuffer = 0;
+  for (auto [i, type] : llvm::enumerate(sig->inputs)) {
+    const HostTensor &input = sig->inOut[i] ? *buffers[nextBuffer++]
+                                            : *inputRefs[nextInput++];
     bool shapeOk = input.shape.size() == size_t(type.getRank());
     for (int64_t d = 0; shapeOk && d < type.getRank(); ++d)
       shapeOk = type.isDynamicDim(d) || type.getDimSize(d) == input.shape[d];

@@ -7,6 +7,7 @@
 #include "quant-mlir/Runtime/Generate.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Runtime/LanguageModel.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -20,6 +21,8 @@
 #include <map>
 #include <numeric>
 #include <set>
+
+#include <time.h>
 
 using namespace quant_mlir;
 using llvm::ArrayRef;
@@ -35,16 +38,15 @@ Decoder::~Decoder() = default;
 
 namespace {
 
-/// What each argument and result of the entry function is, by ONNX name.
+/// The entry function as generation runs it: each input's role (the table
+/// scoring uses, LanguageModel.h), the logits result and, for graphs with
+/// their own cache, the past_key_values / present pairs per layer.
 struct EntryLayout {
-  std::string func;
-  int64_t numInputs = 0;
-  int64_t inputIds = -1, attentionMask = -1, positionIds = -1;
+  LanguageModelEntry entry; // name, input names and roles, vocab
   int64_t logits = -1;
   // Per layer: {key, value} argument and result indices.
   std::vector<std::pair<int64_t, int64_t>> pastArgs, presentResults;
   std::vector<mlir::RankedTensorType> pastTypes; // key type per layer
-  int64_t vocab = 0;
 };
 
 /// Parses "past_key_values.N.key" style names into (N, isValue).
@@ -64,16 +66,16 @@ bool parseCacheName(StringRef name, StringRef prefix, int64_t &layer,
 
 llvm::Expected<EntryLayout> analyzeEntry(mlir::ModuleOp module,
                                          StringRef funcName) {
-  mlir::func::FuncOp entry;
+  mlir::func::FuncOp fn;
   int64_t publicCount = 0;
   for (auto f : module.getOps<mlir::func::FuncOp>()) {
     if (f.isPrivate() || f.isExternal())
       continue;
     ++publicCount;
-    if (funcName.empty() ? !entry : f.getSymName() == funcName)
-      entry = f;
+    if (funcName.empty() ? !fn : f.getSymName() == funcName)
+      fn = f;
   }
-  if (!entry)
+  if (!fn)
     return makeError(funcName.empty()
                          ? Twine("the model has no public function")
                          : "no public function '" + funcName + "'");
@@ -81,47 +83,49 @@ llvm::Expected<EntryLayout> analyzeEntry(mlir::ModuleOp module,
     return makeError("the model has " + Twine(publicCount) +
                      " public functions; pick one with --func");
   EntryLayout layout;
-  layout.func = entry.getSymName().str();
-  auto fnType = entry.getFunctionType();
-  layout.numInputs = fnType.getNumInputs();
+  LanguageModelEntry &entry = layout.entry;
+  entry.name = fn.getSymName().str();
+  auto fnType = fn.getFunctionType();
   std::map<int64_t, std::pair<int64_t, int64_t>> past, present;
   std::map<int64_t, mlir::RankedTensorType> pastType;
-  for (int64_t i = 0; i < layout.numInputs; ++i) {
-    auto nameAttr = entry.getArgAttrOfType<mlir::StringAttr>(i, "onnx.name");
+  bool hasIds = false;
+  for (int64_t i = 0; i < int64_t(fnType.getNumInputs()); ++i) {
+    auto nameAttr = fn.getArgAttrOfType<mlir::StringAttr>(i, "onnx.name");
     StringRef name = nameAttr ? nameAttr.getValue() : StringRef();
     auto type = llvm::dyn_cast<mlir::RankedTensorType>(fnType.getInput(i));
+    std::optional<InputRole> role = inputRole(name);
+    if (!role && fnType.getNumInputs() == 1)
+      role = InputRole::InputIds; // a graph whose only input is the ids
+    if (!role)
+      return makeError("input #" + Twine(i) + " '" + name + "' of '" +
+                       entry.name +
+                       "' is none of input_ids, attention_mask, position_ids, "
+                       "token_type_ids, past_key_values.N.key/value");
+    entry.inputNames.push_back(name.str());
+    entry.roles.push_back(*role);
+    hasIds |= *role == InputRole::InputIds;
+    if (*role != InputRole::PastKeyValue) {
+      if (!type || type.getRank() != 2 || !type.getElementType().isInteger(64))
+        return makeError("input '" + name + "' of '" + entry.name +
+                         "' must be tensor<BxSxi64>");
+      continue;
+    }
     int64_t layer;
     bool isValue;
-    if (name == "input_ids" || (name.empty() && i == 0))
-      layout.inputIds = i;
-    else if (name == "attention_mask")
-      layout.attentionMask = i;
-    else if (name == "position_ids")
-      layout.positionIds = i;
-    else if (parseCacheName(name, "past_key_values.", layer, isValue)) {
-      auto &slot = past.try_emplace(layer, -1, -1).first->second;
-      (isValue ? slot.second : slot.first) = i;
-      if (!isValue)
-        pastType[layer] = type;
-    } else
-      return makeError("input #" + Twine(i) + " '" + name + "' of '" +
-                       layout.func +
-                       "' is none of input_ids, attention_mask, position_ids, "
-                       "past_key_values.N.key/value");
-    bool isIds = i == layout.inputIds || i == layout.attentionMask ||
-                 i == layout.positionIds;
-    if (isIds && (!type || type.getRank() != 2 ||
-                  !type.getElementType().isInteger(64)))
-      return makeError("input '" + name + "' of '" + layout.func +
-                       "' must be tensor<BxSxi64>");
-    if (!isIds && (!type || type.getRank() != 4 ||
-                   !type.getElementType().isF32() ||
-                   type.isDynamicDim(1) || type.isDynamicDim(3)))
-      return makeError("input '" + name + "' of '" + layout.func +
+    if (!parseCacheName(name, "past_key_values.", layer, isValue))
+      return makeError("input '" + name + "' of '" + entry.name +
+                       "' is not past_key_values.N.key/value");
+    if (!type || type.getRank() != 4 || !type.getElementType().isF32() ||
+        type.isDynamicDim(1) || type.isDynamicDim(3))
+      return makeError("input '" + name + "' of '" + entry.name +
                        "' must be tensor<Bx" "HxSxDxf32> with static H and D");
+    auto &slot = past.try_emplace(layer, -1, -1).first->second;
+    (isValue ? slot.second : slot.first) = i;
+    if (!isValue)
+      pastType[layer] = type;
   }
   for (int64_t r = 0; r < int64_t(fnType.getNumResults()); ++r) {
-    auto nameAttr = entry.getResultAttrOfType<mlir::StringAttr>(r, "onnx.name");
+    auto nameAttr = fn.getResultAttrOfType<mlir::StringAttr>(r, "onnx.name");
     StringRef name = nameAttr ? nameAttr.getValue() : StringRef();
     int64_t layer;
     bool isValue;
@@ -132,24 +136,24 @@ llvm::Expected<EntryLayout> analyzeEntry(mlir::ModuleOp module,
       (isValue ? slot.second : slot.first) = r;
     }
   }
-  if (layout.inputIds < 0 || layout.logits < 0)
-    return makeError("function '" + layout.func +
+  if (!hasIds || layout.logits < 0)
+    return makeError("function '" + entry.name +
                      "' needs an input_ids input and a logits result");
   auto logitsType =
       llvm::dyn_cast<mlir::RankedTensorType>(fnType.getResult(layout.logits));
   if (!logitsType || logitsType.getRank() != 3 ||
       !logitsType.getElementType().isF32() || logitsType.isDynamicDim(2))
-    return makeError("the logits of '" + layout.func +
+    return makeError("the logits of '" + entry.name +
                      "' must be tensor<BxSxVxf32> with a static vocabulary V");
-  layout.vocab = logitsType.getDimSize(2);
+  entry.vocab = logitsType.getDimSize(2);
   for (int64_t l = 0; l < int64_t(past.size()); ++l) {
     auto p = past.find(l), q = present.find(l);
     if (p == past.end() || p->second.first < 0 || p->second.second < 0)
       return makeError("past_key_values." + Twine(l) +
-                       ".key/value missing from '" + layout.func + "'");
+                       ".key/value missing from '" + entry.name + "'");
     if (q == present.end() || q->second.first < 0 || q->second.second < 0)
       return makeError("present." + Twine(l) + ".key/value missing from '" +
-                       layout.func + "' (it has past_key_values." + Twine(l) +
+                       entry.name + "' (it has past_key_values." + Twine(l) +
                        ")");
     layout.pastArgs.push_back(p->second);
     layout.presentResults.push_back(q->second);
@@ -158,104 +162,100 @@ llvm::Expected<EntryLayout> analyzeEntry(mlir::ModuleOp module,
   return layout;
 }
 
-HostTensor idsTensor(ArrayRef<int64_t> ids) {
-  return HostTensor::from<int64_t>(DType::I64, {1, int64_t(ids.size())}, ids);
-}
-
-/// Runs the entry on `tokens` after a past of `pastLen` positions, with the
-/// optional mask/position inputs filled and `pasts` (key, value per layer;
-/// empty: zero-length pasts) bound.
-llvm::Expected<std::vector<HostTensor>>
-runEntry(const CPUModule &module, const EntryLayout &layout,
-         ArrayRef<int64_t> tokens, int64_t pastLen,
-         ArrayRef<HostTensor> pasts) {
-  std::vector<HostTensor> owned(layout.numInputs);
-  std::vector<const HostTensor *> refs(layout.numInputs, nullptr);
-  int64_t n = tokens.size();
-  owned[layout.inputIds] = idsTensor(tokens);
-  if (layout.attentionMask >= 0) {
-    std::vector<int64_t> ones(pastLen + n, 1);
-    owned[layout.attentionMask] = idsTensor(ones);
-  }
-  if (layout.positionIds >= 0) {
-    std::vector<int64_t> pos(n);
-    std::iota(pos.begin(), pos.end(), pastLen);
-    owned[layout.positionIds] = idsTensor(pos);
-  }
-  for (auto [l, args] : llvm::enumerate(layout.pastArgs)) {
-    if (!pasts.empty()) {
-      refs[args.first] = &pasts[2 * l];
-      refs[args.second] = &pasts[2 * l + 1];
-      continue;
-    }
-    auto type = layout.pastTypes[l];
-    HostTensor empty{DType::F32, {1, type.getDimSize(1), 0, type.getDimSize(3)},
-                     {}};
-    owned[args.first] = empty;
-    owned[args.second] = empty;
-  }
-  for (int64_t i = 0; i < layout.numInputs; ++i)
-    if (!refs[i])
-      refs[i] = &owned[i];
-  return module.run(layout.func, refs);
-}
-
-/// Full recompute: the whole context through the full-sequence graph.
-class RecomputeDecoder : public Decoder {
+/// A decoder over the compiled entry: the one place that builds the
+/// entry's inputs (LanguageModelEntry::inputs, then the pasts) and reads
+/// its logits.
+class GraphDecoder : public Decoder {
 public:
-  RecomputeDecoder(std::unique_ptr<CPUModule> module, EntryLayout layout,
-                   int64_t maxSeqLen)
+  GraphDecoder(std::unique_ptr<CPUModule> module, EntryLayout layout,
+               int64_t maxSeqLen)
       : module(std::move(module)), layout(std::move(layout)) {
-    vocab = this->layout.vocab;
+    vocab = this->layout.entry.vocab;
     maxLen = maxSeqLen;
-  }
-  llvm::Expected<std::vector<float>> feed(ArrayRef<int64_t> tokens) override {
-    if (int64_t(context.size() + tokens.size()) > maxLen)
-      return makeError("the context would exceed --max-seq-len " +
-                       Twine(maxLen));
-    context.insert(context.end(), tokens.begin(), tokens.end());
-    auto all = allLogitsOf(context);
-    if (!all)
-      return all.takeError();
-    return std::vector<float>(all->end() - vocab, all->end());
   }
   llvm::Expected<std::vector<float>>
   allLogits(ArrayRef<int64_t> tokens) override {
     reset();
-    return allLogitsOf(tokens);
+    if (!module->lookup(layout.entry.name))
+      return makeError("the full-sequence graph was not compiled "
+                       "(DecoderOptions::fullGraph)");
+    auto out = runEntry(tokens, 0, {});
+    if (!out)
+      return out.takeError();
+    return logitsOf(*out, false);
+  }
+
+protected:
+  llvm::Error checkRoom(size_t tokens) const {
+    if (contextLength() + int64_t(tokens) > maxLen)
+      return makeError("the context would exceed --max-seq-len " +
+                       Twine(maxLen));
+    return llvm::Error::success();
+  }
+  /// Runs the entry on `tokens` after a past of `pastLen` positions with
+  /// `pasts` (key, value per layer; empty: zero-length pasts) bound.
+  llvm::Expected<std::vector<HostTensor>>
+  runEntry(ArrayRef<int64_t> tokens, int64_t pastLen,
+           ArrayRef<HostTensor> pasts) const {
+    std::vector<HostTensor> owned =
+        layout.entry.inputs(tokens, 1, tokens.size(), {}, pastLen);
+    std::vector<const HostTensor *> refs;
+    for (const HostTensor &t : owned)
+      refs.push_back(&t);
+    for (auto [l, args] : llvm::enumerate(layout.pastArgs)) {
+      if (!pasts.empty()) {
+        refs[args.first] = &pasts[2 * l];
+        refs[args.second] = &pasts[2 * l + 1];
+        continue;
+      }
+      auto type = layout.pastTypes[l];
+      HostTensor empty{DType::F32,
+                       {1, type.getDimSize(1), 0, type.getDimSize(3)},
+                       {}};
+      owned[args.first] = owned[args.second] = empty;
+    }
+    return module->run(layout.entry.name, refs);
+  }
+  /// The logits result of a run: every position's, or the last one's.
+  std::vector<float> logitsOf(ArrayRef<HostTensor> out, bool lastOnly) const {
+    auto v = out[layout.logits].as<float>();
+    return std::vector<float>(lastOnly ? v.end() - vocab : v.begin(), v.end());
+  }
+
+  std::unique_ptr<CPUModule> module;
+  EntryLayout layout;
+};
+
+/// Full recompute: the whole context through the full-sequence graph.
+class RecomputeDecoder : public GraphDecoder {
+public:
+  using GraphDecoder::GraphDecoder;
+  llvm::Expected<std::vector<float>> feed(ArrayRef<int64_t> tokens) override {
+    if (llvm::Error err = checkRoom(tokens.size()))
+      return std::move(err);
+    context.insert(context.end(), tokens.begin(), tokens.end());
+    auto out = runEntry(context, 0, {});
+    if (!out)
+      return out.takeError();
+    return logitsOf(*out, true);
   }
   void reset() override { context.clear(); }
   int64_t contextLength() const override { return context.size(); }
   StringRef modeName() const override { return "recompute"; }
 
 private:
-  llvm::Expected<std::vector<float>> allLogitsOf(ArrayRef<int64_t> tokens) {
-    auto out = runEntry(*module, layout, tokens, 0, {});
-    if (!out)
-      return out.takeError();
-    auto v = (*out)[layout.logits].as<float>();
-    return std::vector<float>(v.begin(), v.end());
-  }
-  std::unique_ptr<CPUModule> module;
-  EntryLayout layout;
   std::vector<int64_t> context;
 };
 
 /// The graph's own cache: present.N.* of one step are the next step's
 /// past_key_values.N.* (the graph concatenates).
-class PastDecoder : public Decoder {
+class PastDecoder : public GraphDecoder {
 public:
-  PastDecoder(std::unique_ptr<CPUModule> module, EntryLayout layout,
-              int64_t maxSeqLen)
-      : module(std::move(module)), layout(std::move(layout)) {
-    vocab = this->layout.vocab;
-    maxLen = maxSeqLen;
-  }
+  using GraphDecoder::GraphDecoder;
   llvm::Expected<std::vector<float>> feed(ArrayRef<int64_t> tokens) override {
-    if (length + int64_t(tokens.size()) > maxLen)
-      return makeError("the context would exceed --max-seq-len " +
-                       Twine(maxLen));
-    auto out = runEntry(*module, layout, tokens, length, pasts);
+    if (llvm::Error err = checkRoom(tokens.size()))
+      return std::move(err);
+    auto out = runEntry(tokens, length, pasts);
     if (!out)
       return out.takeError();
     std::vector<HostTensor> next;
@@ -266,21 +266,11 @@ public:
     int64_t expected = length + tokens.size();
     for (const HostTensor &t : next)
       if (t.shape.size() != 4 || t.shape[2] != expected)
-        return makeError("a present.* output of '" + layout.func +
+        return makeError("a present.* output of '" + layout.entry.name +
                          "' does not hold " + Twine(expected) + " positions");
     pasts = std::move(next);
     length = expected;
-    auto v = (*out)[layout.logits].as<float>();
-    return std::vector<float>(v.end() - vocab, v.end());
-  }
-  llvm::Expected<std::vector<float>>
-  allLogits(ArrayRef<int64_t> tokens) override {
-    reset();
-    auto out = runEntry(*module, layout, tokens, 0, {});
-    if (!out)
-      return out.takeError();
-    auto v = (*out)[layout.logits].as<float>();
-    return std::vector<float>(v.begin(), v.end());
+    return logitsOf(*out, true);
   }
   void reset() override {
     pasts.clear();
@@ -290,75 +280,53 @@ public:
   StringRef modeName() const override { return "past"; }
 
 private:
-  std::unique_ptr<CPUModule> module;
-  EntryLayout layout;
   std::vector<HostTensor> pasts;
   int64_t length = 0;
 };
 
-/// The wq-derive-kv-cache step: caches [1, Hkv, M, D] preallocated here,
-/// written by the step at the position argument and handed back.
-class DerivedDecoder : public Decoder {
+/// The wq-derive-kv-cache step: cache buffers [1, Hkv, M, D] allocated
+/// once here; each step writes its tokens' slots in place (the step's
+/// memref arguments), so nothing of the cache's size moves per token.
+/// Slots at and after the context length are never read, so a reset only
+/// rewinds the length.
+class DerivedDecoder : public GraphDecoder {
 public:
   DerivedDecoder(std::unique_ptr<CPUModule> module, EntryLayout layout,
                  const FunctionSignature &step, int64_t maxSeqLen)
-      : module(std::move(module)), layout(std::move(layout)),
+      : GraphDecoder(std::move(module), std::move(layout), maxSeqLen),
         stepName(step.name) {
-    vocab = this->layout.vocab;
-    maxLen = maxSeqLen;
-    for (size_t i = 2; i < step.inputs.size(); ++i)
-      cacheShapes.emplace_back(step.inputs[i].getShape());
-    reset();
+    for (auto [type, inOut] : llvm::zip(step.inputs, step.inOut)) {
+      if (!inOut)
+        continue;
+      HostTensor cache{DType::F32, llvm::SmallVector<int64_t>(type.getShape()),
+                       {}};
+      cache.data.assign(cache.numElements() * sizeof(float), 0);
+      caches.push_back(std::move(cache));
+    }
   }
   llvm::Expected<std::vector<float>> feed(ArrayRef<int64_t> tokens) override {
-    if (length + int64_t(tokens.size()) > maxLen)
-      return makeError("the context would exceed --max-seq-len " +
-                       Twine(maxLen));
-    HostTensor ids = idsTensor(tokens);
+    if (llvm::Error err = checkRoom(tokens.size()))
+      return std::move(err);
+    HostTensor ids =
+        HostTensor::from<int64_t>(DType::I64, {1, int64_t(tokens.size())},
+                                  tokens);
     HostTensor pos = HostTensor::from<int64_t>(DType::I64, {1}, {length});
-    std::vector<const HostTensor *> refs{&ids, &pos};
-    for (const HostTensor &c : caches)
-      refs.push_back(&c);
-    auto out = module->run(stepName, refs);
+    std::vector<HostTensor *> buffers;
+    for (HostTensor &c : caches)
+      buffers.push_back(&c);
+    auto out = module->run(stepName, {&ids, &pos}, buffers);
     if (!out)
       return out.takeError();
-    for (size_t i = 0; i < caches.size(); ++i)
-      caches[i] = std::move((*out)[1 + i]);
     length += tokens.size();
     auto v = (*out)[0].as<float>();
     return std::vector<float>(v.end() - vocab, v.end());
   }
-  llvm::Expected<std::vector<float>>
-  allLogits(ArrayRef<int64_t> tokens) override {
-    reset();
-    if (!module->lookup(layout.func))
-      return makeError("the full-sequence graph was not compiled "
-                       "(DecoderOptions::fullGraph)");
-    auto out = runEntry(*module, layout, tokens, 0, {});
-    if (!out)
-      return out.takeError();
-    auto v = (*out)[layout.logits].as<float>();
-    return std::vector<float>(v.begin(), v.end());
-  }
-  void reset() override {
-    caches.clear();
-    for (const auto &shape : cacheShapes) {
-      int64_t n = 1;
-      for (int64_t d : shape)
-        n *= d;
-      caches.push_back(HostTensor{DType::F32, shape,
-                                  std::vector<uint8_t>(n * sizeof(float), 0)});
-    }
-    length = 0;
-  }
+  void reset() override { length = 0; }
   int64_t contextLength() const override { return length; }
   StringRef modeName() const override { return "derived"; }
 
 private:
-  std::unique_ptr<CPUModule> module;
-  EntryLayout layout;
   std::string stepName;
-  std::vector<llvm::SmallVector<int64_t>> cacheShapes;
   std::vector<HostTensor> caches;
   int64_t length = 0;
 };
@@ -397,14 +365,14 @@ Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
   bool hasPast = !layout->pastArgs.empty();
   CacheMode mode = options.mode;
   if (mode == CacheMode::Past && !hasPast)
-    return makeError("'" + layout->func +
+    return makeError("'" + layout->entry.name +
                      "' has no past_key_values inputs (use --kv-cache "
                      "derived or recompute)");
   if (mode == CacheMode::Auto)
     mode = hasPast ? CacheMode::Past : CacheMode::Derived;
   if (mode == CacheMode::Derived) {
     if (llvm::Error err =
-            deriveCache(*module, layout->func, options.maxSeqLen)) {
+            deriveCache(*module, layout->entry.name, options.maxSeqLen)) {
       if (options.mode == CacheMode::Derived)
         return err;
       // Auto: a graph the pass refuses still generates, by recompute.
@@ -416,11 +384,11 @@ Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
         llvm::consumeError(std::move(err));
       mode = CacheMode::Recompute;
     } else if (!options.fullGraph) {
-      if (auto entry = module->lookupSymbol<mlir::func::FuncOp>(layout->func))
+      if (auto entry = module->lookupSymbol<mlir::func::FuncOp>(layout->entry.name))
         entry.erase();
     }
   }
-  auto compiled = CPUModule::compile(std::move(module), modelDir);
+  auto compiled = CPUModule::compile(std::move(module), modelDir, options.compile);
   if (!compiled)
     return compiled.takeError();
   if (mode == CacheMode::Past)
@@ -428,7 +396,7 @@ Decoder::open(mlir::OwningOpRef<mlir::ModuleOp> module, StringRef modelDir,
         std::move(*compiled), std::move(*layout), options.maxSeqLen));
   if (mode == CacheMode::Derived) {
     const FunctionSignature *step =
-        (*compiled)->lookup(layout->func + ".decode_step");
+        (*compiled)->lookup(layout->entry.name + ".decode_step");
     if (!step)
       return makeError("wq-derive-kv-cache produced no decode step");
     return std::unique_ptr<Decoder>(new DerivedDecoder(
@@ -491,6 +459,14 @@ int64_t Sampler::next(ArrayRef<float> logits) {
   return order[keep - 1];
 }
 
+/// CPU time of all threads of the process (load-independent, unlike the
+/// wall clock on a shared machine).
+static double processCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 llvm::Expected<GenerateResult>
 quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
                      const GenerateOptions &options,
@@ -511,6 +487,7 @@ quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
   Sampler sampler(options.sampling);
   GenerateResult result;
   auto start = Clock::now();
+  double cpuStart = 0;
   auto logits = decoder.feed(prompt);
   if (!logits)
     return logits.takeError();
@@ -519,10 +496,12 @@ quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
     result.ids.push_back(token);
     auto now = Clock::now();
     double seconds = std::chrono::duration<double>(now - start).count();
-    if (i == 0)
+    if (i == 0) {
       result.timeToFirstToken = seconds;
-    else
+    } else {
       result.tokenSeconds.push_back(seconds);
+      result.decodeCpuSeconds += processCpuSeconds() - cpuStart;
+    }
     if (onToken)
       onToken(token);
     if (token == options.eosId) {
@@ -536,6 +515,7 @@ quant_mlir::generate(Decoder &decoder, ArrayRef<int64_t> prompt,
       break;
     }
     start = Clock::now();
+    cpuStart = processCpuSeconds();
     logits = decoder.feed({token});
     if (!logits)
       return logits.takeError();

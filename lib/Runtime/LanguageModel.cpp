@@ -209,39 +209,44 @@ specializeForScoring(ModuleOp module, StringRef funcName,
 
 std::vector<HostTensor> LanguageModelEntry::inputs(ArrayRef<int64_t> ids,
                                                    int64_t batch, int64_t seq,
-                                                   ArrayRef<int64_t> padLeft) const {
-  std::vector<int64_t> mask(batch * seq, 1), pos(batch * seq), zeros(batch * seq, 0);
+                                                   ArrayRef<int64_t> padLeft,
+                                                   int64_t past) const {
+  int64_t maskLen = past + seq;
+  std::vector<int64_t> mask(batch * maskLen, 1), pos(batch * seq),
+      zeros(batch * seq, 0);
   for (int64_t r = 0; r < batch; ++r) {
     int64_t pad = r < int64_t(padLeft.size()) ? padLeft[r] : 0;
-    int64_t running = 0;
+    int64_t running = past;
     for (int64_t s = 0; s < seq; ++s) {
       bool real = s >= pad;
-      mask[r * seq + s] = real;
+      mask[r * maskLen + past + s] = real;
       running += real;
       // transformers: position_ids = cumsum(mask) - 1, masked to 1.
       pos[r * seq + s] = real ? running - 1 : 1;
     }
   }
+  auto i64 = [](ArrayRef<int64_t> shape, ArrayRef<int64_t> v) {
+    return HostTensor::from<int64_t>(safetensors::DType::I64, shape, v);
+  };
   std::vector<HostTensor> out;
   for (InputRole role : roles) {
-    const std::vector<int64_t> *src = &zeros;
     switch (role) {
     case InputRole::InputIds:
-      out.push_back(HostTensor::from<int64_t>(safetensors::DType::I64,
-                                              {batch, seq}, ids));
-      continue;
+      out.push_back(i64({batch, seq}, ids));
+      break;
     case InputRole::AttentionMask:
-      src = &mask;
+      out.push_back(i64({batch, maskLen}, mask));
       break;
     case InputRole::PositionIds:
-      src = &pos;
+      out.push_back(i64({batch, seq}, pos));
       break;
     case InputRole::TokenTypeIds:
+      out.push_back(i64({batch, seq}, zeros));
+      break;
     case InputRole::PastKeyValue:
+      out.emplace_back();
       break;
     }
-    out.push_back(HostTensor::from<int64_t>(safetensors::DType::I64,
-                                            {batch, seq}, *src));
   }
   return out;
 }

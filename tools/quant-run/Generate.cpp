@@ -213,7 +213,7 @@ collectPrompts(const data::Tokenizer *tokenizer) {
 
 static llvm::Expected<std::unique_ptr<Decoder>>
 openModel(mlir::MLIRContext &context, const std::string &modelDir,
-          const std::string &func) {
+          const std::string &func, const CPUCompileOptions &compile) {
   llvm::SmallString<256> mlirPath(modelDir);
   llvm::sys::path::append(mlirPath, "model.mlir");
   llvm::SourceMgr sourceMgr;
@@ -228,6 +228,7 @@ openModel(mlir::MLIRContext &context, const std::string &modelDir,
   options.mode = kvCache;
   options.maxSeqLen = maxSeqLen;
   options.fullGraph = verifyCache || !choicesFile.empty();
+  options.compile = compile;
   return Decoder::open(std::move(module), modelDir, options);
 }
 
@@ -340,6 +341,11 @@ static int runPrompts(Decoder &decoder, const data::Tokenizer *tokenizer,
                            {"decode_tokens_per_second", tokPerSec},
                            {"latency_p50_ms", p50},
                            {"latency_p90_ms", p90},
+                           {"decode_cpu_ms_per_token",
+                            result->tokenSeconds.empty()
+                                ? 0.0
+                                : result->decodeCpuSeconds * 1e3 /
+                                      result->tokenSeconds.size()},
                            {"repetition_rate_4gram", rep}};
       if (tokenizer)
         r["text"] = continuationText(*tokenizer, item.ids, result->ids);
@@ -459,8 +465,7 @@ int quant_run::runGeneration(mlir::MLIRContext &context,
                              const std::string &modelDir,
                              const data::Tokenizer *tokenizer,
                              const std::string &func, uint64_t seed, bool json,
-                             bool quiet) {
-  (void)quiet;
+                             const CPUCompileOptions &compile) {
   if (!choicesFile.empty() &&
       (!prompt.empty() || !promptIds.empty() || !promptsFile.empty()))
     return fail("--choices cannot be combined with --prompt/--prompt-ids/--prompts");
@@ -484,7 +489,7 @@ int quant_run::runGeneration(mlir::MLIRContext &context,
     }
   }
   auto start = std::chrono::steady_clock::now();
-  auto decoder = openModel(context, modelDir, func);
+  auto decoder = openModel(context, modelDir, func, compile);
   if (!decoder)
     return fail(llvm::toString(decoder.takeError()));
   double compileSeconds =

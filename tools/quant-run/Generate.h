@@ -6,6 +6,8 @@
 #ifndef QUANT_RUN_GENERATE_H
 #define QUANT_RUN_GENERATE_H
 
+#include "quant-mlir/Runtime/CPURunner.h"
+
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/CommandLine.h"
 
@@ -27,7 +29,7 @@ bool generationRequested();
 int runGeneration(mlir::MLIRContext &context, const std::string &modelDir,
                   const quant_mlir::data::Tokenizer *tokenizer,
                   const std::string &func, uint64_t seed, bool json,
-                  bool quiet);
+                  const quant_mlir::CPUCompileOptions &compile);
 
 } // namespace quant_run
 

@@ -117,6 +117,17 @@ static cl::opt<bool> tuneMalloc(
     "tune-malloc", cl::init(true),
     cl::desc("glibc malloc settings that keep large intermediates in the heap"),
     cl::cat(category));
+/// The JIT settings of every mode (perplexity, calibration, generation).
+static CPUCompileOptions cpuCompileOptions() {
+  CPUCompileOptions options;
+  options.lowering.kernels = cpuKernels;
+  options.hostTarget = jitHostTarget;
+  if (jitIROpt >= 0)
+    options.irOptLevel = unsigned(jitIROpt);
+  options.tuneAllocator = tuneMalloc;
+  return options;
+}
+
 static cl::opt<bool> printTokens("print-tokens",
                                  cl::desc("Print the token ids of --eval-data (after tokenization) and exit"),
                                  cl::cat(category));
@@ -325,7 +336,8 @@ int main(int argc, char **argv) {
   }
   if (quant_run::generationRequested())
     return quant_run::runGeneration(context, modelDir, tokenizer.get(),
-                                    funcName, seed, jsonOut, quiet);
+                                    funcName, seed, jsonOut,
+                                    cpuCompileOptions());
   if (calibrate && calibData.empty())
     return fail("--calibrate needs --calib-data");
   if (!calibrate && evalData.empty())
@@ -396,13 +408,8 @@ int main(int argc, char **argv) {
   if (!scoring)
     return fail(llvm::toString(scoring.takeError()));
   auto compileStart = std::chrono::steady_clock::now();
-  CPUCompileOptions compileOptions;
-  compileOptions.lowering.kernels = cpuKernels;
-  compileOptions.hostTarget = jitHostTarget;
-  if (jitIROpt >= 0)
-    compileOptions.irOptLevel = unsigned(jitIROpt);
-  compileOptions.tuneAllocator = tuneMalloc;
-  auto compiled = CPUModule::compile(std::move(*scoring), modelDir, compileOptions);
+  auto compiled =
+      CPUModule::compile(std::move(*scoring), modelDir, cpuCompileOptions());
   if (!compiled)
     return fail(llvm::toString(compiled.takeError()));
   double compileSeconds = std::chrono::duration<double>(

@@ -209,4 +209,61 @@ TEST_F(CPURunnerTest, BadInputsAreRejected) {
   ASSERT_TRUE(bool(same)) << llvm::toString(same.takeError());
   EXPECT_EQ((*same)[0].as<float>()[7], 2.0f);
 }
+// A memref argument is an in/out buffer (the derived decode step's cache):
+// the run writes the caller's bytes in place, row `pos` only, and returns
+// the other results; consecutive runs see the earlier writes. Calls without
+// the buffer are refused with a clear error.
+TEST_F(CPURunnerTest, InOutBufferIsWrittenInPlace) {
+  auto module = parse(R"mlir(
+module {
+  func.func @step(%x: tensor<1x4xf32>, %pos: tensor<1xi64>, %buf: memref<3x4xf32>) -> tensor<4xf32> {
+    %c0 = arith.constant 0 : index
+    %p64 = tensor.extract %pos[%c0] : tensor<1xi64>
+    %p = arith.index_cast %p64 : i64 to index
+    %t = bufferization.to_tensor %buf restrict writable : memref<3x4xf32> to tensor<3x4xf32>
+    %u = tensor.insert_slice %x into %t[%p, 0] [1, 4] [1, 1] : tensor<1x4xf32> into tensor<3x4xf32>
+    bufferization.materialize_in_destination %u in restrict writable %buf : (tensor<3x4xf32>, memref<3x4xf32>) -> ()
+    %zero = arith.constant 0.0 : f32
+    %e = tensor.empty() : tensor<4xf32>
+    %init = linalg.fill ins(%zero : f32) outs(%e : tensor<4xf32>) -> tensor<4xf32>
+    %sum = linalg.reduce ins(%u : tensor<3x4xf32>) outs(%init : tensor<4xf32>) dimensions = [0]
+      (%a: f32, %b: f32) { %s = arith.addf %a, %b : f32
+                           linalg.yield %s : f32 }
+    return %sum : tensor<4xf32>
+  }
+})mlir");
+  ASSERT_TRUE(module);
+  auto compiled = CPUModule::compile(std::move(module), dir);
+  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+  const FunctionSignature *sig = (*compiled)->lookup("step");
+  ASSERT_TRUE(sig);
+  EXPECT_EQ(sig->inOut, (llvm::SmallVector<bool>{false, false, true}));
+  std::vector<float> init(12, 0.5f);
+  HostTensor buffer = HostTensor::from<float>(DType::F32, {3, 4}, init);
+  const uint8_t *storage = buffer.data.data();
+  std::vector<float> expected = init;
+  for (int64_t pos : {2, 0}) {
+    std::vector<float> row{1.f + pos, 2.f, 3.f, 4.f * pos};
+    HostTensor x = HostTensor::from<float>(DType::F32, {1, 4}, row);
+    HostTensor p = HostTensor::from<int64_t>(DType::I64, {1}, {pos});
+    auto out = (*compiled)->run("step", {&x, &p}, {&buffer});
+    ASSERT_TRUE(bool(out)) << llvm::toString(out.takeError());
+    std::copy(row.begin(), row.end(), expected.begin() + pos * 4);
+    EXPECT_EQ(buffer.data.data(), storage); // the same bytes, updated
+    auto got = buffer.as<float>();
+    for (int i = 0; i < 12; ++i)
+      EXPECT_EQ(got[i], expected[i]) << "pos " << pos << " element " << i;
+    ASSERT_EQ(out->size(), 1u);
+    for (int c = 0; c < 4; ++c)
+      EXPECT_EQ((*out)[0].as<float>()[c],
+                expected[c] + expected[4 + c] + expected[8 + c]);
+  }
+  HostTensor x = HostTensor::from<float>(DType::F32, {1, 4}, init);
+  HostTensor p = HostTensor::from<int64_t>(DType::I64, {1}, {0});
+  std::vector<const HostTensor *> inputsOnly{&x, &p};
+  auto refused = (*compiled)->run("step", inputsOnly);
+  ASSERT_FALSE(bool(refused));
+  EXPECT_EQ(llvm::toString(refused.takeError()),
+            "function 'step' takes 2 inputs and 1 in/out buffers, got 2 and 0");
+}
 } // namespace

@@ -1,10 +1,12 @@
 //===- GenerateTest.cpp - sampler, repetition rate and quantiles ----------===//
 // The sampler's distribution against softmax probabilities computed here in
 // float64, its top-k / top-p cuts and seeding; the 4-gram repetition rate
-// and the quantiles against hand-computed values.
+// and the quantiles against hand-computed values; the entry inputs a decode
+// step after a KV-cache past gets (one role table with scoring).
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Generate.h"
+#include "quant-mlir/Runtime/LanguageModel.h"
 
 #include <gtest/gtest.h>
 
@@ -88,6 +90,29 @@ TEST(Generate, QuantileInterpolatesLikeNumpy) {
   EXPECT_DOUBLE_EQ(quantile({4, 1, 3, 2, 10}, 0.5), 3.0);
   EXPECT_NEAR(quantile({4, 1, 3, 2, 10}, 0.9), 7.6, 1e-12);
   EXPECT_DOUBLE_EQ(quantile({}, 0.5), 0.0);
+}
+
+// Two new tokens after a past of 3: the mask covers all 5 positions,
+// positions count on from 3, token types are zeros, the past is left for the
+// caller; without a past it is the scoring form (positions from 0).
+TEST(LanguageModelEntry, InputsAfterAPast) {
+  LanguageModelEntry entry;
+  entry.roles = {InputRole::InputIds, InputRole::AttentionMask,
+                 InputRole::PositionIds, InputRole::PastKeyValue,
+                 InputRole::TokenTypeIds};
+  std::vector<HostTensor> in = entry.inputs({7, 8}, 1, 2, {}, 3);
+  ASSERT_EQ(in.size(), 5u);
+  EXPECT_EQ(in[0].shape, (llvm::SmallVector<int64_t>{1, 2}));
+  EXPECT_EQ(std::vector<int64_t>(in[0].as<int64_t>().vec()),
+            (std::vector<int64_t>{7, 8}));
+  EXPECT_EQ(in[1].shape, (llvm::SmallVector<int64_t>{1, 5}));
+  EXPECT_EQ(in[1].as<int64_t>().vec(), (std::vector<int64_t>(5, 1)));
+  EXPECT_EQ(in[2].as<int64_t>().vec(), (std::vector<int64_t>{3, 4}));
+  EXPECT_TRUE(in[3].shape.empty() && in[3].data.empty());
+  EXPECT_EQ(in[4].as<int64_t>().vec(), (std::vector<int64_t>{0, 0}));
+  std::vector<HostTensor> fresh = entry.inputs({7, 8, 9, 1}, 2, 2, {1, 0});
+  EXPECT_EQ(fresh[1].as<int64_t>().vec(), (std::vector<int64_t>{0, 1, 1, 1}));
+  EXPECT_EQ(fresh[2].as<int64_t>().vec(), (std::vector<int64_t>{1, 0, 0, 1}));
 }
 
 } // namespace

@@ -51,6 +51,10 @@ using WeightOverlay = std::map<std::string, std::vector<uint8_t>>;
 struct FunctionSignature {
   std::string name;
   llvm::SmallVector<mlir::RankedTensorType> inputs;  // user inputs
+  /// Per input: a memref argument, i.e. a buffer the function writes in
+  /// place (the derived decode step's caches); bound by the `buffers` of
+  /// CPUModule::run, never copied. `inputs` holds its shape as a tensor.
+  llvm::SmallVector<bool> inOut;
   llvm::SmallVector<std::string> weights;            // archive names, in order
   llvm::SmallVector<mlir::RankedTensorType> weightTypes;
   llvm::SmallVector<mlir::RankedTensorType> results;
@@ -96,6 +100,13 @@ public:
   /// The same with inputs by pointer (no copies of shared inputs).
   llvm::Expected<std::vector<HostTensor>>
   run(llvm::StringRef func, llvm::ArrayRef<const HostTensor *> inputs,
+      const WeightOverlay *overlay = nullptr) const;
+  /// The same for a function with in/out arguments (FunctionSignature::
+  /// inOut): `inputs` binds the others in order, `buffers` the in/out ones
+  /// in order; the function updates the buffers' bytes in place.
+  llvm::Expected<std::vector<HostTensor>>
+  run(llvm::StringRef func, llvm::ArrayRef<const HostTensor *> inputs,
+      llvm::ArrayRef<HostTensor *> buffers,
       const WeightOverlay *overlay = nullptr) const;
 
   const FunctionSignature *lookup(llvm::StringRef func) const;

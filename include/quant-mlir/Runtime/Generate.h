@@ -9,6 +9,8 @@
 #ifndef QUANT_MLIR_RUNTIME_GENERATE_H
 #define QUANT_MLIR_RUNTIME_GENERATE_H
 
+#include "quant-mlir/Runtime/CPURunner.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/ADT/ArrayRef.h"
@@ -40,6 +42,8 @@ struct DecoderOptions {
   /// Keep the full-sequence function next to a derived step (allLogits);
   /// without it only the step is compiled (half the JIT time).
   bool fullGraph = true;
+  /// Lowering and JIT settings (kernel family, host target, ...).
+  CPUCompileOptions compile;
 };
 
 /// A model that consumes tokens one chunk at a time and returns the logits
@@ -102,6 +106,7 @@ struct GenerateResult {
   std::vector<int64_t> ids;         ///< generated tokens (without prompt)
   double timeToFirstToken = 0;      ///< seconds: prompt feed + first sample
   std::vector<double> tokenSeconds; ///< latency of each later token
+  double decodeCpuSeconds = 0;      ///< process CPU time of the later tokens
   bool stoppedAtEos = false;
   bool stoppedAtMaxLen = false;
 };

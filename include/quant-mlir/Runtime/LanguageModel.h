@@ -38,10 +38,14 @@ struct LanguageModelEntry {
 
   /// The inputs for `batch` rows of `seq` token ids (row-major). Row b's
   /// first `padLeft[b]` tokens are padding (mask 0, positions as
-  /// transformers computes them: cumsum(mask) - 1, 1 where masked).
+  /// transformers computes them: cumsum(mask) - 1, 1 where masked). With a
+  /// KV cache of `past` positions before the rows (generation), the mask
+  /// covers past + seq (ones for the past) and positions count on from
+  /// past; PastKeyValue inputs are left empty for the caller to bind.
   std::vector<HostTensor> inputs(llvm::ArrayRef<int64_t> ids, int64_t batch,
                                  int64_t seq,
-                                 llvm::ArrayRef<int64_t> padLeft = {}) const;
+                                 llvm::ArrayRef<int64_t> padLeft = {},
+                                 int64_t past = 0) const;
 };
 
 /// Picks the entry (`func`, else the only public function, else the only

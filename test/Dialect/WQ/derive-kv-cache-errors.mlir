@@ -10,6 +10,16 @@ module attributes {wq.archive = "model.safetensors"} {
 
 // -----
 
+// The caches hold one sequence: a graph traced for batch 2 is refused.
+module attributes {wq.archive = "model.safetensors"} {
+  // expected-error @below {{the token ids are 'tensor<2x?xi64>': the cached step decodes one sequence (batch 1)}}
+  func.func @forward(%ids: tensor<2x?xi64>) -> tensor<2x?xi64> {
+    return %ids : tensor<2x?xi64>
+  }
+}
+
+// -----
+
 // No contraction computed from another one: no attention.
 module attributes {wq.archive = "model.safetensors"} {
   // expected-error @below {{no attention found}}

@@ -4,6 +4,8 @@
     check_generate.py seeded A.json B.json C.json     A == B (same seed), A != C (other seed)
     check_generate.py choices REF.json OUT.json      acc, acc_norm, predictions and
                                                      log-likelihoods (1e-3) equal the reference
+    check_generate.py each BATCH.json A.json B.json   result i of a --prompts run equals the
+                                                     single-prompt run i (the cache is reset)
 """
 import json
 import sys
@@ -21,6 +23,11 @@ if mode == "same-ids":
     first = next((i for i, (a, b) in enumerate(zip(ref, out)) if a != b), None)
     assert ref == out, f"differs at token {first}: reference {ref} vs quant-run {out}"
     print(f"OK: {len(out)} tokens equal the reference")
+elif mode == "each":
+    batch = [r["ids"] for r in docs[0]["results"]]
+    single = [ids(d) for d in docs[1:]]
+    assert batch == single, f"--prompts gave {batch}, one prompt at a time {single}"
+    print(f"OK: {len(batch)} prompts equal their single runs")
 elif mode == "seeded":
     a, b, c = (ids(d) for d in docs)
     assert a == b, f"same seed, different tokens: {a} vs {b}"

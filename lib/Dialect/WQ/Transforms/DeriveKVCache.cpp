@@ -8,6 +8,7 @@
 
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
@@ -339,6 +340,25 @@ struct DeriveKVCachePass
     if (failed(f.insertArgument(1, posType, {}, loc)))
       return failure();
     OpBuilder b = OpBuilder::atBlockBegin(&body);
+    // One sequence per step (the caches hold batch 1): the ids become
+    // tensor<1xS>, cast back to the graph's type for its users.
+    BlockArgument ids = body.getArgument(0);
+    auto idsType = dyn_cast<RankedTensorType>(ids.getType());
+    bool isIds = idsType && idsType.getRank() == 2 &&
+                 idsType.getElementType().isInteger(64);
+    if (isIds && !idsType.isDynamicDim(0) && idsType.getDimSize(0) != 1)
+      return f.emitError("wq-derive-kv-cache: the token ids are ")
+             << ids.getType() << ": the cached step decodes one sequence "
+             << "(batch 1)";
+    auto stepIdsType =
+        isIds ? RankedTensorType::get({1, idsType.getDimSize(1)},
+                                      idsType.getElementType())
+              : idsType;
+    if (stepIdsType != idsType) {
+      ids.setType(stepIdsType);
+      Value asGraph = tensor::CastOp::create(b, loc, idsType, ids);
+      ids.replaceAllUsesExcept(asGraph, asGraph.getDefiningOp());
+    }
     Value c0 = arith::ConstantIndexOp::create(b, loc, 0);
     Value pos = tensor::ExtractOp::create(b, loc, f.getArgument(1), c0);
     Value posIndex = arith::IndexCastOp::create(b, loc, b.getIndexType(), pos);
@@ -384,7 +404,7 @@ struct DeriveKVCachePass
       return f.emitError("wq-derive-kv-cache: no attention found (a "
                          "contraction computed from another contraction)");
     auto ret = cast<func::ReturnOp>(body.getTerminator());
-    SmallVector<Value> newCaches;
+    int64_t numCaches = 0;
     for (auto [layer, att] : llvm::enumerate(attentions)) {
       IRMapping map;
       Value liveKeys;
@@ -403,10 +423,16 @@ struct DeriveKVCachePass
       // Write the new tokens into each cache at pos.
       for (Value src : {k, v}) {
         auto t = cast<RankedTensorType>(src.getType());
-        auto cacheType = RankedTensorType::get(
-            {1, t.getDimSize(1), maxSeqLen, t.getDimSize(3)}, t.getElementType());
-        BlockArgument cache = f.getBody().addArgument(cacheType, loc);
+        SmallVector<int64_t> cacheShape{1, t.getDimSize(1), maxSeqLen,
+                                        t.getDimSize(3)};
+        auto cacheType = RankedTensorType::get(cacheShape, t.getElementType());
+        // The caller's buffer, written in place: the new slots are stored
+        // into it and nothing of size M is copied or returned per step.
+        BlockArgument buffer = f.getBody().addArgument(
+            MemRefType::get(cacheShape, t.getElementType()), loc);
         b.setInsertionPointAfterValue(src);
+        Value cache = bufferization::ToTensorOp::create(
+            b, loc, cacheType, buffer, /*restrict=*/true, /*writable=*/true);
         SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), b.getIndexAttr(0),
                                           posIndex, b.getIndexAttr(0)};
         SmallVector<OpFoldResult> sizes{sizeOf(b, loc, src, 0),
@@ -416,7 +442,10 @@ struct DeriveKVCachePass
         SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
         Value updated = tensor::InsertSliceOp::create(b, loc, src, cache,
                                                         offsets, sizes, strides);
-        newCaches.push_back(updated);
+        // restrict: the to_tensor above is the buffer's only tensor view.
+        bufferization::MaterializeInDestinationOp::create(
+            b, loc, Type(), updated, buffer, b.getUnitAttr(), b.getUnitAttr());
+        ++numCaches;
         // Attention reads the written prefix only: pos + S slots.
         Value len = arith::AddIOp::create(
             b, loc, posIndex, tensor::DimOp::create(b, loc, src, 2));
@@ -479,25 +508,20 @@ struct DeriveKVCachePass
                                           result);
       att.output.getResult(0).replaceAllUsesWith(result);
     }
-    ret->insertOperands(ret->getNumOperands(), newCaches);
     f.setFunctionType(FunctionType::get(ctx, body.getArgumentTypes(),
                                         ret->getOperandTypes()));
     // Names for the runtime: the ids keep theirs, then "position" and
-    // "cache.N.key"/"cache.N.value" (arguments and results alike).
+    // "cache.N.key"/"cache.N.value".
     auto named = [&](const Twine &name) {
       return DictionaryAttr::get(
           ctx, {NamedAttribute(StringAttr::get(ctx, "onnx.name"),
                                StringAttr::get(ctx, name))});
     };
     SmallVector<DictionaryAttr> argAttrs{f.getArgAttrDict(0), named("position")};
-    SmallVector<DictionaryAttr> resAttrs{f.getResultAttrDict(0)};
-    for (size_t i = 0; i < newCaches.size(); ++i) {
-      std::string name = ("cache." + Twine(i / 2) + (i % 2 ? ".value" : ".key")).str();
-      argAttrs.push_back(named(name));
-      resAttrs.push_back(named(name));
-    }
+    for (int64_t i = 0; i < numCaches; ++i)
+      argAttrs.push_back(
+          named("cache." + Twine(i / 2) + (i % 2 ? ".value" : ".key")));
     f.setAllArgAttrs(argAttrs);
-    f.setAllResultAttrs(resAttrs);
     // Drop what the re-created attention replaced.
     bool changed = true;
     while (changed) {

@@ -264,12 +264,16 @@ def WQAWQ : Pass<"wq-awq", "mlir::ModuleOp"> {
 def WQDeriveKVCache : Pass<"wq-derive-kv-cache", "mlir::ModuleOp"> {
   let summary = "Derive a cached decode step from a decoder's full-sequence graph";
   let description = [{
-    Adds `@F.decode_step(%ids: tensor<?x?xi64>, %pos: tensor<1xi64>,
-    %k0, %v0, %k1, %v1, ...) -> (logits, k0', v0', ...)` next to the entry
-    `@F` (token ids -> logits, no past inputs): it runs the new tokens at
-    positions pos..pos+S-1 against keys and values kept in caches
-    `tensor<1xHkvxMxDxf32>` (M = `max-seq-len`), writing the new tokens'
-    keys and values at `pos` and returning the updated caches.
+    Adds `@F.decode_step(%ids: tensor<1x?xi64>, %pos: tensor<1xi64>,
+    %k0, %v0, %k1, %v1, ...) -> logits` next to the entry `@F` (token ids ->
+    logits, no past inputs): it runs the new tokens at positions
+    pos..pos+S-1 against keys and values kept in the caller's cache buffers
+    `memref<1xHkvxMxDxf32>` (M = `max-seq-len`, batch 1), writing the new
+    tokens' keys and values into slots pos..pos+S-1 in place
+    (`bufferization.to_tensor restrict writable`, `tensor.insert_slice`,
+    `bufferization.materialize_in_destination`): One-Shot Bufferize turns
+    this into a copy of the S new rows into a subview of the buffer, so a
+    step neither copies nor allocates anything of the cache's size.
 
     Attention is found as a contraction (generic: mulf + addf, one
     reduction) whose left operand is computed from another contraction (the
@@ -299,7 +303,8 @@ def WQDeriveKVCache : Pass<"wq-derive-kv-cache", "mlir::ModuleOp"> {
   ];
   let dependentDialects = ["mlir::tensor::TensorDialect",
                            "mlir::linalg::LinalgDialect",
-                           "mlir::arith::ArithDialect"];
+                           "mlir::arith::ArithDialect",
+                           "mlir::bufferization::BufferizationDialect"];
 }
 
 #endif // QUANT_MLIR_DIALECT_WQ_TRANSFORMS_PASSES_TD
