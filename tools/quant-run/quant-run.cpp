@@ -98,7 +98,7 @@ static cl::opt<std::string> rawOutputs("outputs",
 
 // CPU lowering and JIT settings (CPUCompileOptions, docs/performance-cpu.md).
 static cl::opt<CPUKernels> cpuKernels(
-    "cpu-kernels", cl::init(CPUKernels::Blas),
+    "cpu-kernels", cl::init(CPUKernels::Vector),
     cl::desc("Kernel family for contractions and packed layers"),
     cl::values(clEnumValN(CPUKernels::Blas, "blas", "OpenBLAS-backed kernels"),
                clEnumValN(CPUKernels::Vector, "vector",
