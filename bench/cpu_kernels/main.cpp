@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <ctime>
 #include <random>
 #include <thread>
 #include <vector>
@@ -35,6 +36,17 @@ static cl::opt<int> reps("repetitions", cl::init(5),
                          cl::desc("Alternating repetitions (the fastest is kept: on a shared machine it is the one least preempted)"));
 static cl::opt<std::string> modelList("layer-shapes", cl::init("100m,1b"),
                                       cl::desc("Layer shapes: 100m, 1b"));
+static cl::opt<bool> cpuClock(
+    "cpu-clock", cl::init(false),
+    cl::desc("Time the kernels and the copy in process CPU time (all "
+             "threads summed: meant for --thread-counts=1) instead of wall "
+             "time: on a shared machine a 1-thread kernel's CPU time does "
+             "not count the time it waited for a core"));
+static cl::opt<bool> decodeCold(
+    "decode-cold", cl::init(true),
+    cl::desc("Decode rows rotate through >= 256 MiB of weight copies so "
+             "every run streams from memory (false: one copy, cache-hot: "
+             "the kernels' compute ceiling)"));
 static cl::opt<int> prefillM("prefill-rows", cl::init(256), cl::desc("Prefill rows"));
 
 namespace {
@@ -44,13 +56,22 @@ double now() {
       .count();
 }
 
+/// The kernels' clock: wall time, or process CPU time with --cpu-clock.
+double kernelClock() {
+  if (!cpuClock)
+    return now();
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
 /// Copy bandwidth (read + write bytes / s) of 256 MiB, split over threads.
 double copyBandwidth(int threads) {
   const size_t n = size_t(64) << 20; // floats
   std::vector<float> a(n, 1.0f), b(n, 0.0f);
   std::vector<double> times;
   for (int r = 0; r < 5; ++r) {
-    double t0 = now();
+    double t0 = kernelClock();
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
@@ -59,9 +80,40 @@ double copyBandwidth(int threads) {
       });
     for (auto &th : pool)
       th.join();
-    times.push_back(now() - t0);
+    times.push_back(kernelClock() - t0);
   }
+  // Under --cpu-clock the time is summed over threads: per-thread GB/s.
   return 2.0 * n * sizeof(float) / *std::min_element(times.begin(), times.end()) / 1e9;
+}
+
+/// Read bandwidth (bytes / s) of 256 MiB summed with 8 independent
+/// accumulators (the GEMV's traffic is reads only), split over threads.
+double readBandwidth(int threads) {
+  const size_t n = size_t(64) << 20;
+  std::vector<float> a(n, 1.0f);
+  std::vector<double> times;
+  std::vector<float> sums(threads);
+  for (int r = 0; r < 5; ++r) {
+    double t0 = kernelClock();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        size_t lo = n * t / threads, hi = n * (t + 1) / threads;
+        float acc[8] = {};
+        for (size_t i = lo; i + 8 <= hi; i += 8)
+          for (int j = 0; j < 8; ++j)
+            acc[j] += a[i + j];
+        sums[t] = acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] +
+                  acc[6] + acc[7];
+      });
+    for (auto &th : pool)
+      th.join();
+    times.push_back(kernelClock() - t0);
+  }
+  if (sums[0] < 0)
+    llvm::outs() << "";
+  return double(n) * sizeof(float) /
+         *std::min_element(times.begin(), times.end()) / 1e9;
 }
 
 struct Layer {
@@ -101,7 +153,7 @@ int main(int argc, char **argv) {
                << ", OPENBLAS_CORETYPE="
                << (getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE")
                                                : "(unset)")
-               << "\n";
+               << ", clock " << (cpuClock ? "process CPU" : "wall") << "\n";
   std::vector<int> threads;
   for (llvm::StringRef t : llvm::split(llvm::StringRef(threadList), ','))
     threads.push_back(std::stoi(t.str()));
@@ -129,8 +181,10 @@ int main(int argc, char **argv) {
   for (int t : threads) {
     openblas_set_num_threads(t);
     double bw = copyBandwidth(t);
+    double rbw = readBandwidth(t);
     llvm::outs() << "# copy bandwidth, " << t << " thread(s): "
-                 << llvm::format("%.1f", bw) << " GB/s\n";
+                 << llvm::format("%.1f", bw) << " GB/s (read + write); read "
+                 << llvm::format("%.1f", rbw) << " GB/s\n";
     for (const Layer &l : layers) {
       for (int64_t m : {int64_t(prefillM), int64_t(1), int64_t(8)}) {
         std::vector<float> x(m * l.k), y(m * l.n);
@@ -140,7 +194,9 @@ int main(int argc, char **argv) {
         // rotate that no run finds its weights in the caches.
         const bool decode = m <= 8;
         auto copiesFor = [&](size_t bytes) {
-          return decode ? std::max<size_t>(1, (size_t(256) << 20) / bytes) : 1;
+          return decode && decodeCold
+                     ? std::max<size_t>(1, (size_t(256) << 20) / bytes)
+                     : 1;
         };
         std::vector<std::vector<float>> ws(copiesFor(l.n * l.k * 4));
         for (auto &w : ws) {
@@ -174,9 +230,9 @@ int main(int argc, char **argv) {
           std::vector<double> tb, tv;
           for (int r = 0; r < reps; ++r)
             for (bool vec : {r % 2 == 0, r % 2 != 0}) {
-              double t0 = now();
+              double t0 = kernelClock();
               fn(vec);
-              (vec ? tv : tb).push_back(now() - t0);
+              (vec ? tv : tb).push_back(kernelClock() - t0);
             }
           double sb = *std::min_element(tb.begin(), tb.end()),
                  sv = *std::min_element(tv.begin(), tv.end());

@@ -55,6 +55,30 @@ def run(cmd, env=None, capture=True):
     return res.stdout
 
 
+# Generated Llamas: 100m (109.6M parameters, tied embedding) and 1b (the
+# TinyLlama-1.1B shape: GQA 32 / 4 heads, 1.10B parameters, ONNX external data).
+LLAMAS = {
+    "100m": ["--hidden", "768", "--intermediate", "2048", "--layers", "12",
+             "--heads", "12", "--kv-heads", "12", "--vocab", "32000", "--tie"],
+    "1b": ["--hidden", "2048", "--intermediate", "5632", "--layers", "22",
+           "--heads", "32", "--kv-heads", "4", "--vocab", "32000",
+           "--external-data"],
+}
+
+
+
+
+def llama_flops(hidden, inter, layers, kv_dim, vocab):
+    """Forward FLOPs per token at sequence S: 2 x linear weights (lm_head
+    included) + QK^T and PV over all S keys (4 S hidden per layer)."""
+    linear = layers * (2 * hidden * hidden + 2 * hidden * kv_dim + 3 * hidden * inter)
+    return lambda S: 2 * (linear + vocab * hidden) + 4 * S * hidden * layers
+
+
+FLOPS = {"100m": llama_flops(768, 2048, 12, 768, 32000),
+         "1b": llama_flops(2048, 5632, 22, 256, 32000)}
+
+
 def prepare(model, work):
     """Returns (quant-mlir dir, onnx path, vocab)."""
     os.makedirs(work, exist_ok=True)
@@ -75,13 +99,14 @@ def prepare(model, work):
                  "/work/shared/data/stories260K.bin", "-o", onnx_dir])
         vocab = 512
     else:
-        onnx_dir = os.path.join(work, "llama100m_onnx")
-        qdir = os.path.join(work, "llama100m" if model == "100m" else "llama100m_q4")
+        size = model.split("-")[0]
+        cfg = LLAMAS[size]
+        onnx_dir = os.path.join(work, f"llama{size}_onnx")
+        qdir = os.path.join(work, f"llama{size}" if model == size
+                            else f"llama{size}_q4")
         if not os.path.exists(os.path.join(onnx_dir, "model.onnx")):
             run([PY, os.path.join(ROOT, "python/quant_mlir/export_fixtures.py"),
-                 "--family", "llama", "--hidden", "768", "--intermediate", "2048",
-                 "--layers", "12", "--heads", "12", "--kv-heads", "12",
-                 "--vocab", "32000", "--tie", "--max-pos", "1024", "-o", onnx_dir])
+                 "--family", "llama", *cfg, "--max-pos", "1024", "-o", onnx_dir])
         vocab = 32000
     onnx = os.path.join(onnx_dir, "model.onnx")
     if not os.path.exists(os.path.join(qdir, "model.mlir")):
@@ -138,16 +163,20 @@ def main():
                                       "--eval-data", ids_path, "--seq-len", str(S),
                                       "--cpu-kernels", kind, "--json", "--quiet"],
                                      env=env))
-                return out["tokens_per_second"], out
+                tokens = out["windows"] * S
+                return (tokens / out["forward_seconds"],
+                        tokens / out["forward_cpu_seconds"]), out
 
             def ort():
                 ort_out = run(["node", os.path.join(ROOT, "python/quant_mlir/ort_run.js"),
                                onnx, win_path, os.path.join(args.work, "ort_out.npy"),
                                "--threads", str(t), "--repeat", str(repeat)])
                 o = json.loads(ort_out.strip().splitlines()[-1])
-                return o["tokens"] / o["seconds_per_run"]
+                return (o["tokens"] / o["seconds_per_run"],
+                        o["tokens"] / o["cpu_seconds_per_run"])
 
             samples = {k: [] for k in kernels + ["ort"]}
+            cpu = {k: [] for k in kernels + ["ort"]}
             info = {}
             for r in range(args.pairs):
                 order = ["ort"] + kernels
@@ -155,18 +184,26 @@ def main():
                     order.reverse()
                 for kind in order:
                     if kind == "ort":
-                        samples["ort"].append(ort())
+                        tps = ort()
                     else:
                         tps, info[kind] = ours(kind)
-                        samples[kind].append(tps)
+                    samples[kind].append(tps[0])
+                    cpu[kind].append(tps[1])
             load1 = load()
             ort_tps = float(np.median(samples["ort"]))
+            ort_cpu = float(np.median(cpu["ort"]))
             for kind in kernels:
                 tps = float(np.median(samples[kind]))
+                ours_cpu = float(np.median(cpu[kind]))
                 rows.append({
                     "model": model, "kernels": kind, "seq_len": S, "threads": t,
                     "ours_tok_s": round(tps, 1), "ort_tok_s": round(ort_tps, 1),
                     "ratio": round(tps / ort_tps, 3),
+                    "ours_tok_cpu_s": round(ours_cpu, 1),
+                    "ort_tok_cpu_s": round(ort_cpu, 1),
+                    "cpu_ratio": round(ours_cpu / ort_cpu, 3),
+                    "gflop_s": (round(tps * FLOPS[model.split("-")[0]](S) / 1e9, 1)
+                                if model.split("-")[0] in FLOPS else ""),
                     "compile_s": round(info[kind]["compile_seconds"], 2),
                     "peak_rss_mib": round(info[kind]["peak_rss_mib"], 1),
                     "load_avg_1m": f"{load0:.2f}-{load1:.2f}",
@@ -174,6 +211,7 @@ def main():
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     cols = ["model", "kernels", "seq_len", "threads", "ours_tok_s", "ort_tok_s", "ratio",
+            "ours_tok_cpu_s", "ort_tok_cpu_s", "cpu_ratio", "gflop_s",
             "compile_s", "peak_rss_mib", "load_avg_1m"]
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} CPUs, "
           f"S={S}, {args.windows} windows")

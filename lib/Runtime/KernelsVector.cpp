@@ -32,21 +32,101 @@ void callKernel(const GemmMicroKernel &uk, const float *a, const float *b,
   uk.fn(pa, pa, 0, big, 1, pb, pb, 0, big, 1, c, c, 0, big, 1, 0, kc, ldc);
 }
 
-/// A[M, K] (strided) as [ceil(M / mr)][K][mr], rows past M zero.
-std::vector<float> packA(i64 M, i64 K, i64 mr, const float *a, i64 sam,
-                         i64 sak) {
+void callPack(const GemmMicroKernel &uk, const float *src, i64 ld, float *dst,
+              i64 dstLd, i64 blocks) {
+  constexpr i64 big = std::numeric_limits<int32_t>::max();
+  auto *ps = const_cast<float *>(src);
+  uk.packT(ps, ps, 0, big, 1, dst, dst, 0, big, 1, 0, ld, 0, dstLd, blocks);
+}
+
+/// A[M, K] (strided) as [ceil(M / mr)][K][mr], rows past M zero, in the
+/// calling thread's buffer (reused across calls: no allocation and no
+/// zeroing of what is overwritten). Row-major A with vl == 2 * mr (AVX-512:
+/// 16 lanes, 8-row tiles) goes through the register transpose, two tiles
+/// at a time: a scalar copy writes mr floats apart and costs ~4% of a
+/// 100M forward.
+const float *packA(const GemmMicroKernel &uk, i64 M, i64 K, const float *a,
+                   i64 sam, i64 sak) {
+  const i64 mr = uk.mr;
+  thread_local std::vector<float> packed, pair;
   i64 blocks = (M + mr - 1) / mr;
-  std::vector<float> packed(blocks * K * mr, 0.0f);
+  packed.resize(blocks * K * mr);
+  const bool paired = sak == 1 && uk.packT && uk.vl == 2 * mr;
+  const i64 kFull = paired ? K / uk.vl * uk.vl : 0;
+  if (kFull > 0)
+    pair.resize(kFull * 2 * mr);
   for (i64 mb = 0; mb < blocks; ++mb) {
     float *dst = packed.data() + mb * K * mr;
-    i64 rows = std::min(mr, M - mb * mr);
+    if (kFull > 0 && mb % 2 == 0 && M - mb * mr >= 2 * mr) {
+      callPack(uk, a + mb * mr * sam, sam, pair.data(), 2 * mr, kFull / uk.vl);
+      float *next = dst + K * mr;
+      for (i64 k = 0; k < kFull; ++k) {
+        std::memcpy(dst + k * mr, pair.data() + k * 2 * mr, mr * sizeof(float));
+        std::memcpy(next + k * mr, pair.data() + k * 2 * mr + mr,
+                    mr * sizeof(float));
+      }
+      // The k tail of both tiles.
+      for (i64 i = 0; i < 2 * mr; ++i) {
+        const float *src = a + (mb * mr + i) * sam;
+        float *d = i < mr ? dst + i : next + (i - mr);
+        for (i64 k = kFull; k < K; ++k)
+          d[k * mr] = src[k * sak];
+      }
+      ++mb;
+      continue;
+    }
+    const i64 rows = std::min(mr, M - mb * mr);
     for (i64 i = 0; i < rows; ++i) {
       const float *src = a + (mb * mr + i) * sam;
       for (i64 k = 0; k < K; ++k)
         dst[k * mr + i] = src[k * sak];
     }
+    for (i64 i = rows; i < mr; ++i)
+      for (i64 k = 0; k < K; ++k)
+        dst[k * mr + i] = 0.0f;
   }
-  return packed;
+  return packed.data();
+}
+
+/// Packs rows k0.. (rows of them) and columns j0..j0+cols of B (strides
+/// sbk, sbn) into a [rows][nr] panel, zero past cols. B stored transposed
+/// (sbk == 1: W[N, K] of a linear layer, K^T in attention) goes through
+/// the generated vl x vl register transpose: a column-by-column gather
+/// reads nr rows of W at a stride of K floats at once, which for K = 2048
+/// maps every row to the same L1 set and misses on nearly every load.
+void packPanelF32(const GemmMicroKernel &uk, const float *b, i64 sbk, i64 sbn,
+                  i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
+  const i64 nr = uk.nr;
+  i64 done = 0;
+  if (sbk == 1 && uk.packT && cols == nr && uk.vl > 0 && nr % uk.vl == 0) {
+    const i64 vl = uk.vl;
+    done = rows / vl * vl;
+    if (done > 0)
+      for (i64 s = 0; s < nr / vl; ++s)
+        callPack(uk, b + (j0 + s * vl) * sbn + k0, sbn, panel + s * vl, nr,
+                 done / vl);
+  }
+  if (sbk == 1 && sbn != 1) {
+    // The rest (k tail, edge panels): one row of W at a time, contiguous.
+    for (i64 kk = done; kk < rows; ++kk)
+      std::fill(panel + kk * nr + cols, panel + (kk + 1) * nr, 0.0f);
+    for (i64 j = 0; j < cols; ++j) {
+      const float *src = b + (j0 + j) * sbn + k0;
+      for (i64 kk = done; kk < rows; ++kk)
+        panel[kk * nr + j] = src[kk];
+    }
+    return;
+  }
+  for (i64 kk = done; kk < rows; ++kk) {
+    const float *src = b + (k0 + kk) * sbk + j0 * sbn;
+    float *dst = panel + kk * nr;
+    if (sbn == 1)
+      std::memcpy(dst, src, cols * sizeof(float));
+    else
+      for (i64 j = 0; j < cols; ++j)
+        dst[j] = src[j * sbn];
+    std::fill(dst + cols, dst + nr, 0.0f);
+  }
 }
 
 /// C[M, N] += Ap * B over fixed kChunkN-column chunks. packB(k0, rows, j0,
@@ -62,19 +142,21 @@ void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
   parallelChunks(chunks, work, [&](i64 chunk) {
     const i64 n0 = chunk * kChunkN, nc = std::min(kChunkN, N - n0);
     const i64 panels = (nc + nr - 1) / nr;
-    std::vector<float> bp(panels * std::min(kc, K) * nr, 0.0f);
-    std::vector<float> tile(mr * nr);
+    // One B panel at a time, packed and then used by every A tile while it
+    // is in L1 (kc x nr floats: 32 KiB with AVX-512); the A tiles (kc x mr
+    // each) stream from L2. packB writes every element: no zeroing needed.
+    thread_local std::vector<float> bp, tile;
+    bp.resize(std::min(kc, K) * nr);
+    tile.resize(mr * nr);
     for (i64 k0 = 0; k0 < K; k0 += kc) {
       const i64 rows = std::min(kc, K - k0);
-      for (i64 p = 0; p < panels; ++p)
-        packB(k0, rows, n0 + p * nr, std::min(nr, nc - p * nr),
-              bp.data() + p * rows * nr);
-      for (i64 mb = 0; mb < mBlocks; ++mb) {
-        const i64 m0 = mb * mr, mrows = std::min(mr, M - m0);
-        const float *a = ap + (mb * K + k0) * mr;
-        for (i64 p = 0; p < panels; ++p) {
-          const i64 j0 = n0 + p * nr, cols = std::min(nr, nc - p * nr);
-          const float *b = bp.data() + p * rows * nr;
+      for (i64 p = 0; p < panels; ++p) {
+        const i64 j0 = n0 + p * nr, cols = std::min(nr, nc - p * nr);
+        packB(k0, rows, j0, cols, bp.data());
+        const float *b = bp.data();
+        for (i64 mb = 0; mb < mBlocks; ++mb) {
+          const i64 m0 = mb * mr, mrows = std::min(mr, M - m0);
+          const float *a = ap + (mb * K + k0) * mr;
           if (mrows == mr && cols == nr && scn == 1) {
             callKernel(uk, a, b, c + m0 * scm + j0, scm, rows);
             continue;
@@ -109,59 +191,83 @@ bool useGemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize,
 
 void callGemv(QGemvMicroKernel::Fn fn, const int32_t *q, const float *s,
               const float *nz, const float *x, const float *xs, float *y,
-              i64 ldq, i64 ldx, i64 groups, i64 wpg) {
+              i64 ldq, i64 ldx, i64 groups, i64 wpg, i64 pf) {
   constexpr i64 big = std::numeric_limits<int32_t>::max();
   auto *pq = const_cast<int32_t *>(q);
   auto *ps = const_cast<float *>(s), *pz = const_cast<float *>(nz),
        *px = const_cast<float *>(x), *pxs = const_cast<float *>(xs);
   fn(pq, pq, 0, big, 1, ps, ps, 0, big, 1, pz, pz, 0, big, 1, px, px, 0, big,
-     1, pxs, pxs, 0, big, 1, y, y, 0, big, 1, ldq, ldx, groups, wpg);
+     1, pxs, pxs, 0, big, 1, y, y, 0, big, 1, ldq, ldx, groups, wpg, pf);
 }
 
-/// Decode: each chunk of kChunkN columns computes its -zero * scale rows,
-/// then streams its codes once per row block (rows 8 / 4 / 2 / 1).
+/// Decode, group by group: for each group, every chunk of kChunkN columns
+/// (wide calls, narrow ones for a tail) streams the group's word rows, so
+/// each row of codes is read left to right in runs of a chunk (sequential
+/// streams the hardware prefetcher follows, plus a software prefetch of the
+/// next call's columns) instead of one chunk walking down all of K with a
+/// stride of N * 4 bytes. A task owns whole chunks; each column sees the
+/// same sequence of kernel calls whatever the thread count.
 void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
            const float *x, const int32_t *codes, const float *scales,
            const int32_t *zeros, float *y) {
   const QGemvMicroKernel &g = registeredGemv;
   const i64 numGroups = groupSize > 0 ? k / groupSize : 1;
   (void)groups;
-  const i64 wpg = (groupSize > 0 ? groupSize : k) * bits / 32;
+  const i64 gs = groupSize > 0 ? groupSize : k;
+  const i64 wpg = gs * bits / 32;
   const i64 zeroWords = n * bits / 32;
   const uint32_t mask = (1u << bits) - 1;
-  std::vector<float> nzs(numGroups * n), xs(m * numGroups);
-  // The group sums of x, in a fixed order (the zero term's factor).
-  const i64 gs = groupSize > 0 ? groupSize : k;
+  // xs[g][r]: the group sums of x, in a fixed order (the zero term's factor).
+  std::vector<float> xs(numGroups * m);
   for (i64 r = 0; r < m; ++r)
     for (i64 gi = 0; gi < numGroups; ++gi) {
       float sum = 0.0f;
       for (i64 i = 0; i < gs; ++i)
         sum += x[r * k + gi * gs + i];
-      xs[r * numGroups + gi] = sum;
+      xs[gi * m + r] = sum;
     }
   const i64 chunks = (n + kChunkN - 1) / kChunkN;
-  parallelChunks(chunks, m * n * k + n * k * 8, [&](i64 chunk) {
-    const i64 n0 = chunk * kChunkN, nc = std::min(kChunkN, n - n0);
+  // A few chunks per task: long sequential runs, still enough tasks to
+  // balance two threads.
+  const i64 perTask = std::max<i64>(1, std::min<i64>(8, chunks / 8));
+  const i64 tasks = (chunks + perTask - 1) / perTask;
+  parallelChunks(tasks, m * n * k + n * k * 8, [&](i64 task) {
+    const i64 c0 = task * perTask * kChunkN;
+    const i64 c1 = std::min(n, c0 + perTask * kChunkN);
+    // -zero * scale per group and column of this task, in the running
+    // thread's buffer ([group][n]; only this task's columns are used).
+    thread_local std::vector<float> nzs;
+    nzs.resize(numGroups * n);
+    float *nz = nzs.data();
     for (i64 gi = 0; gi < numGroups; ++gi)
-      for (i64 c = n0; c < n0 + nc; ++c) {
+      for (i64 c = c0; c < c1; ++c) {
         float z = float(1u << (bits - 1));
         if (zeros) {
           i64 bit = c * bits;
           z = float((uint32_t(zeros[gi * zeroWords + bit / 32]) >>
                      (bit % 32)) & mask);
         }
-        nzs[gi * n + c] = -z * scales[gi * n + c];
+        nz[gi * n + c] = -z * scales[gi * n + c];
       }
-    for (i64 j0 = n0; j0 < n0 + nc; j0 += g.nr)
+    for (i64 gi = 0; gi < numGroups; ++gi) {
+      const int32_t *q = codes + gi * wpg * n;
       for (i64 r = 0; r < m;) {
         i64 rows = 8;
         while (rows > 1 && (rows > m - r || !g.fn[bits][rows]))
           rows /= 2;
-        callGemv(g.fn[bits][rows], codes + j0, scales + j0, nzs.data() + j0,
-                 x + r * k, xs.data() + r * numGroups, y + r * n + j0, n, k,
-                 numGroups, wpg);
+        for (i64 j0 = c0; j0 < c1;) {
+          const bool wide = g.wide[bits][rows] && g.wideCols[rows] > 0 &&
+                            c1 - j0 >= g.wideCols[rows];
+          const i64 cols = wide ? g.wideCols[rows] : g.nr;
+          callGemv(wide ? g.wide[bits][rows] : g.fn[bits][rows], q + j0,
+                   scales + gi * n + j0, nz + gi * n + j0,
+                   x + r * k + gi * gs, xs.data() + gi * m + r,
+                   y + r * n + j0, n, k, /*groups=*/1, wpg, cols);
+          j0 += cols;
+        }
         r += rows;
       }
+    }
   });
 }
 } // namespace
@@ -187,20 +293,10 @@ void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,
     return;
   }
   const GemmMicroKernel uk = registered;
-  std::vector<float> ap = packA(M, K, uk.mr, a, sam, sak);
-  const i64 nr = uk.nr;
-  runPanels(uk, M, N, K, kKc, ap.data(), c, scm, scn, M * N * K,
+  const float *ap = packA(uk, M, K, a, sam, sak);
+  runPanels(uk, M, N, K, kKc, ap, c, scm, scn, M * N * K,
             [&](i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
-              for (i64 kk = 0; kk < rows; ++kk) {
-                const float *src = b + (k0 + kk) * sbk + j0 * sbn;
-                float *dst = panel + kk * nr;
-                if (sbn == 1)
-                  std::memcpy(dst, src, cols * sizeof(float));
-                else
-                  for (i64 j = 0; j < cols; ++j)
-                    dst[j] = src[j * sbn];
-                std::fill(dst + cols, dst + nr, 0.0f);
-              }
+              packPanelF32(uk, b, sbk, sbn, k0, rows, j0, cols, panel);
             });
 }
 
@@ -228,10 +324,10 @@ void vqlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
   // K blocks hold whole groups, so each block row reads one scale row.
   i64 kc = groupSize > 0 ? std::max(groupSize, kKc / groupSize * groupSize)
                          : kKc;
-  std::vector<float> ap = packA(m, k, uk.mr, x, k, 1);
+  const float *ap = packA(uk, m, k, x, k, 1);
   const i64 nr = uk.nr;
   const i64 numGroups = std::max<i64>(groups, 1);
-  runPanels(uk, m, n, k, kc, ap.data(), y, n, 1, m * n * k + n * k * 8,
+  runPanels(uk, m, n, k, kc, ap, y, n, 1, m * n * k + n * k * 8,
             [&](i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
               thread_local std::vector<float> zeroRow;
               zeroRow.resize(nr);

@@ -32,6 +32,7 @@ using namespace quant_mlir;
 
 namespace {
 constexpr const char *kGemmKernel = "quant_ukernel_gemm_f32";
+constexpr const char *kPackKernel = "quant_ukernel_pack_t_f32";
 } // namespace
 
 HostVectorTarget quant_mlir::detectHostVectorTarget() {
@@ -115,25 +116,100 @@ void quant_mlir::buildGemmMicroKernel(ModuleOp module,
   func::ReturnOp::create(b, loc);
 }
 
-namespace {
-std::string qgemvName(unsigned bits, int64_t rows) {
-  return "quant_ukernel_qgemv_b" + std::to_string(bits) + "_m" +
-         std::to_string(rows);
+void quant_mlir::buildPackTransposeKernel(ModuleOp module,
+                                          const HostVectorTarget &target) {
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  Type f32 = b.getF32Type(), index = b.getIndexType();
+  auto buffer = MemRefType::get({ShapedType::kDynamic}, f32);
+  auto fn = func::FuncOp::create(
+      b, loc, kPackKernel,
+      b.getFunctionType({buffer, buffer, index, index, index, index, index},
+                        {}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value src = entry->getArgument(0), dst = entry->getArgument(1),
+        srcOff = entry->getArgument(2), ld = entry->getArgument(3),
+        dstOff = entry->getArgument(4), dstLd = entry->getArgument(5),
+        blocks = entry->getArgument(6);
+  const int64_t vl = target.vectorWidth;
+  auto vt = VectorType::get({vl}, f32);
+  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, loc, v);
+  };
+  scf::ForOp::create(
+      b, loc, cst(b, 0), blocks, cst(b, 1), ValueRange{},
+      [&](OpBuilder &lb, Location l, Value t, ValueRange) {
+        auto add = [&](Value x, Value y) {
+          return arith::AddIOp::create(lb, l, x, y).getResult();
+        };
+        auto mul = [&](Value x, Value y) {
+          return arith::MulIOp::create(lb, l, x, y).getResult();
+        };
+        Value k0 = mul(t, cst(lb, vl));
+        Value s0 = add(srcOff, k0);
+        SmallVector<Value> v;
+        for (int64_t i = 0; i < vl; ++i)
+          v.push_back(vector::LoadOp::create(lb, l, vt, src,
+                                             add(s0, mul(ld, cst(lb, i)))));
+        // Round `bit` swaps bit `bit` of the row index with that of the
+        // lane index: rows r and r | bit exchange the lanes where the two
+        // differ. After log2(vl) rounds, row c holds column c.
+        for (int64_t bit = 1; bit < vl; bit <<= 1)
+          for (int64_t r = 0; r < vl; ++r) {
+            if (r & bit)
+              continue;
+            SmallVector<int64_t> lo, hi;
+            for (int64_t c = 0; c < vl; ++c) {
+              lo.push_back(c & bit ? vl + (c ^ bit) : c);
+              hi.push_back(c & bit ? vl + c : (c | bit));
+            }
+            Value nlo = vector::ShuffleOp::create(lb, l, v[r], v[r | bit], lo);
+            Value nhi = vector::ShuffleOp::create(lb, l, v[r], v[r | bit], hi);
+            v[r] = nlo;
+            v[r | bit] = nhi;
+          }
+        Value d0 = add(dstOff, mul(k0, dstLd));
+        for (int64_t c = 0; c < vl; ++c)
+          vector::StoreOp::create(lb, l, v[c], dst,
+                                  add(d0, mul(dstLd, cst(lb, c))));
+        scf::YieldOp::create(lb, l);
+      });
+  func::ReturnOp::create(b, loc);
 }
+
+namespace {
+std::string qgemvName(unsigned bits, int64_t rows, int64_t cols) {
+  return "quant_ukernel_qgemv_b" + std::to_string(bits) + "_m" +
+         std::to_string(rows) + "_n" + std::to_string(cols);
+}
+
 } // namespace
+
+int64_t quant_mlir::qgemvWideColumns(const HostVectorTarget &target,
+                                     int64_t rows) {
+  // Accumulators (rows x vectors) within half the vector registers, the
+  // loaded code vectors and temporaries in the rest; at most
+  // kernels' 128-column chunk.
+  const int64_t regs = target.isa == "avx512" ? 32 : 16;
+  const int64_t vectors = std::clamp<int64_t>(
+      regs / 2 / rows, target.nr / target.vectorWidth, regs / 4);
+  return std::min<int64_t>(vectors * target.vectorWidth, 128);
+}
 
 void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
                                        const HostVectorTarget &target,
-                                       unsigned bits, int64_t rows) {
+                                       unsigned bits, int64_t rows,
+                                       int64_t cols) {
   OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
   Location loc = module.getLoc();
   Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
   auto fbuf = MemRefType::get({ShapedType::kDynamic}, f32);
   auto ibuf = MemRefType::get({ShapedType::kDynamic}, i32);
   auto fn = func::FuncOp::create(
-      b, loc, qgemvName(bits, rows),
+      b, loc, qgemvName(bits, rows, cols),
       b.getFunctionType({ibuf, fbuf, fbuf, fbuf, fbuf, fbuf, index, index,
-                         index, index},
+                         index, index, index},
                         {}));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
@@ -141,8 +217,9 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
         nz = entry->getArgument(2), x = entry->getArgument(3),
         xs = entry->getArgument(4), y = entry->getArgument(5),
         ldq = entry->getArgument(6), ldx = entry->getArgument(7),
-        groups = entry->getArgument(8), wpg = entry->getArgument(9);
-  const int64_t vl = target.vectorWidth, nv = target.nr / vl;
+        groups = entry->getArgument(8), wpg = entry->getArgument(9),
+        pf = entry->getArgument(10);
+  const int64_t vl = target.vectorWidth, nv = cols / vl;
   const int64_t per = 32 / bits;
   // Partial sums per row and lane vector: at least 4 independent FMA chains.
   const int64_t parts = std::max<int64_t>(1, 4 / (rows * nv));
@@ -174,6 +251,17 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
             [&](OpBuilder &wb, Location wl, Value w, ValueRange wacc) {
               SmallVector<Value> acc(wacc.begin(), wacc.end());
               Value qrow = arith::MulIOp::create(wb, wl, w, ldq);
+              // Prefetch what a later call reads, pf codes past this row's
+              // (the next chunk's columns), one per 64-byte line; past the
+              // end is harmless: a prefetch never faults.
+              Value ahead = arith::AddIOp::create(wb, wl, qrow, pf);
+              for (int64_t j = 0; j < nv * vl; j += 16)
+                memref::PrefetchOp::create(
+                    wb, wl, q,
+                    ValueRange{arith::AddIOp::create(wb, wl, ahead,
+                                                     cst(wb, j))},
+                    /*isWrite=*/false, /*localityHint=*/3,
+                    /*isDataCache=*/true);
               SmallVector<Value> qv;
               for (int64_t j = 0; j < nv; ++j) {
                 Value off =
@@ -259,9 +347,14 @@ VectorKernels *compileVectorKernels() {
   ctx.appendDialectRegistry(registry);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
   buildGemmMicroKernel(*module, vk->target);
+  buildPackTransposeKernel(*module, vk->target);
   for (unsigned bits : {2u, 4u, 8u})
-    for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2)
-      buildQGemvMicroKernel(*module, vk->target, bits, rows);
+    for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2) {
+      buildQGemvMicroKernel(*module, vk->target, bits, rows, vk->target.nr);
+      int64_t wide = qgemvWideColumns(vk->target, rows);
+      if (wide != vk->target.nr)
+        buildQGemvMicroKernel(*module, vk->target, bits, rows, wide);
+    }
 
   PassManager pm(&ctx);
   pm.addPass(createSCFToControlFlowPass());
@@ -311,17 +404,30 @@ VectorKernels *compileVectorKernels() {
   kernel.fn = reinterpret_cast<kernels::GemmMicroKernel::Fn>(*address);
   kernel.mr = vk->target.mr;
   kernel.nr = vk->target.nr;
+  auto pack = vk->engine->lookup(kPackKernel);
+  if (!pack) {
+    vk->error = llvm::toString(pack.takeError());
+    return vk;
+  }
+  kernel.packT = reinterpret_cast<kernels::GemmMicroKernel::PackFn>(*pack);
+  kernel.vl = vk->target.vectorWidth;
   kernels::QGemvMicroKernel gemv;
   gemv.nr = vk->target.nr;
   for (unsigned bits : {2u, 4u, 8u})
     for (int64_t rows = 1; rows <= vk->target.maxGemvRows; rows *= 2) {
-      auto fn = vk->engine->lookup(qgemvName(bits, rows));
-      if (!fn) {
-        vk->error = llvm::toString(fn.takeError());
+      int64_t wide = qgemvWideColumns(vk->target, rows);
+      auto fn = vk->engine->lookup(qgemvName(bits, rows, vk->target.nr));
+      auto wfn = vk->engine->lookup(qgemvName(bits, rows, wide));
+      if (!fn || !wfn) {
+        vk->error = llvm::toString(
+            llvm::joinErrors(fn.takeError(), wfn.takeError()));
         return vk;
       }
       gemv.fn[bits][rows] =
           reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*fn);
+      gemv.wide[bits][rows] =
+          reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*wfn);
+      gemv.wideCols[rows] = wide;
     }
   kernels::setGemmMicroKernel(kernel);
   kernels::setQGemvMicroKernels(gemv);

@@ -36,6 +36,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 
 using namespace quant_mlir;
 namespace cl = llvm::cl;
@@ -97,7 +98,7 @@ static cl::opt<std::string> rawOutputs("outputs",
 
 // CPU lowering and JIT settings (CPUCompileOptions, docs/performance-cpu.md).
 static cl::opt<CPUKernels> cpuKernels(
-    "cpu-kernels", cl::init(CPUKernels::Blas),
+    "cpu-kernels", cl::init(CPUKernels::Vector),
     cl::desc("Kernel family for contractions and packed layers"),
     cl::values(clEnumValN(CPUKernels::Blas, "blas", "OpenBLAS-backed kernels"),
                clEnumValN(CPUKernels::Vector, "vector",
@@ -187,6 +188,17 @@ static llvm::Error checkStatsArchive(mlir::ModuleOp module,
                          "--stats-archive");
 }
 
+/// Process CPU seconds (all threads).
+static double processCPUSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+/// Wall and process CPU seconds inside the forward calls alone (no scoring),
+/// for bench/forward; negative where a mode does not measure them.
+static double forwardSeconds = -1, forwardCPUSeconds = -1;
+
 /// Prints the results table or JSON shared by both evaluation modes.
 static void report(int64_t windows, int64_t predicted, double meanNLL,
                    double tokensPerSecond, double compileSeconds,
@@ -206,6 +218,10 @@ static void report(int64_t windows, int64_t predicted, double meanNLL,
         {"compile_seconds", compileSeconds},
         {"eval_seconds", evalSeconds},
         {"peak_rss_mib", peakRSSMiB()}};
+    if (forwardSeconds >= 0) {
+      result["forward_seconds"] = forwardSeconds;
+      result["forward_cpu_seconds"] = forwardCPUSeconds;
+    }
     llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(result)))
                  << "\n";
     return;
@@ -442,9 +458,17 @@ int main(int argc, char **argv) {
   int64_t predicted = 0;
   Progress progress("perplexity", windows, !quiet);
   auto evalStart = std::chrono::steady_clock::now();
+  forwardSeconds = forwardCPUSeconds = 0;
   for (int64_t w = 0; w < windows; ++w) {
     llvm::ArrayRef<int64_t> window(tokens->data() + w * seqLen, seqLen);
-    auto out = (*compiled)->run(entry.name, entry.inputs(window, 1, seqLen));
+    auto inputs = entry.inputs(window, 1, seqLen);
+    auto forwardStart = std::chrono::steady_clock::now();
+    double cpuStart = processCPUSeconds();
+    auto out = (*compiled)->run(entry.name, inputs);
+    forwardCPUSeconds += processCPUSeconds() - cpuStart;
+    forwardSeconds += std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - forwardStart)
+                          .count();
     if (!out)
       return fail(llvm::toString(out.takeError()));
     accumulateNLL((*out)[0].as<float>(), vocab, window, nllSum, predicted);

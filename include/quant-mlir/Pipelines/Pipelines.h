@@ -24,7 +24,11 @@ enum class CPUKernels {
   Loops,
 };
 
-/// Options of the CPU lowering.
+/// Options of the CPU lowering. The library default stays blas: the
+/// calibration in quant-compile and the Driver API take it, and switching
+/// would change their statistics in the last bits; quant-run and the
+/// quant-cpu-lowering pipeline option default to vector (faster on every
+/// measured shape, bench/cpu_kernels and bench/forward).
 struct CPULoweringOptions {
   CPUKernels kernels = CPUKernels::Blas;
 };
@@ -35,7 +39,7 @@ struct CPULoweringPipelineOptions
   Option<CPUKernels> kernels{
       *this, "kernels", llvm::cl::desc("Kernel family for contractions and "
                                        "packed layers"),
-      llvm::cl::init(CPUKernels::Blas),
+      llvm::cl::init(CPUKernels::Vector),
       llvm::cl::values(
           clEnumValN(CPUKernels::Blas, "blas", "runtime kernels on OpenBLAS"),
           clEnumValN(CPUKernels::Vector, "vector",

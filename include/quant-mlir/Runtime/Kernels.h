@@ -89,6 +89,16 @@ struct GemmMicroKernel {
                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
   Fn fn = nullptr;
   int64_t mr = 0, nr = 0;
+  /// The panel packer for B stored transposed (W[N, K], K contiguous): for
+  /// t < blocks, the vl x vl block src[srcOff + i * ld + t * vl + c] (i, c <
+  /// vl) goes to dst[dstOff + (t * vl + c) * dstLd + i], transposed in
+  /// registers with shuffles. Memrefs src, dst (expanded convention), then
+  /// srcOff, ld, dstOff, dstLd, blocks. Null: scalar packing.
+  using PackFn = void (*)(float *, float *, int64_t, int64_t, int64_t,
+                          float *, float *, int64_t, int64_t, int64_t,
+                          int64_t, int64_t, int64_t, int64_t, int64_t);
+  PackFn packT = nullptr;
+  int64_t vl = 0;
 };
 /// The decode GEMV micro-kernels (MicroKernels.cpp) for gptq layers with
 /// 32 / bits codes per word (bits 2, 4, 8): for `rows` rows of x and one
@@ -98,18 +108,23 @@ struct GemmMicroKernel {
 /// streamed once and unpacked in registers (shift, mask, convert). Memrefs
 /// codes (i32), scales, nzs, x, xs, y in the expanded convention, then ldq
 /// (row stride of codes, scales, nzs and y: N), ldx (K), groups, words per
-/// group.
+/// group, and pf: each word row w prefetches codes[w * ldq + pf ...] (the
+/// driver passes the next call's columns).
 struct QGemvMicroKernel {
   using Fn = void (*)(int32_t *, int32_t *, int64_t, int64_t, int64_t,
                       float *, float *, int64_t, int64_t, int64_t, float *,
                       float *, int64_t, int64_t, int64_t, float *, float *,
                       int64_t, int64_t, int64_t, float *, float *, int64_t,
                       int64_t, int64_t, float *, float *, int64_t, int64_t,
-                      int64_t, int64_t, int64_t, int64_t, int64_t);
+                      int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
   /// fn[bits][rows] for bits in {2, 4, 8} and rows in {1, 2, 4, 8}; null
   /// where not generated.
   Fn fn[9][9] = {};
   int64_t nr = 0;
+  /// The same on wideCols[rows] columns per call (a multiple of nr that
+  /// divides the 128-column chunk), for full runs of a chunk.
+  Fn wide[9][9] = {};
+  int64_t wideCols[9] = {};
 };
 void setQGemvMicroKernels(const QGemvMicroKernel &kernels);
 

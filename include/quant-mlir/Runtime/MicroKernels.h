@@ -33,15 +33,28 @@ HostVectorTarget detectHostVectorTarget();
 /// row and vector, C += acc at the end.
 void buildGemmMicroKernel(mlir::ModuleOp module, const HostVectorTarget &target);
 
+/// Adds `func.func @quant_ukernel_pack_t_f32` (kernels::GemmMicroKernel::
+/// packT): vl x vl blocks of a row-major matrix transposed in registers by
+/// log2(vl) rounds of two-source shuffles, one scf.for iteration per block.
+void buildPackTransposeKernel(mlir::ModuleOp module,
+                              const HostVectorTarget &target);
 /// Adds `func.func @quant_ukernel_qgemv_b<bits>_m<rows>` (see
 /// kernels::QGemvMicroKernel) for bits dividing 32: per word row, one
 /// vector load of codes per nr/vectorWidth lanes, each of the 32 / bits
 /// fields extracted with a shift and mask, converted and scaled in
 /// registers (q * s + nzs), then one broadcast FMA per row; a few partial
 /// accumulators per row break the FMA dependency chain when rows are few.
+/// `cols` (a multiple of the vector width) columns per call: the narrow
+/// variant takes target.nr, the wide one qgemvWideColumns(target, rows),
+/// whose longer contiguous runs per word row stream better. Each word row
+/// also prefetches the codes a runtime offset ahead (the next call's).
 void buildQGemvMicroKernel(mlir::ModuleOp module,
                            const HostVectorTarget &target, unsigned bits,
-                           int64_t rows);
+                           int64_t rows, int64_t cols);
+/// Columns per call of the wide decode GEMV for `rows` rows of x: as many
+/// vectors as keep rows x vectors accumulators within half the registers
+/// (AVX-512, rows 1: 128 columns), at least target.nr.
+int64_t qgemvWideColumns(const HostVectorTarget &target, int64_t rows);
 
 /// Once per process: generates the micro-kernel for the host, lowers it to
 /// LLVM, JIT-compiles it with the host CPU and features and registers it

@@ -1,12 +1,14 @@
 // RUN: quant-opt %s --pass-pipeline='builtin.module(quant-cpu-lowering{kernels=vector})' | FileCheck %s --check-prefix=VEC
-// RUN: quant-opt %s --pass-pipeline='builtin.module(quant-cpu-lowering)' | FileCheck %s --check-prefix=BLAS
+// RUN: quant-opt %s --pass-pipeline='builtin.module(quant-cpu-lowering)' | FileCheck %s --check-prefix=VEC
+// RUN: quant-opt %s --pass-pipeline='builtin.module(quant-cpu-lowering{kernels=blas})' | FileCheck %s --check-prefix=BLAS
 // RUN: quant-opt %s --pass-pipeline='builtin.module(quant-cpu-lowering{kernels=loops})' | FileCheck %s --check-prefix=LOOPS
 // RUN: quant-opt %s --convert-wq-to-cpu-kernels=vector=true | FileCheck %s --check-prefix=FLAG
 // RUN: not quant-opt %s --pass-pipeline='builtin.module(quant-cpu-lowering{kernels=fast})' 2>&1 | FileCheck %s --check-prefix=BAD
 
 // The kernel family is a typed option of the CPU pipeline: the vector family
 // calls quant_vcontract_f32 and sets bit 0 of quant_qlinear_f32's flags
-// (the 8th argument), blas (the default) the OpenBLAS entries, loops none.
+// (the 8th argument), blas the OpenBLAS entries, loops none; the pipeline
+// option defaults to vector.
 // VEC-DAG: llvm.func @quant_vcontract_f32(
 // VEC-DAG: llvm.func @quant_qlinear_f32(
 // VEC-NOT: @quant_contract_f32
