@@ -8,6 +8,7 @@
 
 #include "quant-mlir/Export/HFExport.h"
 #include "ModelInfo.h"
+#include "Support.h"
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/InitAllDialects.h"
@@ -19,7 +20,6 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
@@ -35,9 +35,7 @@ namespace json = llvm::json;
 
 namespace quant_mlir::hf {
 
-static Error err(const Twine &msg) {
-  return createStringError(inconvertibleErrorCode(), msg);
-}
+static Error err(const Twine &msg) { return makeError(msg); }
 
 Expected<uint64_t> parseShardSize(StringRef text) {
   StringRef t = text.trim();
@@ -318,18 +316,6 @@ static Error writeText(StringRef path, StringRef text) {
 
 static Error writeJSON(StringRef path, json::Value value) {
   return writeText(path, formatv("{0:2}", value).str() + "\n");
-}
-
-static Expected<json::Object> readJSONObject(StringRef path) {
-  auto buf = MemoryBuffer::getFile(path);
-  if (!buf)
-    return err("cannot read '" + path + "': " + buf.getError().message());
-  auto value = json::parse((*buf)->getBuffer());
-  if (!value)
-    return err("'" + path + "' is not JSON: " + toString(value.takeError()));
-  if (!value->getAsObject())
-    return err("'" + path + "' is not a JSON object");
-  return std::move(*value->getAsObject());
 }
 
 static bool sameScheme(const QuantLayer &a, const QuantLayer &b) {

@@ -7,6 +7,7 @@
 
 #include "quant-mlir/Export/HFExport.h"
 #include "ModelInfo.h"
+#include "Support.h"
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Quant/Packing.h"
@@ -14,7 +15,6 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/Regex.h"
@@ -32,9 +32,7 @@ namespace json = llvm::json;
 
 namespace quant_mlir::hf {
 
-static Error err(const Twine &msg) {
-  return createStringError(inconvertibleErrorCode(), msg);
-}
+static Error err(const Twine &msg) { return makeError(msg); }
 
 CheckpointArchive::~CheckpointArchive() = default;
 
@@ -70,18 +68,6 @@ struct CheckpointConfig {
 };
 } // namespace
 
-static Expected<json::Object> readJSON(StringRef path) {
-  auto buf = MemoryBuffer::getFile(path);
-  if (!buf)
-    return err("cannot read '" + path + "': " + buf.getError().message());
-  auto v = json::parse((*buf)->getBuffer());
-  if (!v)
-    return err("'" + path + "' is not JSON: " + toString(v.takeError()));
-  if (!v->getAsObject())
-    return err("'" + path + "' is not a JSON object");
-  return std::move(*v->getAsObject());
-}
-
 static Expected<CheckpointConfig> readConfig(StringRef dir) {
   SmallString<256> cfgPath(dir), qcPath(dir);
   sys::path::append(cfgPath, "config.json");
@@ -89,7 +75,7 @@ static Expected<CheckpointConfig> readConfig(StringRef dir) {
   json::Object qc;
   std::string where;
   if (fs::exists(cfgPath)) {
-    auto cfg = readJSON(cfgPath);
+    auto cfg = readJSONObject(cfgPath);
     if (!cfg)
       return cfg.takeError();
     if (const json::Object *q = cfg->getObject("quantization_config")) {
@@ -98,7 +84,7 @@ static Expected<CheckpointConfig> readConfig(StringRef dir) {
     }
   }
   if (qc.empty() && fs::exists(qcPath)) {
-    auto q = readJSON(qcPath);
+    auto q = readJSONObject(qcPath);
     if (!q)
       return q.takeError();
     qc = std::move(*q);
@@ -201,7 +187,7 @@ static Error openWeights(StringRef dir,
   std::map<std::string, std::string> expected; // tensor -> shard
   std::vector<std::string> files;
   if (fs::exists(index)) {
-    auto idx = readJSON(index);
+    auto idx = readJSONObject(index);
     if (!idx)
       return idx.takeError();
     const json::Object *map = idx->getObject("weight_map");
