@@ -103,6 +103,37 @@ static std::vector<uint16_t> toHalf(const st::Reader &reader,
   return out;
 }
 
+/// The checkpoint name of the AWQ pass's activation scales `name`
+/// (`<layer>.awq_scales`: the layer reads act(x) / s, AutoAWQ's
+/// ScaledActivation). Only transformers' AWQ loader re-creates that module
+/// (integrations/awq.py AWQ_SCALES_MAPPINGS, replace_quantization_scales),
+/// for gpt_neox as `mlp.act.scales`; elsewhere the checkpoint cannot hold it.
+static Expected<std::string> activationScaleName(Format format,
+                                                 StringRef name) {
+  StringRef layer = name.drop_back(strlen(".awq_scales"));
+  StringRef block = layer;
+  if (format == Format::AWQ && block.consume_back(".mlp.dense_4h_to_h") &&
+      block.starts_with("gpt_neox.layers."))
+    return (block + ".mlp.act.scales").str();
+  return err("layer '" + layer +
+             "' reads its input divided by AWQ activation scales ('" + name +
+             "', AutoAWQ's ScaledActivation), which " + formatName(format) +
+             " checkpoints cannot hold (transformers re-creates them only in "
+             "AWQ checkpoints of GPT-NeoX-style MLPs); export with --format "
+             "awq for GPT-NeoX, or compile with --method gptq");
+}
+
+/// Whether two archive tensors hold the same values (an lm_head exported as
+/// its own copy of the tied embedding).
+static bool sameTensor(const st::Reader &reader, const st::TensorInfo *a,
+                       const st::TensorInfo *b) {
+  if (!a || !b || a->dtype != b->dtype || a->shape != b->shape)
+    return false;
+  ArrayRef<uint8_t> x = reader.bytes(*a), y = reader.bytes(*b);
+  return x.size() == y.size() &&
+         (x.empty() || std::memcmp(x.data(), y.data(), x.size()) == 0);
+}
+
 static bool isFloat(st::DType d) {
   return d == st::DType::F32 || d == st::DType::F16 || d == st::DType::BF16 ||
          d == st::DType::F64;
@@ -354,13 +385,13 @@ quantizationConfig(const ExportOptions &opt, ArrayRef<QuantLayer> layers,
                         {"model_file_base_name", "model"},
                         // GPTQModel / vLLM (GPTQConfig.lm_head_quantized).
                         {"lm_head", llvm::any_of(layers, [](const QuantLayer &l) {
-                           return l.name == "lm_head";
+                           return isHeadLayer(l.name);
                          })}};
   case Format::AWQ: {
     // transformers AwqConfig / AutoAWQ's saved quant_config.
     json::Array skip;
     for (const std::string &n : floatLinears)
-      if (n != "lm_head")
+      if (!isHeadLayer(n))
         skip.push_back(n);
     json::Value skipValue = skip.empty() ? json::Value(nullptr)
                                          : json::Value(std::move(skip));
@@ -593,7 +624,22 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
     tensors.push_back({name, st::DType::F16, SmallVector<int64_t>(info.shape),
                        std::move(bytes)});
   };
-  std::string embedName = prefix + "model.embed_tokens.weight";
+  // GPT-2's Conv1D keeps [in, out]; the graph's weight is [out, in].
+  auto addHalfTransposed = [&](const std::string &name,
+                               const st::TensorInfo &info) {
+    addHalf(name, info);
+    OutTensor &t = tensors.back();
+    int64_t rows = t.shape[0], cols = t.shape[1];
+    std::vector<uint8_t> bytes(t.bytes.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(&bytes[size_t(2 * (c * rows + r))],
+                    &t.bytes[size_t(2 * (r * cols + c))], 2);
+    t.bytes = std::move(bytes);
+    t.shape = {cols, rows};
+  };
+  std::string embedName = prefix + embeddingName(module, prefix);
+  const st::TensorInfo *embedInfo = (*reader)->lookup(embedName);
   bool tied = false;
   module.walk([&](Operation *op) {
     if (failure)
@@ -627,11 +673,17 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
       failure = err("layer '" + name + "': its weight is not a wq.weight");
       return WalkResult::interrupt();
     }
-    if (w.getName() == embedName && name == "lm_head") {
+    const st::TensorInfo *info = (*reader)->lookup(w.getName());
+    if (isHeadLayer(name) &&
+        (w.getName() == embedName || sameTensor(**reader, info, embedInfo))) {
       tied = true; // written once, as the embedding
+      if (w.getName() != embedName)
+        consumed.insert(w); // the head's own copy
     } else {
       consumed.insert(w);
-      if (const st::TensorInfo *info = (*reader)->lookup(w.getName()))
+      if (info && isConv1D(name))
+        addHalfTransposed(name + ".weight", *info);
+      else if (info)
         addHalf(name + ".weight", *info);
     }
     if (lin.getBias())
@@ -660,9 +712,17 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
         addHalf(name, *info);
   }
   module.walk([&](wq::WeightOp w) {
-    if (consumed.contains(w))
+    if (consumed.contains(w) || failure)
       return;
     std::string name = stripPrefix(w.getName(), prefix);
+    if (StringRef(name).ends_with(".awq_scales")) {
+      auto hfName = activationScaleName(opt.format, name);
+      if (!hfName) {
+        failure = hfName.takeError();
+        return;
+      }
+      name = *hfName;
+    }
     const st::TensorInfo *info = (*reader)->lookup(w.getName());
     if (!info || !written.insert(name).second)
       return;
@@ -674,6 +734,9 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
                          std::vector<uint8_t>(b.begin(), b.end())});
     }
   });
+
+  if (failure)
+    return std::move(*failure);
 
   // The layers in the format, refusing what it cannot hold.
   std::map<std::string, std::pair<int, std::string>> kernels;

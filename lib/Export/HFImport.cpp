@@ -249,6 +249,17 @@ static std::vector<uint8_t> convertFloat(const TensorRef &t, st::DType to) {
   return out;
 }
 
+/// The [cols, rows] transpose of a row-major [rows, cols] tensor.
+static std::vector<uint8_t> transpose2D(ArrayRef<uint8_t> in, int64_t rows,
+                                        int64_t cols, size_t elem) {
+  std::vector<uint8_t> out(in.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      std::memcpy(&out[size_t(c * rows + r) * elem],
+                  &in[size_t(r * cols + c) * elem], elem);
+  return out;
+}
+
 static std::optional<st::DType> archiveType(Type t) {
   if (t.isF32())
     return st::DType::F32;
@@ -406,6 +417,11 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
     return std::move(*failure);
   for (auto &[tname, t] : ckpt) {
     StringRef n(tname);
+    if (n.ends_with(".act.scales"))
+      return err("checkpoint tensor '" + tname +
+                 "' (AutoAWQ's ScaledActivation) is not read: quant-import "
+                 "--checkpoint maps only linear layers and their float "
+                 "tensors onto the graph");
     if ((n.ends_with(".qweight") || n.ends_with(".weight_packed")) &&
         !usedCkpt.count(tname))
       return err("checkpoint tensor '" + tname +
@@ -418,6 +434,7 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
 
   // The graph's float weights, replaced by the checkpoint's where it has them.
   int64_t replaced = 0;
+  std::string embedding = embeddingName(module, prefix);
   std::map<std::string, SmallVector<int64_t>> referenced; // name -> shape
   WalkResult walk = module.walk([&](wq::WeightOp w) {
     std::string full = w.getName().str();
@@ -425,10 +442,22 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                             w.getType().getShape().end());
     if (fresh.count(full))
       return WalkResult::advance();
-    const TensorRef *t = lookup(stripPrefix(full, prefix));
+    std::string hfName = stripPrefix(full, prefix);
+    StringRef module(hfName);
+    bool isWeight = module.consume_back(".weight");
+    const TensorRef *t = lookup(hfName);
+    // A tied head is stored once, as the embedding (save_pretrained drops
+    // the tied copy); the graph may hold its own copy.
+    if (!t && isWeight && isHeadLayer(module) && !embedding.empty())
+      t = lookup(embedding);
     std::optional<st::DType> dt = archiveType(w.getType().getElementType());
     if (!t || !dt)
       return WalkResult::advance();
+    ArrayRef<int64_t> shape = w.getType().getShape();
+    // GPT-2's Conv1D weights are stored [in, out], the graph's [out, in].
+    bool transposed = isWeight && isConv1D(module) && shape.size() == 2 &&
+                      t->shape.size() == 2 && shape[0] != shape[1] &&
+                      t->shape[0] == shape[1] && t->shape[1] == shape[0];
     if (t->dtype != st::DType::F16 && t->dtype != st::DType::F32 &&
         t->dtype != st::DType::BF16) {
       failure = err("checkpoint tensor '" + stripPrefix(full, prefix) +
@@ -436,7 +465,7 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                     ", but the graph uses it as a float weight");
       return WalkResult::interrupt();
     }
-    if (ArrayRef<int64_t>(t->shape) != w.getType().getShape()) {
+    if (!transposed && ArrayRef<int64_t>(t->shape) != shape) {
       std::string got, want;
       for (int64_t d : t->shape)
         got += (got.empty() ? "" : ", ") + std::to_string(d);
@@ -447,7 +476,11 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                     "]");
       return WalkResult::interrupt();
     }
-    fresh[full] = {*dt, convertFloat(*t, *dt)};
+    std::vector<uint8_t> bytes = convertFloat(*t, *dt);
+    if (transposed || (isWeight && isConv1D(module) && shape.size() == 2 &&
+                       shape[0] == shape[1]))
+      bytes = transpose2D(bytes, t->shape[0], t->shape[1], st::dtypeSize(*dt));
+    fresh[full] = {*dt, std::move(bytes)};
     ++replaced;
     return WalkResult::advance();
   });
