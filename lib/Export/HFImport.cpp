@@ -44,9 +44,26 @@ struct CheckpointConfig {
   /// compressed-tensors: (targets, scheme) per config group, and ignores.
   std::vector<std::pair<std::vector<std::string>, LayerConfig>> groups;
   std::vector<std::string> ignore;
+  /// GPTQModel `dynamic`: (pattern, skip, scheme) in the config's order.
+  struct Dynamic {
+    std::string pattern;
+    bool skip;
+    LayerConfig config;
+  };
+  std::vector<Dynamic> dynamic;
 
   /// The scheme of `layer`, or nullopt if the config leaves it in float.
   std::optional<LayerConfig> lookup(StringRef layer) const {
+    if (format == Format::GPTQ || format == Format::GPTQv2) {
+      // GPTQModel / vLLM get_dynamic_override: the first re.match wins.
+      for (const Dynamic &d : dynamic) {
+        StringRef p(d.pattern);
+        std::string anchored = p.starts_with("^") ? p.str() : "^" + p.str();
+        if (Regex(anchored).match(layer))
+          return d.skip ? std::nullopt : std::optional<LayerConfig>(d.config);
+      }
+      return uniform;
+    }
     if (format != Format::CompressedTensors)
       return uniform;
     auto matches = [&](StringRef target) {
@@ -109,6 +126,32 @@ static Expected<CheckpointConfig> readConfig(StringRef dir) {
     c.uniform.groupSize = intOf(qc, "group_size", 128);
     c.uniform.symmetric = qc.getBoolean("sym").value_or(true);
     c.uniform.actOrder = qc.getBoolean("desc_act").value_or(false);
+    if (const json::Object *dyn = qc.getObject("dynamic")) {
+      // json::Object is unordered: keep the file's order for first-match.
+      std::vector<std::string> keys;
+      for (auto &kv : *dyn)
+        keys.push_back(kv.first.str());
+      llvm::sort(keys);
+      for (const std::string &key : keys) {
+        const json::Object *o = dyn->getObject(key);
+        if (!o)
+          return err(where + ": dynamic entry '" + key + "' is not an object");
+        StringRef pattern(key);
+        bool skip = pattern.consume_front("-:");
+        if (!skip)
+          pattern.consume_front("+:");
+        if (!Regex(pattern).isValid())
+          return err(where + ": dynamic pattern '" + key +
+                     "' is not a regular expression this reader takes "
+                     "(POSIX extended)");
+        LayerConfig lc = c.uniform;
+        lc.bits = unsigned(intOf(*o, "bits", lc.bits));
+        lc.groupSize = intOf(*o, "group_size", lc.groupSize);
+        lc.symmetric = o->getBoolean("sym").value_or(lc.symmetric);
+        lc.actOrder = o->getBoolean("desc_act").value_or(lc.actOrder);
+        c.dynamic.push_back({pattern.str(), skip, lc});
+      }
+    }
   } else if (method == "awq") {
     std::string version = qc.getString("version").value_or("gemm").str();
     if (StringRef(version).lower() != "gemm")

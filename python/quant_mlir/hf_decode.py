@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -73,7 +74,22 @@ def _unpack_shifts(words, bits, length, axis):
     return v.reshape(w.shape[0], -1)[:, :length]
 
 
+def gptq_layer_config(qc, layer):
+    """The layer's GPTQ config: GPTQModel's `dynamic` (gptqmodel
+    quantization/config.py; vLLM get_dynamic_override) overrides the base
+    bits/group_size/sym/desc_act of modules whose name re.match-es a
+    "+:pattern" (or a bare pattern); "-:pattern" leaves the module in float
+    (None)."""
+    for key, override in qc.get("dynamic", {}).items():
+        skip = key.startswith("-:")
+        pattern = key[2:] if key[:2] in ("-:", "+:") else key
+        if re.match(pattern, layer):
+            return None if skip else dict(qc, **override)
+    return qc
+
+
 def decode_gptq(t, layer, qc, k, n):
+    qc = gptq_layer_config(qc, layer)
     bits = qc["bits"]
     unpack = _unpack_stream if bits == 3 else _unpack_shifts
     q = unpack(t[layer + ".qweight"], bits, k, 0)            # [K, N]
@@ -166,7 +182,7 @@ def decode(hf_dir):
         if name.endswith(".qweight") or name.endswith(".weight_packed"):
             layer = name.rsplit(".", 1)[0]
             if method == "gptq":
-                k = a.shape[0] * 32 // qc["bits"]
+                k = a.shape[0] * 32 // gptq_layer_config(qc, layer)["bits"]
                 n = a.shape[1]
                 out[layer + ".weight"] = decode_gptq(t, layer, qc, k, n)
             elif method == "awq":
