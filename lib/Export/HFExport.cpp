@@ -8,6 +8,8 @@
 
 #include "quant-mlir/Export/HFExport.h"
 #include "ModelInfo.h"
+#include "QuantizationConfig.h"
+#include "Support.h"
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/InitAllDialects.h"
@@ -19,7 +21,6 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
@@ -35,9 +36,7 @@ namespace json = llvm::json;
 
 namespace quant_mlir::hf {
 
-static Error err(const Twine &msg) {
-  return createStringError(inconvertibleErrorCode(), msg);
-}
+static Error err(const Twine &msg) { return makeError(msg); }
 
 Expected<uint64_t> parseShardSize(StringRef text) {
   StringRef t = text.trim();
@@ -103,6 +102,37 @@ static std::vector<uint16_t> toHalf(const st::Reader &reader,
       ++*inexact;
   }
   return out;
+}
+
+/// The checkpoint name of the AWQ pass's activation scales `name`
+/// (`<layer>.awq_scales`: the layer reads act(x) / s, AutoAWQ's
+/// ScaledActivation). Only transformers' AWQ loader re-creates that module
+/// (integrations/awq.py AWQ_SCALES_MAPPINGS, replace_quantization_scales),
+/// for gpt_neox as `mlp.act.scales`; elsewhere the checkpoint cannot hold it.
+static Expected<std::string> activationScaleName(Format format,
+                                                 StringRef name) {
+  StringRef layer = name.drop_back(strlen(".awq_scales"));
+  StringRef block = layer;
+  if (format == Format::AWQ && block.consume_back(".mlp.dense_4h_to_h") &&
+      block.starts_with("gpt_neox.layers."))
+    return (block + ".mlp.act.scales").str();
+  return err("layer '" + layer +
+             "' reads its input divided by AWQ activation scales ('" + name +
+             "', AutoAWQ's ScaledActivation), which " + formatName(format) +
+             " checkpoints cannot hold (transformers re-creates them only in "
+             "AWQ checkpoints of GPT-NeoX-style MLPs); export with --format "
+             "awq for GPT-NeoX, or compile with --method gptq");
+}
+
+/// Whether two archive tensors hold the same values (an lm_head exported as
+/// its own copy of the tied embedding).
+static bool sameTensor(const st::Reader &reader, const st::TensorInfo *a,
+                       const st::TensorInfo *b) {
+  if (!a || !b || a->dtype != b->dtype || a->shape != b->shape)
+    return false;
+  ArrayRef<uint8_t> x = reader.bytes(*a), y = reader.bytes(*b);
+  return x.size() == y.size() &&
+         (x.empty() || std::memcmp(x.data(), y.data(), x.size()) == 0);
 }
 
 static bool isFloat(st::DType d) {
@@ -320,124 +350,6 @@ static Error writeJSON(StringRef path, json::Value value) {
   return writeText(path, formatv("{0:2}", value).str() + "\n");
 }
 
-static Expected<json::Object> readJSONObject(StringRef path) {
-  auto buf = MemoryBuffer::getFile(path);
-  if (!buf)
-    return err("cannot read '" + path + "': " + buf.getError().message());
-  auto value = json::parse((*buf)->getBuffer());
-  if (!value)
-    return err("'" + path + "' is not JSON: " + toString(value.takeError()));
-  if (!value->getAsObject())
-    return err("'" + path + "' is not a JSON object");
-  return std::move(*value->getAsObject());
-}
-
-static bool sameScheme(const QuantLayer &a, const QuantLayer &b) {
-  return a.bits == b.bits && a.groupSize == b.groupSize &&
-         a.symmetric == b.symmetric && a.actOrder == b.actOrder;
-}
-
-/// quantization_config (and quantize_config.json for GPTQ) for the layers.
-static Expected<json::Object>
-quantizationConfig(const ExportOptions &opt, ArrayRef<QuantLayer> layers,
-                   ArrayRef<std::string> floatLinears) {
-  const QuantLayer &first = layers.front();
-  if (opt.format != Format::CompressedTensors)
-    for (const QuantLayer &l : layers)
-      if (!sameScheme(l, first))
-        return err("layers '" + first.name + "' and '" + l.name +
-                   "' have different schemes, which a " +
-                   formatName(opt.format) +
-                   " config cannot state (one bits/group_size for the model); "
-                   "use --format compressed-tensors");
-  switch (opt.format) {
-  case Format::GPTQ:
-  case Format::GPTQv2:
-    // AutoGPTQ auto_gptq/modeling/_base.py BaseQuantizeConfig.to_dict.
-    return json::Object{{"bits", first.bits},
-                        {"group_size", first.groupSize},
-                        {"desc_act", first.actOrder},
-                        {"sym", first.symmetric},
-                        {"static_groups", opt.staticGroups},
-                        {"true_sequential", opt.trueSequential},
-                        {"damp_percent", opt.dampPercent},
-                        {"quant_method", "gptq"},
-                        {"checkpoint_format",
-                         opt.format == Format::GPTQ ? "gptq" : "gptq_v2"},
-                        {"model_name_or_path", nullptr},
-                        {"model_file_base_name", "model"},
-                        // GPTQModel / vLLM (GPTQConfig.lm_head_quantized).
-                        {"lm_head", llvm::any_of(layers, [](const QuantLayer &l) {
-                           return l.name == "lm_head";
-                         })}};
-  case Format::AWQ: {
-    // transformers AwqConfig / AutoAWQ's saved quant_config.
-    json::Array skip;
-    for (const std::string &n : floatLinears)
-      if (n != "lm_head")
-        skip.push_back(n);
-    json::Value skipValue = skip.empty() ? json::Value(nullptr)
-                                         : json::Value(std::move(skip));
-    return json::Object{{"quant_method", "awq"},
-                        {"version", "gemm"},
-                        {"bits", first.bits},
-                        {"group_size", first.groupSize},
-                        {"zero_point", !first.symmetric},
-                        {"modules_to_not_convert", std::move(skipValue)}};
-  }
-  case Format::CompressedTensors: {
-    // compressed_tensors/quantization/quant_config.py QuantizationConfig with
-    // one config group per distinct scheme.
-    std::vector<std::vector<const QuantLayer *>> groups;
-    for (const QuantLayer &l : layers) {
-      auto it = llvm::find_if(groups, [&](auto &g) { return sameScheme(*g[0], l); });
-      if (it == groups.end())
-        groups.push_back({&l});
-      else
-        it->push_back(&l);
-    }
-    json::Object configGroups;
-    for (auto [i, g] : llvm::enumerate(groups)) {
-      const QuantLayer &l = *g[0];
-      json::Array targets;
-      if (groups.size() == 1)
-        targets.push_back("Linear");
-      else
-        for (const QuantLayer *m : g)
-          targets.push_back(m->name);
-      json::Object weights{
-          {"num_bits", l.bits},
-          {"type", "int"},
-          {"symmetric", l.symmetric},
-          {"strategy", l.groupSize == -1 ? "channel" : "group"},
-          {"group_size", l.groupSize == -1 ? json::Value(nullptr)
-                                           : json::Value(l.groupSize)},
-          {"actorder", l.actOrder ? json::Value("group") : json::Value(nullptr)},
-          {"dynamic", false},
-          {"observer", "minmax"},
-          {"observer_kwargs", json::Object{}},
-          {"block_structure", nullptr}};
-      configGroups["group_" + std::to_string(i)] =
-          json::Object{{"targets", std::move(targets)},
-                       {"weights", std::move(weights)},
-                       {"input_activations", nullptr},
-                       {"output_activations", nullptr}};
-    }
-    json::Array ignore;
-    for (const std::string &n : floatLinears)
-      ignore.push_back(n);
-    return json::Object{{"quant_method", "compressed-tensors"},
-                        {"format", "pack-quantized"},
-                        {"quantization_status", "compressed"},
-                        {"config_groups", std::move(configGroups)},
-                        {"ignore", std::move(ignore)},
-                        {"kv_cache_scheme", nullptr},
-                        {"version", "0.9.1"}};
-  }
-  }
-  return json::Object{};
-}
-
 /// Copies the tokenizer file(s) and writes tokenizer_config.json for a bare
 /// sentencepiece model.
 static Error copyTokenizer(StringRef from, const StagedDir &dir,
@@ -607,7 +519,22 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
     tensors.push_back({name, st::DType::F16, SmallVector<int64_t>(info.shape),
                        std::move(bytes)});
   };
-  std::string embedName = prefix + "model.embed_tokens.weight";
+  // GPT-2's Conv1D keeps [in, out]; the graph's weight is [out, in].
+  auto addHalfTransposed = [&](const std::string &name,
+                               const st::TensorInfo &info) {
+    addHalf(name, info);
+    OutTensor &t = tensors.back();
+    int64_t rows = t.shape[0], cols = t.shape[1];
+    std::vector<uint8_t> bytes(t.bytes.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(&bytes[size_t(2 * (c * rows + r))],
+                    &t.bytes[size_t(2 * (r * cols + c))], 2);
+    t.bytes = std::move(bytes);
+    t.shape = {cols, rows};
+  };
+  std::string embedName = prefix + embeddingName(module, prefix);
+  const st::TensorInfo *embedInfo = (*reader)->lookup(embedName);
   bool tied = false;
   module.walk([&](Operation *op) {
     if (failure)
@@ -641,11 +568,17 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
       failure = err("layer '" + name + "': its weight is not a wq.weight");
       return WalkResult::interrupt();
     }
-    if (w.getName() == embedName && name == "lm_head") {
+    const st::TensorInfo *info = (*reader)->lookup(w.getName());
+    if (isHeadLayer(name) &&
+        (w.getName() == embedName || sameTensor(**reader, info, embedInfo))) {
       tied = true; // written once, as the embedding
+      if (w.getName() != embedName)
+        consumed.insert(w); // the head's own copy
     } else {
       consumed.insert(w);
-      if (const st::TensorInfo *info = (*reader)->lookup(w.getName()))
+      if (info && isConv1D(name))
+        addHalfTransposed(name + ".weight", *info);
+      else if (info)
         addHalf(name + ".weight", *info);
     }
     if (lin.getBias())
@@ -674,9 +607,17 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
         addHalf(name, *info);
   }
   module.walk([&](wq::WeightOp w) {
-    if (consumed.contains(w))
+    if (consumed.contains(w) || failure)
       return;
     std::string name = stripPrefix(w.getName(), prefix);
+    if (StringRef(name).ends_with(".awq_scales")) {
+      auto hfName = activationScaleName(opt.format, name);
+      if (!hfName) {
+        failure = hfName.takeError();
+        return;
+      }
+      name = *hfName;
+    }
     const st::TensorInfo *info = (*reader)->lookup(w.getName());
     if (!info || !written.insert(name).second)
       return;
@@ -688,6 +629,9 @@ Error exportModule(ModuleOp module, StringRef archivePath, StringRef outDir,
                          std::vector<uint8_t>(b.begin(), b.end())});
     }
   });
+
+  if (failure)
+    return std::move(*failure);
 
   // The layers in the format, refusing what it cannot hold.
   std::map<std::string, std::pair<int, std::string>> kernels;

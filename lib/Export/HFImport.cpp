@@ -7,6 +7,7 @@
 
 #include "quant-mlir/Export/HFExport.h"
 #include "ModelInfo.h"
+#include "Support.h"
 
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Quant/Packing.h"
@@ -14,7 +15,6 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/Regex.h"
@@ -32,9 +32,7 @@ namespace json = llvm::json;
 
 namespace quant_mlir::hf {
 
-static Error err(const Twine &msg) {
-  return createStringError(inconvertibleErrorCode(), msg);
-}
+static Error err(const Twine &msg) { return makeError(msg); }
 
 CheckpointArchive::~CheckpointArchive() = default;
 
@@ -46,9 +44,26 @@ struct CheckpointConfig {
   /// compressed-tensors: (targets, scheme) per config group, and ignores.
   std::vector<std::pair<std::vector<std::string>, LayerConfig>> groups;
   std::vector<std::string> ignore;
+  /// GPTQModel `dynamic`: (pattern, skip, scheme) in the config's order.
+  struct Dynamic {
+    std::string pattern;
+    bool skip;
+    LayerConfig config;
+  };
+  std::vector<Dynamic> dynamic;
 
   /// The scheme of `layer`, or nullopt if the config leaves it in float.
   std::optional<LayerConfig> lookup(StringRef layer) const {
+    if (format == Format::GPTQ || format == Format::GPTQv2) {
+      // GPTQModel / vLLM get_dynamic_override: the first re.match wins.
+      for (const Dynamic &d : dynamic) {
+        StringRef p(d.pattern);
+        std::string anchored = p.starts_with("^") ? p.str() : "^" + p.str();
+        if (Regex(anchored).match(layer))
+          return d.skip ? std::nullopt : std::optional<LayerConfig>(d.config);
+      }
+      return uniform;
+    }
     if (format != Format::CompressedTensors)
       return uniform;
     auto matches = [&](StringRef target) {
@@ -70,18 +85,6 @@ struct CheckpointConfig {
 };
 } // namespace
 
-static Expected<json::Object> readJSON(StringRef path) {
-  auto buf = MemoryBuffer::getFile(path);
-  if (!buf)
-    return err("cannot read '" + path + "': " + buf.getError().message());
-  auto v = json::parse((*buf)->getBuffer());
-  if (!v)
-    return err("'" + path + "' is not JSON: " + toString(v.takeError()));
-  if (!v->getAsObject())
-    return err("'" + path + "' is not a JSON object");
-  return std::move(*v->getAsObject());
-}
-
 static Expected<CheckpointConfig> readConfig(StringRef dir) {
   SmallString<256> cfgPath(dir), qcPath(dir);
   sys::path::append(cfgPath, "config.json");
@@ -89,7 +92,7 @@ static Expected<CheckpointConfig> readConfig(StringRef dir) {
   json::Object qc;
   std::string where;
   if (fs::exists(cfgPath)) {
-    auto cfg = readJSON(cfgPath);
+    auto cfg = readJSONObject(cfgPath);
     if (!cfg)
       return cfg.takeError();
     if (const json::Object *q = cfg->getObject("quantization_config")) {
@@ -98,7 +101,7 @@ static Expected<CheckpointConfig> readConfig(StringRef dir) {
     }
   }
   if (qc.empty() && fs::exists(qcPath)) {
-    auto q = readJSON(qcPath);
+    auto q = readJSONObject(qcPath);
     if (!q)
       return q.takeError();
     qc = std::move(*q);
@@ -123,6 +126,32 @@ static Expected<CheckpointConfig> readConfig(StringRef dir) {
     c.uniform.groupSize = intOf(qc, "group_size", 128);
     c.uniform.symmetric = qc.getBoolean("sym").value_or(true);
     c.uniform.actOrder = qc.getBoolean("desc_act").value_or(false);
+    if (const json::Object *dyn = qc.getObject("dynamic")) {
+      // json::Object is unordered: keep the file's order for first-match.
+      std::vector<std::string> keys;
+      for (auto &kv : *dyn)
+        keys.push_back(kv.first.str());
+      llvm::sort(keys);
+      for (const std::string &key : keys) {
+        const json::Object *o = dyn->getObject(key);
+        if (!o)
+          return err(where + ": dynamic entry '" + key + "' is not an object");
+        StringRef pattern(key);
+        bool skip = pattern.consume_front("-:");
+        if (!skip)
+          pattern.consume_front("+:");
+        if (!Regex(pattern).isValid())
+          return err(where + ": dynamic pattern '" + key +
+                     "' is not a regular expression this reader takes "
+                     "(POSIX extended)");
+        LayerConfig lc = c.uniform;
+        lc.bits = unsigned(intOf(*o, "bits", lc.bits));
+        lc.groupSize = intOf(*o, "group_size", lc.groupSize);
+        lc.symmetric = o->getBoolean("sym").value_or(lc.symmetric);
+        lc.actOrder = o->getBoolean("desc_act").value_or(lc.actOrder);
+        c.dynamic.push_back({pattern.str(), skip, lc});
+      }
+    }
   } else if (method == "awq") {
     std::string version = qc.getString("version").value_or("gemm").str();
     if (StringRef(version).lower() != "gemm")
@@ -201,7 +230,7 @@ static Error openWeights(StringRef dir,
   std::map<std::string, std::string> expected; // tensor -> shard
   std::vector<std::string> files;
   if (fs::exists(index)) {
-    auto idx = readJSON(index);
+    auto idx = readJSONObject(index);
     if (!idx)
       return idx.takeError();
     const json::Object *map = idx->getObject("weight_map");
@@ -260,6 +289,17 @@ static std::vector<uint8_t> convertFloat(const TensorRef &t, st::DType to) {
       std::memcpy(out.data() + 2 * i, &h, 2);
     }
   }
+  return out;
+}
+
+/// The [cols, rows] transpose of a row-major [rows, cols] tensor.
+static std::vector<uint8_t> transpose2D(ArrayRef<uint8_t> in, int64_t rows,
+                                        int64_t cols, size_t elem) {
+  std::vector<uint8_t> out(in.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      std::memcpy(&out[size_t(c * rows + r) * elem],
+                  &in[size_t(r * cols + c) * elem], elem);
   return out;
 }
 
@@ -420,6 +460,11 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
     return std::move(*failure);
   for (auto &[tname, t] : ckpt) {
     StringRef n(tname);
+    if (n.ends_with(".act.scales"))
+      return err("checkpoint tensor '" + tname +
+                 "' (AutoAWQ's ScaledActivation) is not read: quant-import "
+                 "--checkpoint maps only linear layers and their float "
+                 "tensors onto the graph");
     if ((n.ends_with(".qweight") || n.ends_with(".weight_packed")) &&
         !usedCkpt.count(tname))
       return err("checkpoint tensor '" + tname +
@@ -432,6 +477,7 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
 
   // The graph's float weights, replaced by the checkpoint's where it has them.
   int64_t replaced = 0;
+  std::string embedding = embeddingName(module, prefix);
   std::map<std::string, SmallVector<int64_t>> referenced; // name -> shape
   WalkResult walk = module.walk([&](wq::WeightOp w) {
     std::string full = w.getName().str();
@@ -439,10 +485,22 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                             w.getType().getShape().end());
     if (fresh.count(full))
       return WalkResult::advance();
-    const TensorRef *t = lookup(stripPrefix(full, prefix));
+    std::string hfName = stripPrefix(full, prefix);
+    StringRef module(hfName);
+    bool isWeight = module.consume_back(".weight");
+    const TensorRef *t = lookup(hfName);
+    // A tied head is stored once, as the embedding (save_pretrained drops
+    // the tied copy); the graph may hold its own copy.
+    if (!t && isWeight && isHeadLayer(module) && !embedding.empty())
+      t = lookup(embedding);
     std::optional<st::DType> dt = archiveType(w.getType().getElementType());
     if (!t || !dt)
       return WalkResult::advance();
+    ArrayRef<int64_t> shape = w.getType().getShape();
+    // GPT-2's Conv1D weights are stored [in, out], the graph's [out, in].
+    bool transposed = isWeight && isConv1D(module) && shape.size() == 2 &&
+                      t->shape.size() == 2 && shape[0] != shape[1] &&
+                      t->shape[0] == shape[1] && t->shape[1] == shape[0];
     if (t->dtype != st::DType::F16 && t->dtype != st::DType::F32 &&
         t->dtype != st::DType::BF16) {
       failure = err("checkpoint tensor '" + stripPrefix(full, prefix) +
@@ -450,7 +508,7 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                     ", but the graph uses it as a float weight");
       return WalkResult::interrupt();
     }
-    if (ArrayRef<int64_t>(t->shape) != w.getType().getShape()) {
+    if (!transposed && ArrayRef<int64_t>(t->shape) != shape) {
       std::string got, want;
       for (int64_t d : t->shape)
         got += (got.empty() ? "" : ", ") + std::to_string(d);
@@ -461,7 +519,11 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
                     "]");
       return WalkResult::interrupt();
     }
-    fresh[full] = {*dt, convertFloat(*t, *dt)};
+    std::vector<uint8_t> bytes = convertFloat(*t, *dt);
+    if (transposed || (isWeight && isConv1D(module) && shape.size() == 2 &&
+                       shape[0] == shape[1]))
+      bytes = transpose2D(bytes, t->shape[0], t->shape[1], st::dtypeSize(*dt));
+    fresh[full] = {*dt, std::move(bytes)};
     ++replaced;
     return WalkResult::advance();
   });

@@ -23,7 +23,19 @@ std::string findNamePrefix(mlir::ModuleOp module);
 /// `name` without `prefix`.
 std::string stripPrefix(llvm::StringRef name, llvm::StringRef prefix);
 
-/// config.json for a Llama or Qwen2 decoder, derived from the IR: sizes
+/// The Hugging Face name of the token embedding ("model.embed_tokens.weight",
+/// "transformer.wte.weight", "gpt_neox.embed_in.weight"), or "".
+std::string embeddingName(mlir::ModuleOp module, llvm::StringRef prefix);
+
+/// Whether `name` (a Hugging Face module path) is the output head:
+/// lm_head, or GPT-NeoX's embed_out.
+bool isHeadLayer(llvm::StringRef name);
+
+/// Whether `name` is a GPT-2 Conv1D module, whose float weight is stored
+/// [in, out] (the graph's wq.weight is [out, in]).
+bool isConv1D(llvm::StringRef name);
+
+/// config.json for a Llama, Qwen2, GPT-2 or GPT-NeoX decoder, derived from the IR: sizes
 /// from the weights, heads from the reshape after q_proj, the RMSNorm eps
 /// from the constant added before its sqrt, rope_theta from the inverse
 /// frequencies. Errors say what could not be derived (then --hf-config).

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent readers of Hugging Face quantized checkpoints, and a numpy
-forward of the Llama / Qwen2 decoder they describe.
+forward of the Llama / Qwen2 / GPT-2 / GPT-NeoX decoder they describe.
 
 Written from the consumers' own dequantization code, sharing nothing with the
 C++ exporter (lib/Export):
@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -72,7 +74,22 @@ def _unpack_shifts(words, bits, length, axis):
     return v.reshape(w.shape[0], -1)[:, :length]
 
 
+def gptq_layer_config(qc, layer):
+    """The layer's GPTQ config: GPTQModel's `dynamic` (gptqmodel
+    quantization/config.py; vLLM get_dynamic_override) overrides the base
+    bits/group_size/sym/desc_act of modules whose name re.match-es a
+    "+:pattern" (or a bare pattern); "-:pattern" leaves the module in float
+    (None)."""
+    for key, override in qc.get("dynamic", {}).items():
+        skip = key.startswith("-:")
+        pattern = key[2:] if key[:2] in ("-:", "+:") else key
+        if re.match(pattern, layer):
+            return None if skip else dict(qc, **override)
+    return qc
+
+
 def decode_gptq(t, layer, qc, k, n):
+    qc = gptq_layer_config(qc, layer)
     bits = qc["bits"]
     unpack = _unpack_stream if bits == 3 else _unpack_shifts
     q = unpack(t[layer + ".qweight"], bits, k, 0)            # [K, N]
@@ -165,7 +182,7 @@ def decode(hf_dir):
         if name.endswith(".qweight") or name.endswith(".weight_packed"):
             layer = name.rsplit(".", 1)[0]
             if method == "gptq":
-                k = a.shape[0] * 32 // qc["bits"]
+                k = a.shape[0] * 32 // gptq_layer_config(qc, layer)["bits"]
                 n = a.shape[1]
                 out[layer + ".weight"] = decode_gptq(t, layer, qc, k, n)
             elif method == "awq":
@@ -174,17 +191,128 @@ def decode(hf_dir):
             else:
                 n, k = [int(x) for x in t[layer + ".weight_shape"]]
                 out[layer + ".weight"] = decode_ct(t, layer, qc, k, n)
-        elif a.dtype == np.float16 and not any(
-                name.endswith(s) for s in (".scales", ".weight_scale")):
+        elif a.dtype == np.float16 and (name.endswith(".act.scales") or not any(
+                name.endswith(s) for s in (".scales", ".weight_scale"))):
             out[name] = a
     return out
 
 
+def _layer_norm(x, g, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * g + b
+
+
+def _attention(q, k, v):
+    """Causal softmax attention; q, k, v [heads, s, d]."""
+    s, d = q.shape[1], q.shape[2]
+    a = q @ k.transpose(0, 2, 1) / np.sqrt(d) + np.triu(np.full((s, s), -np.inf), 1)
+    a = np.exp(a - a.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    return (a @ v).transpose(1, 0, 2).reshape(s, -1)
+
+
+_ACT = {
+    # transformers activations.py: NewGELUActivation, GELUActivation (erf).
+    "gelu_new": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+    "gelu_pytorch_tanh": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+    "gelu": lambda x: 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2))),
+}
+
+
+def _forward_gpt2(cfg, w, ids, quantized):
+    """modeling_gpt2.py GPT2LMHeadModel: learned positions, pre-LayerNorm,
+    Conv1D weights [in, out] (a quantized layer's decoded weight is [out, in],
+    as AutoGPTQ's QuantLinear)."""
+    heads, eps = cfg["n_head"], cfg["layer_norm_epsilon"]
+    act = _ACT[cfg.get("activation_function", "gelu_new")]
+
+    def linear(x, name):
+        wt = w[name + ".weight"]
+        y = x @ (wt.T if name in quantized else wt)
+        return y + w[name + ".bias"]
+
+    s = len(ids)
+    x = w["transformer.wte.weight"][ids] + w["transformer.wpe.weight"][np.arange(s)]
+    for i in range(cfg["n_layer"]):
+        p = "transformer.h.%d." % i
+        h = _layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
+        q, k, v = np.split(linear(h, p + "attn.c_attn"), 3, -1)
+        q, k, v = (t.reshape(s, heads, -1).transpose(1, 0, 2) for t in (q, k, v))
+        x = x + linear(_attention(q, k, v), p + "attn.c_proj")
+        h = _layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
+        x = x + linear(act(linear(h, p + "mlp.c_fc")), p + "mlp.c_proj")
+    x = _layer_norm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], eps)
+    head = w["transformer.wte.weight"] if cfg.get("tie_word_embeddings", True) else w["lm_head.weight"]
+    return (x @ head.T)[None]
+
+
+def _forward_gpt_neox(cfg, w, ids):
+    """modeling_gpt_neox.py GPTNeoXForCausalLM: fused query_key_value viewed
+    as [s, heads, 3 * head_dim], rotary on the first rotary_pct of each head
+    (rotate_half), parallel or sequential residual."""
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    d = hidden // heads
+    rot = int(d * cfg.get("rotary_pct", 0.25))
+    base, eps = cfg.get("rotary_emb_base", 10000), cfg["layer_norm_eps"]
+    act = _ACT[cfg.get("hidden_act", "gelu")]
+
+    def linear(x, name):
+        y = x @ w[name + ".weight"].T
+        return y + w[name + ".bias"] if name + ".bias" in w else y
+
+    s = len(ids)
+    inv = 1.0 / base ** (np.arange(0, rot, 2) / rot)
+    ang = np.arange(s)[:, None] * inv[None, :]
+    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+
+    def rope(t):  # [h, s, d]: rotate the first `rot` dims
+        r, rest = t[..., :rot], t[..., rot:]
+        half = np.concatenate([-r[..., rot // 2:], r[..., : rot // 2]], -1)
+        return np.concatenate([r * cos + half * sin, rest], -1)
+
+    x = w["gpt_neox.embed_in.weight"][ids]
+    for i in range(cfg["num_hidden_layers"]):
+        p = "gpt_neox.layers.%d." % i
+        h = _layer_norm(x, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], eps)
+        qkv = linear(h, p + "attention.query_key_value").reshape(s, heads, 3 * d).transpose(1, 0, 2)
+        q, k, v = rope(qkv[..., :d]), rope(qkv[..., d:2 * d]), qkv[..., 2 * d:]
+        attn = linear(_attention(q, k, v), p + "attention.dense")
+
+        def mlp(y):
+            g = _layer_norm(y, w[p + "post_attention_layernorm.weight"],
+                            w[p + "post_attention_layernorm.bias"], eps)
+            a = act(linear(g, p + "mlp.dense_h_to_4h"))
+            if p + "mlp.act.scales" in w:  # AWQ's ScaledActivation
+                a = a / w[p + "mlp.act.scales"]
+            return linear(a, p + "mlp.dense_4h_to_h")
+        if cfg.get("use_parallel_residual", True):
+            x = x + attn + mlp(x)
+        else:
+            x = x + attn
+            x = x + mlp(x)
+    x = _layer_norm(x, w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"], eps)
+    head = w["gpt_neox.embed_in.weight"] if cfg.get("tie_word_embeddings") else w["embed_out.weight"]
+    return (x @ head.T)[None]
+
+
+def quantized_layers(hf_dir):
+    """The module paths the checkpoint holds quantized."""
+    return {n.rsplit(".", 1)[0] for n in load_tensors(hf_dir)
+            if n.endswith(".qweight") or n.endswith(".weight_packed")}
+
+
 def forward(hf_dir, ids, weights=None):
-    """Logits [1, n, vocab] (float64) of a Llama / Qwen2 decoder as
-    transformers computes it, from config.json and decoded weights."""
+    """Logits [1, n, vocab] (float64) of a Llama / Qwen2 / GPT-2 / GPT-NeoX
+    decoder as transformers computes it, from config.json and decoded
+    weights."""
     cfg = json.load(open(os.path.join(hf_dir, "config.json")))
     w = {k: v.astype(np.float64) for k, v in (weights or decode(hf_dir)).items()}
+    ids = np.asarray(ids)
+    if cfg["model_type"] == "gpt2":
+        return _forward_gpt2(cfg, w, ids, quantized_layers(hf_dir))
+    if cfg["model_type"] == "gpt_neox":
+        return _forward_gpt_neox(cfg, w, ids)
     hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads", heads)
     d = hidden // heads

@@ -8,8 +8,7 @@ equal bit for bit to the project's dequantization of MODEL_DIR (packing.py);
 quant-import --checkpoint HF_DIR ONNX gives back the same codes, scales,
 zeros and g_idx; hf_decode's numpy forward from config.json matches
 quant-run's logits on that import (max diff <= 1e-3); --no-logits skips
-that for graphs quant-run cannot run (extra attention_mask/position_ids
-inputs).
+that.
 """
 import os
 import subprocess
@@ -37,15 +36,21 @@ def project_layers(model_dir):
         if "wq.quantized_linear" not in line:
             continue
         name = line.split('name = "')[1].split('"')[0]
+        pk = line.split("#wq.packing<")[1].split(">")[0]
         bits = int(line.split("bits = ")[1].split(",")[0])
         group = int(line.split("group_size = ")[1].split(",")[0].split(">")[0])
-        k = int(line.split("tensor<?x?x")[1].split("x")[0])
+        k = int(line.split(": (tensor<")[1].split(">")[0].split("x")[-2])
         zeros, scales = t.get(name + ".qzeros"), t[name + ".scales"]
+        assert pk in ("gptq", "awq"), (name, pk)
         w = packing.dequantize(t[name + ".qweight"], scales, zeros, t.get(name + ".g_idx"),
-                               bits, group, "gptq", k)
-        z = (packing.unpack_stream(zeros, bits, scales.shape[1], axis=1) if zeros is not None
-             else np.full(scales.shape, 1 << (bits - 1)))
-        out[name] = dict(w=w.astype(np.float16), bits=bits, zeros=z,
+                               bits, group, pk, k)
+        if zeros is None:
+            z = np.full(scales.shape, 1 << (bits - 1))
+        elif pk == "gptq":
+            z = packing.unpack_stream(zeros, bits, scales.shape[1], axis=1)
+        else:
+            z = packing.unpack_awq(zeros)
+        out[name] = dict(w=w.astype(np.float16), bits=bits, zeros=z, packing=pk,
                          raw={s: t[name + s] for s in (".qweight", ".scales", ".qzeros", ".g_idx")
                               if name + s in t})
     return out
@@ -54,8 +59,9 @@ def project_layers(model_dir):
 def name_prefix(layers):
     """What the importer put before the Hugging Face names (a wrapper's "m.")."""
     for name in layers:
-        if "model.layers." in name:
-            return name[: name.index("model.layers.")]
+        for blocks in ("model.layers.", "transformer.h.", "gpt_neox.layers."):
+            if blocks in name:
+                return name[: name.index(blocks)]
     return ""
 
 
@@ -69,9 +75,22 @@ def check_decode(layers, hf):
 
 
 def check_import(layers, hf, onnx, back):
+    """The import holds the same codes, scales, zeros and g_idx: byte for
+    byte when the model was gptq-packed, else (awq-packed, the import is
+    gptq-packed) as the same unpacked values."""
     run("quant-import", "--checkpoint", hf, onnx, "-o", back)
     t = safetensors_io.load(os.path.join(back, "model.safetensors"))
+    again = project_layers(back)
     for name, l in layers.items():
+        if l["packing"] != "gptq":
+            b = again[name]
+            same = (np.array_equal(b["w"].view(np.uint16), l["w"].view(np.uint16))
+                    and np.array_equal(b["zeros"], l["zeros"])
+                    and np.array_equal(b["raw"][".scales"], l["raw"][".scales"])
+                    and (".g_idx" in b["raw"]) == (".g_idx" in l["raw"]))
+            if not same:
+                sys.exit("%s: %s differs after export -> import" % (hf, name))
+            continue
         for s in (".qweight", ".scales", ".qzeros", ".g_idx"):
             if (name + s in t) != (s in l["raw"]) or (s in l["raw"] and not np.array_equal(t[name + s], l["raw"][s])):
                 sys.exit("%s: %s%s differs after export -> import" % (hf, name, s))

@@ -194,21 +194,23 @@ quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
                  : quant::quantizeRTN(lw.w, n, k, qs);
 }
 
-/// The float weight the output model computes with: the fake-quant weights
-/// as written, or the packed layer's dequantization through scales stored
-/// in `scaleType` (the archive dtype when unset).
-std::vector<float> effectiveWeights(const QuantizeConfig &cfg,
-                                    quant::QuantizedWeight q,
+/// Rounds `q`'s scales to `type`, the dtype a packed layer stores them in:
+/// fake-quant weights are then the packed layer's dequantization exactly.
+void roundScales(quant::QuantizedWeight &q, DType type) {
+  if (type != DType::F32)
+    for (float &s : q.scales)
+      s = type == DType::F16
+              ? safetensors::halfToFloat(safetensors::floatToHalf(s))
+              : safetensors::bf16ToFloat(safetensors::floatToBF16(s));
+}
+
+/// The float weight the output model computes with (fake-quant or packed):
+/// the dequantization through scales stored in `scaleType` (the archive
+/// dtype when unset).
+std::vector<float> effectiveWeights(quant::QuantizedWeight q,
                                     std::optional<DType> scaleType,
                                     DType weightType) {
-  if (!cfg.fakeQuant) {
-    DType sType = scaleType.value_or(weightType);
-    if (sType != DType::F32)
-      for (float &s : q.scales)
-        s = sType == DType::F16
-                ? safetensors::halfToFloat(safetensors::floatToHalf(s))
-                : safetensors::bf16ToFloat(safetensors::floatToBF16(s));
-  }
+  roundScales(q, scaleType.value_or(weightType));
   return q.dequantize();
 }
 
@@ -356,6 +358,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     auto quantized = quantizeLayer(cfg, qs, *loaded, hessian, layer);
     if (!quantized)
       return op.emitError() << llvm::toString(quantized.takeError());
+    roundScales(*quantized, scaleType.value_or(info->dtype));
     std::vector<float> deq = quantized->dequantize();
     quant::LayerError err = quant::measureLayerError(w, deq, n, k, hessian);
     reportText += (llvm::Twine(layer) + "," + llvm::Twine(n) + "," +
@@ -556,7 +559,7 @@ LayerQuantizer::quantize(StringRef name, ArrayRef<double> hessian) const {
       quantizeLayer(impl->cfg, toScheme(scheme), *loaded, hessian, name);
   if (!quantized)
     return quantized.takeError();
-  std::vector<float> w = effectiveWeights(impl->cfg, std::move(*quantized),
+  std::vector<float> w = effectiveWeights(std::move(*quantized),
                                           impl->scaleType, loaded->info->dtype);
   return std::make_pair(weightOp.getName().str(),
                         fromFloats(w, loaded->info->dtype));
