@@ -9,6 +9,7 @@
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Export/HFExport.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Runtime/Calibration.h"
@@ -89,6 +90,12 @@ static cl::opt<bool> noClip("no-clip", cl::desc("AWQ without the clip search"),
                             cl::cat(category));
 static cl::opt<int64_t> nGrid("n-grid", cl::init(20),
                               cl::desc("AWQ scale candidates"), cl::cat(category));
+static cl::opt<std::string> awqLoss(
+    "awq-loss", cl::init("module"),
+    cl::desc("AWQ scale-search loss: module (AutoAWQ's: the inspected attention / MLP output, "
+             "measured block by block during calibration) or linear (the group's own outputs, "
+             "from the Hessian)"),
+    cl::cat(category));
 static cl::opt<std::string> calibData("calib-data",
                                       cl::desc("Calibration data: token ids (.npy, .jsonl, .txt) or text"),
                                       cl::cat(category));
@@ -167,7 +174,7 @@ static std::string quantizeOptions(llvm::StringRef dir) {
     opts += " mode=" + awqMode.getValue() +
             " duo-scaling=" + duoScaling.getValue() +
             " clip=" + (noClip ? "false" : "true") +
-            " n-grid=" + std::to_string(nGrid) +
+            " n-grid=" + std::to_string(nGrid) + " loss=" + awqLoss.getValue() +
             " gptq=" + (method == "awq+gptq" ? "true" : "false") +
             " awq-report=awq-report.csv";
   return opts;
@@ -332,9 +339,12 @@ int main(int argc, char **argv) {
                 duoScaling + "'");
   if (isAWQ() && calibData.empty())
     return fail("--method " + method + " needs --calib-data");
+  if (awqLoss != "module" && awqLoss != "linear")
+    return fail("--awq-loss must be module or linear, got '" + awqLoss + "'");
   if (!isAWQ() && (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
-                   noClip.getNumOccurrences() || nGrid.getNumOccurrences()))
-    return fail("--awq-mode, --duo-scaling, --no-clip and --n-grid apply to "
+                   noClip.getNumOccurrences() || nGrid.getNumOccurrences() ||
+                   awqLoss.getNumOccurrences()))
+    return fail("--awq-mode, --duo-scaling, --no-clip, --n-grid and --awq-loss apply to "
                 "--method awq and awq+gptq only");
   if (!targets.empty() && scaleType == "auto")
     scaleType = "f16"; // the GPU kernels compute in f16
@@ -421,6 +431,11 @@ int main(int argc, char **argv) {
       if (!quantizer)
         return cleanup(llvm::toString(quantizer.takeError()));
       result = calibrateSequential(module, work, *tokens, opts, **quantizer);
+    } else if (isAWQ() && awqLoss == "module") {
+      auto plan = wq::planAWQModuleLoss(module, quantizeOptions(work));
+      if (!plan)
+        return cleanup(llvm::toString(plan.takeError()));
+      result = calibrateAWQ(module, work, *tokens, opts, *plan);
     } else {
       result = calibrateModel(module, work, *tokens, opts);
     }
@@ -428,7 +443,10 @@ int main(int argc, char **argv) {
       return cleanup(llvm::toString(result.takeError()));
     if (!quiet)
       llvm::errs() << "[2/3] calibrated " << result->layers << " layers"
-                   << (trueSequential ? " block by block (true-sequential)" : "")
+                   << (trueSequential ? " block by block (true-sequential)"
+                       : isAWQ() && awqLoss == "module"
+                           ? " with AWQ module losses, block by block"
+                           : "")
                    << " on "
                    << result->samples << " x " << seqLen << " tokens in "
                    << llvm::format("%.2f", result->seconds) << " s\n";
