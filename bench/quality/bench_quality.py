@@ -64,7 +64,7 @@ def module_loss_stats(bin_, a, onnx, data, samples, bits, group, zp):
     run([bin_("quant-compile"), onnx, "--method", "awq", "--awq-mode", "scale", "--awq-loss", "module",
          "--bits", str(bits), "--group-size", str(group), f"--zero-point={'true' if zp else 'false'}",
          "--calib-data", data, "--tokenizer", TOKENIZER, "--calib-samples", str(samples),
-         "--seq-len", str(a.seq_len), "--quiet", "-o", out])
+         "--seq-len", str(a.seq_len), "--awq-loss-samples", str(a.loss_samples), "--quiet", "-o", out])
     return os.path.join(out, "stats.safetensors"), time.time() - t
 
 
@@ -98,6 +98,11 @@ def main():
     p.add_argument("--plot", default=os.path.join(ROOT, "bench", "quality", "ppl_vs_bits.png"))
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
                    help="comma-separated row labels to run (default: all)")
+    p.add_argument("--loss-samples", type=int, default=16,
+                   help="calibration samples the AWQ module-loss candidates are scored on "
+                        "(quant-compile --awq-loss-samples; 0: all)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse WORK/fp-DOMAIN when it is already calibrated")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated methods to run (default: all)")
     p.add_argument("--merge", nargs="+", metavar="CSV",
@@ -136,13 +141,16 @@ def main():
         data = os.path.join(DATA, "train.txt") if domain == "train" else "/usr/share/common-licenses/GPL-3"
         samples = a.calib_samples if domain == "train" else a.gpl_samples
         fp = os.path.join(a.work, f"fp-{domain}")
-        shutil.rmtree(fp, ignore_errors=True)
-        run([bin_("quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", fp])
+        reuse = a.reuse and os.path.exists(os.path.join(fp, "stats.safetensors"))
+        if not reuse:
+            shutil.rmtree(fp, ignore_errors=True)
+            run([bin_("quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", fp])
         if fp_ppl is None:
             fp_ppl = ppl(fp)
         tc = time.time()
-        run([bin_("quant-run"), fp, "--calibrate", "--calib-data", data, "--tokenizer", TOKENIZER,
-             "--calib-samples", str(samples), "--seq-len", str(a.seq_len), "--quiet"])
+        if not reuse:
+            run([bin_("quant-run"), fp, "--calibrate", "--calib-data", data, "--tokenizer", TOKENIZER,
+                 "--calib-samples", str(samples), "--seq-len", str(a.seq_len), "--quiet"])
         print(f"[{domain}] calibrated {samples} x {a.seq_len} in {time.time() - tc:.1f} s", file=sys.stderr)
         for label, bits, group, zp in ROWS:
             if label not in a.rows.split(","):

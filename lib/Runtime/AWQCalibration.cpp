@@ -72,7 +72,7 @@ llvm::Expected<CalibrateResult>
 quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
                          llvm::ArrayRef<int64_t> tokens,
                          const CalibrateOptions &options,
-                         const wq::AWQPlan &plan) {
+                         const wq::AWQPlan &plan, int64_t lossSamples) {
   llvm::StringRef archiveName = wq::getArchivePath(module);
   if (archiveName.empty())
     return makeError("the model has no wq.archive");
@@ -111,6 +111,9 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
   if (!starts)
     return starts.takeError();
   CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
+  int64_t numSamples = starts->size();
+  int64_t scored = lossSamples > 0 ? std::min(lossSamples, numSamples)
+                                   : numSamples;
 
   // Each group's block: the stage that holds all of its layers.
   int64_t last = (*model)->numStages() - 1;
@@ -135,13 +138,14 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
     byStage[s].push_back(&g);
     totalRuns += candidatesPerGroup + 1;
   }
+  totalRuns = (last + 1) * numSamples + (totalRuns - last - 1) * scored;
 
   std::vector<std::vector<HostTensor>> inputs;
   for (int64_t start : *starts)
     inputs.push_back(
         entry.inputs(tokens.slice(start, options.seqLen), 1, options.seqLen));
-  int64_t numSamples = starts->size();
-  Progress progress("awq module loss", totalRuns * numSamples, !options.quiet);
+
+  Progress progress("awq module loss", totalRuns, !options.quiet);
   auto tick = [&] { progress.advance(); };
   BlockActivations acts;
   for (int64_t s = 0; s <= last; ++s) {
@@ -168,6 +172,13 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
             tick))
       return std::move(err);
     recorder.setActive({});
+    // The candidates' runs: the first `scored` samples.
+    BlockActivations subset;
+    if (!byStage[s].empty() && scored < numSamples) {
+      subset.stream.assign(acts.stream.begin(), acts.stream.begin() + scored);
+      subset.sides.assign(acts.sides.begin(), acts.sides.begin() + scored);
+    }
+    BlockActivations &sub = scored < numSamples ? subset : acts;
     for (const wq::AWQPlanGroup *g : byStage[s]) {
       const std::string &first = g->layers.front().name;
       // The next branch of the same block is cut off in every run.
@@ -179,9 +190,9 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
       std::vector<HostTensor> cut;
       const std::vector<HostTensor> *want = &reference;
       if (!base.empty()) {
-        cut.resize(numSamples);
+        cut.resize(scored);
         if (llvm::Error err = (*model)->runStage(
-                s, acts, &base, false,
+                s, sub, &base, false,
                 [&](int64_t i, std::vector<HostTensor> &out) {
                   cut[i] = std::move(out.front());
                   return llvm::Error::success();
@@ -190,7 +201,7 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
           return std::move(err);
         want = &cut;
       } else {
-        progress.advance(numSamples);
+        progress.advance(scored);
       }
       std::vector<std::vector<float>> weights;
       std::vector<quant::AWQLinear> scored;
@@ -228,7 +239,7 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
         // difference (the block adds the same residual to both).
         double sum = 0, count = 0;
         if (llvm::Error err = (*model)->runStage(
-                s, acts, &overlay, false,
+                s, sub, &overlay, false,
                 [&](int64_t i, std::vector<HostTensor> &out) -> llvm::Error {
                   auto got = out.front().as<float>();
                   auto ref = (*want)[i].as<float>();
@@ -254,5 +265,7 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
   recorder.setAllActive();
   return detail::finishCalibration(
       module, modelDir, recorder, layers, *starts, options,
-      progress.elapsedSeconds(), {{"awq_module_loss", plan.fingerprint}});
+      progress.elapsedSeconds(),
+      {{"awq_module_loss", plan.fingerprint},
+       {"awq_module_loss_samples", std::to_string(scored)}});
 }

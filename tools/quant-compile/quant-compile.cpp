@@ -96,6 +96,11 @@ static cl::opt<std::string> awqLoss(
              "measured block by block during calibration) or linear (the group's own outputs, "
              "from the Hessian)"),
     cl::cat(category));
+static cl::opt<int64_t> awqLossSamples(
+    "awq-loss-samples", cl::init(0),
+    cl::desc("--awq-loss module: score the candidates on the first N calibration samples "
+             "(0: all; the statistics use all of them)"),
+    cl::cat(category));
 static cl::opt<std::string> calibData("calib-data",
                                       cl::desc("Calibration data: token ids (.npy, .jsonl, .txt) or text"),
                                       cl::cat(category));
@@ -343,8 +348,8 @@ int main(int argc, char **argv) {
     return fail("--awq-loss must be module or linear, got '" + awqLoss + "'");
   if (!isAWQ() && (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
                    noClip.getNumOccurrences() || nGrid.getNumOccurrences() ||
-                   awqLoss.getNumOccurrences()))
-    return fail("--awq-mode, --duo-scaling, --no-clip, --n-grid and --awq-loss apply to "
+                   awqLoss.getNumOccurrences() || awqLossSamples.getNumOccurrences()))
+    return fail("--awq-mode, --duo-scaling, --no-clip, --n-grid, --awq-loss and --awq-loss-samples apply to "
                 "--method awq and awq+gptq only");
   if (!targets.empty() && scaleType == "auto")
     scaleType = "f16"; // the GPU kernels compute in f16
@@ -435,7 +440,7 @@ int main(int argc, char **argv) {
       auto plan = wq::planAWQModuleLoss(module, quantizeOptions(work));
       if (!plan)
         return cleanup(llvm::toString(plan.takeError()));
-      result = calibrateAWQ(module, work, *tokens, opts, *plan);
+      result = calibrateAWQ(module, work, *tokens, opts, *plan, awqLossSamples);
     } else {
       result = calibrateModel(module, work, *tokens, opts);
     }

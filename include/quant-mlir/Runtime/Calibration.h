@@ -144,12 +144,13 @@ struct AWQPlan;
 /// the mean squared difference of its outputs from the float block's is
 /// stored as `<first layer>.awq_loss` (F64 [candidates]), with metadata
 /// "awq_module_loss" = the plan's fingerprint, for wq-awq{loss=module}.
-/// Costs (candidates x groups + 1) block runs per block.
-llvm::Expected<CalibrateResult> calibrateAWQ(mlir::ModuleOp module,
-                                             llvm::StringRef modelDir,
-                                             llvm::ArrayRef<int64_t> tokens,
-                                             const CalibrateOptions &options,
-                                             const wq::AWQPlan &plan);
+/// Costs (candidates x groups + 1) block runs per block; with
+/// `lossSamples` > 0 the candidate runs use only the first `lossSamples`
+/// calibration samples (the statistics still use all of them).
+llvm::Expected<CalibrateResult>
+calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
+             llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
+             const wq::AWQPlan &plan, int64_t lossSamples = 0);
 } // namespace quant_mlir
 
 #endif // QUANT_MLIR_RUNTIME_CALIBRATION_H

@@ -20,6 +20,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <chrono>
 #include <map>
 
 namespace quant_mlir::wq {
@@ -476,7 +477,7 @@ LogicalResult AWQPass::run() {
   rewrites.method = gptq ? "awq+gptq" : "awq";
   rewrites.awqPacking = m == "gemm";
   std::map<std::string, std::vector<double>> inputScale; // by layer name
-  std::string reportText = "layers,prev,alpha,duo,loss,loss_kind\n";
+  std::string reportText = "layers,prev,alpha,duo,loss,loss_kind,seconds\n";
   Progress progress("wq-awq", groups.size());
   for (ScaleGroup &g : groups) {
     LinearOp first = g.consumers.front();
@@ -514,6 +515,7 @@ LogicalResult AWQPass::run() {
         return failure();
       measured = (*stats)->as<double>(*lossInfo);
     }
+    auto searchStart = std::chrono::steady_clock::now();
     auto found = quant::searchAWQScales((*stats)->as<float>(*meanInfo),
                                         (*stats)->as<double>(*hInfo), k, layers,
                                         opts, groupName, measured);
@@ -533,10 +535,13 @@ LogicalResult AWQPass::run() {
     for (LinearOp op : g.consumers)
       names.push_back(*op.getName());
     reportText +=
-        llvm::formatv("{0},{1},{2},{3},{4:e6},{5}\n", llvm::join(names, ";"),
-                      prevNames[int(g.prev)], found->alpha,
-                      found->duo ? "true" : "false", found->loss,
-                      measured.empty() ? "linear" : "module")
+        llvm::formatv("{0},{1},{2},{3},{4:e6},{5},{6:f3}\n",
+                      llvm::join(names, ";"), prevNames[int(g.prev)],
+                      found->alpha, found->duo ? "true" : "false", found->loss,
+                      measured.empty() ? "linear" : "module",
+                      std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - searchStart)
+                          .count())
             .str();
     auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
       for (size_t i = 0; i < v.size(); ++i)
