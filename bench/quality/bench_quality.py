@@ -15,8 +15,11 @@ floats), which computes the same function as the packed layers.
 
 RTN, GPTQ and AWQ use each method's own quantizer on the same scheme (GPTQ's
 min/max grid for RTN/GPTQ, AutoAWQ's for AWQ); AWQ+GPTQ is AWQ's scales and
-clipping, then GPTQ on H' = diag(1/s) H diag(1/s). Writes results.csv and
-ppl_vs_bits.png.
+clipping, then GPTQ on H' = diag(1/s) H diag(1/s). AWQ's scale search scores
+candidates by the inspected module's output (quant-compile --awq-loss module:
+the same calibration windows, plus the losses measured block by block) or,
+in the linear-loss columns, by the group's own outputs from the Hessian.
+Writes results.csv and ppl_vs_bits.png.
 """
 import argparse
 import csv
@@ -39,16 +42,37 @@ ROWS = [  # label, bits, group, zero point
     ("w4 per-channel", 4, -1, True),
     ("w2 g64", 2, 64, True),
 ]
-METHODS = ["RTN", "GPTQ", "GPTQ act-order", "AWQ", "AWQ+GPTQ"]
+# AWQ / AWQ+GPTQ score scale candidates by the inspected module's output
+# (--awq-loss module, measured block by block during calibration); the
+# "linear loss" columns by the group's own outputs from the Hessian.
+METHODS = ["RTN", "GPTQ", "GPTQ act-order", "AWQ", "AWQ+GPTQ",
+           "AWQ linear-loss", "AWQ+GPTQ linear-loss"]
 
 
 def run(cmd):
     return subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
 
 
-def quantize(bin_, fp, d, method, bits, group, zp):
+def module_loss_stats(bin_, a, onnx, data, samples, bits, group, zp):
+    """The statistics with AWQ's module losses for one scheme: quant-compile
+    --awq-loss module calibrates (same windows, seed and rows as quant-run
+    --calibrate) and measures the losses block by block. Returns the
+    stats.safetensors path and the seconds it took."""
+    out = os.path.join(a.work, "awq-stats")
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.time()
+    run([bin_("quant-compile"), onnx, "--method", "awq", "--awq-mode", "scale", "--awq-loss", "module",
+         "--bits", str(bits), "--group-size", str(group), f"--zero-point={'true' if zp else 'false'}",
+         "--calib-data", data, "--tokenizer", TOKENIZER, "--calib-samples", str(samples),
+         "--seq-len", str(a.seq_len), "--awq-loss-samples", str(a.loss_samples), "--quiet", "-o", out])
+    return os.path.join(out, "stats.safetensors"), time.time() - t
+
+
+def quantize(bin_, fp, d, method, bits, group, zp, stats=None):
     shutil.rmtree(d, ignore_errors=True)
     shutil.copytree(fp, d)
+    if stats and method in ("AWQ", "AWQ+GPTQ"):
+        shutil.copyfile(stats, os.path.join(d, "stats.safetensors"))
     opts = (f"bits={bits} group-size={group} zero-point={'true' if zp else 'false'} "
             f"output=model.safetensors base-dir={d} report=quant-report.csv")
     if method == "RTN":
@@ -56,7 +80,8 @@ def quantize(bin_, fp, d, method, bits, group, zp):
     elif method.startswith("GPTQ"):
         p = f"--wq-gptq=fake-quant=true {opts}" + (" desc-act=true" if "act" in method else "")
     else:
-        p = f"--wq-awq=mode=fake {opts}" + (" gptq=true" if method == "AWQ+GPTQ" else "")
+        p = (f"--wq-awq=mode=fake {opts}" + (" gptq=true" if method.startswith("AWQ+GPTQ") else "")
+             + (" loss=linear" if "linear" in method else " loss=module"))
     run([bin_("quant-opt"), os.path.join(d, "model.mlir"), p, "-o", os.path.join(d, "q.mlir")])
     os.replace(os.path.join(d, "q.mlir"), os.path.join(d, "model.mlir"))
 
@@ -73,6 +98,13 @@ def main():
     p.add_argument("--plot", default=os.path.join(ROOT, "bench", "quality", "ppl_vs_bits.png"))
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
                    help="comma-separated row labels to run (default: all)")
+    p.add_argument("--loss-samples", type=int, default=16,
+                   help="calibration samples the AWQ module-loss candidates are scored on "
+                        "(quant-compile --awq-loss-samples; 0: all)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse WORK/fp-DOMAIN when it is already calibrated")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="comma-separated methods to run (default: all)")
     p.add_argument("--merge", nargs="+", metavar="CSV",
                    help="no runs: merge the results.csv of earlier runs (e.g. one per domain), "
                         "print the tables, write --csv and --plot")
@@ -109,22 +141,32 @@ def main():
         data = os.path.join(DATA, "train.txt") if domain == "train" else "/usr/share/common-licenses/GPL-3"
         samples = a.calib_samples if domain == "train" else a.gpl_samples
         fp = os.path.join(a.work, f"fp-{domain}")
-        shutil.rmtree(fp, ignore_errors=True)
-        run([bin_("quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", fp])
+        reuse = a.reuse and os.path.exists(os.path.join(fp, "stats.safetensors"))
+        if not reuse:
+            shutil.rmtree(fp, ignore_errors=True)
+            run([bin_("quant-import"), os.path.join(onnx_dir, "model.onnx"), "-o", fp])
         if fp_ppl is None:
             fp_ppl = ppl(fp)
         tc = time.time()
-        run([bin_("quant-run"), fp, "--calibrate", "--calib-data", data, "--tokenizer", TOKENIZER,
-             "--calib-samples", str(samples), "--seq-len", str(a.seq_len), "--quiet"])
+        if not reuse:
+            run([bin_("quant-run"), fp, "--calibrate", "--calib-data", data, "--tokenizer", TOKENIZER,
+                 "--calib-samples", str(samples), "--seq-len", str(a.seq_len), "--quiet"])
         print(f"[{domain}] calibrated {samples} x {a.seq_len} in {time.time() - tc:.1f} s", file=sys.stderr)
         for label, bits, group, zp in ROWS:
             if label not in a.rows.split(","):
                 continue
-            for m in METHODS:
+            methods = [m for m in METHODS if m in a.methods.split(",")]
+            stats, ts = None, 0
+            if "AWQ" in methods or "AWQ+GPTQ" in methods:
+                stats, ts = module_loss_stats(bin_, a, os.path.join(onnx_dir, "model.onnx"), data, samples,
+                                              bits, group, zp)
+                print(f"[{domain}] {label:<16} AWQ module losses in {ts:.1f} s", file=sys.stderr)
+            for m in methods:
                 d = os.path.join(a.work, "q")
                 tq = time.time()
-                quantize(bin_, fp, d, m, bits, group, zp)
-                tq = time.time() - tq
+                quantize(bin_, fp, d, m, bits, group, zp, stats)
+                # the module-loss methods' time includes measuring the losses
+                tq = time.time() - tq + (ts if m in ("AWQ", "AWQ+GPTQ") else 0)
                 v = ppl(d)
                 results.append((domain, label, m, v, tq))
                 print(f"[{domain}] {label:<16} {m:<15} {v:9.3f}  (quantized in {tq:.1f} s)", file=sys.stderr)

@@ -8,6 +8,7 @@
 #include "quant-mlir/Driver/Compile.h"
 
 #include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
@@ -70,6 +71,9 @@ llvm::Error driver::validate(CompileOptions &o) {
       q.duoScaling != "both")
     return error("--duo-scaling must be true, false or both, got '" +
                  q.duoScaling + "'");
+  if (q.awqLoss != "module" && q.awqLoss != "linear")
+    return error("--awq-loss must be module or linear, got '" + q.awqLoss +
+                 "'");
   if (needsCalibration(q.method) && o.calib.data.empty())
     return error("--method " + methodName(q.method) + " needs --calib-data");
   if (q.trueSequential && q.method != Method::GPTQ)
@@ -121,6 +125,22 @@ static wq::WQGPTQOptions gptqOptions(const QuantizeOptions &q,
   return p;
 }
 
+static wq::WQAWQOptions awqOptions(const QuantizeOptions &q,
+                                   llvm::StringRef baseDir) {
+  auto p = commonOptions<wq::WQAWQOptions>(q, baseDir);
+  p.mode = q.awqMode;
+  p.duoScaling = q.duoScaling;
+  p.clip = q.clip;
+  p.nGrid = q.nGrid;
+  p.loss = q.awqLoss;
+  p.gptq = q.method == Method::AWQGPTQ;
+  p.dampPercent = q.dampPercent;
+  p.blockSize = q.blockSize;
+  p.staticGroups = q.staticGroups;
+  p.awqReport = "awq-report.csv";
+  return p;
+}
+
 std::unique_ptr<mlir::Pass>
 driver::createQuantizePass(const QuantizeOptions &q, llvm::StringRef baseDir) {
   switch (q.method) {
@@ -131,19 +151,8 @@ driver::createQuantizePass(const QuantizeOptions &q, llvm::StringRef baseDir) {
   case Method::GPTQ:
     return wq::createWQGPTQ(gptqOptions(q, baseDir));
   case Method::AWQ:
-  case Method::AWQGPTQ: {
-    auto p = commonOptions<wq::WQAWQOptions>(q, baseDir);
-    p.mode = q.awqMode;
-    p.duoScaling = q.duoScaling;
-    p.clip = q.clip;
-    p.nGrid = q.nGrid;
-    p.gptq = q.method == Method::AWQGPTQ;
-    p.dampPercent = q.dampPercent;
-    p.blockSize = q.blockSize;
-    p.staticGroups = q.staticGroups;
-    p.awqReport = "awq-report.csv";
-    return wq::createWQAWQ(p);
-  }
+  case Method::AWQGPTQ:
+    return wq::createWQAWQ(awqOptions(q, baseDir));
   }
   llvm_unreachable("unknown method");
 }
@@ -203,12 +212,19 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   opts.dataName = llvm::sys::path::filename(o.calib.data).str();
   opts.quiet = o.quiet;
   llvm::Expected<CalibrateResult> calibrated = CalibrateResult();
+  bool moduleLoss = isAWQ(o.quant.method) && o.quant.awqLoss == "module";
   if (o.quant.trueSequential) {
     auto quantizer =
         wq::LayerQuantizer::create(module, gptqOptions(o.quant, work));
     if (!quantizer)
       return quantizer.takeError();
     calibrated = calibrateSequential(module, work, *tokens, opts, **quantizer);
+  } else if (moduleLoss) {
+    auto plan = wq::planAWQModuleLoss(module, awqOptions(o.quant, work));
+    if (!plan)
+      return plan.takeError();
+    calibrated = calibrateAWQ(module, work, *tokens, opts, *plan,
+                              o.quant.awqLossSamples);
   } else {
     calibrated = calibrateModel(module, work, *tokens, opts);
   }
@@ -216,7 +232,9 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
     return calibrated.takeError();
   result.calibratedLayers = calibrated->layers;
   log << "[2/3] calibrated " << calibrated->layers << " layers"
-      << (o.quant.trueSequential ? " block by block (true-sequential)" : "")
+      << (o.quant.trueSequential ? " block by block (true-sequential)"
+          : moduleLoss             ? " with AWQ module losses, block by block"
+                                   : "")
       << " on " << calibrated->samples << " x " << o.calib.seqLen
       << " tokens in " << llvm::format("%.2f", calibrated->seconds) << " s\n";
   return llvm::Error::success();

@@ -5,6 +5,8 @@
 
 #include "quant-mlir/Quant/AWQ.h"
 
+#include "llvm/ADT/STLExtras.h"
+
 #include <cblas.h>
 
 #include <cmath>
@@ -106,13 +108,14 @@ quant_mlir::quant::quantizeAWQRTN(ArrayRef<float> w, int64_t n, int64_t k,
   return qw;
 }
 
-Expected<AWQScaleResult> quant_mlir::quant::searchAWQScales(
-    ArrayRef<float> xMean, ArrayRef<double> hessian, int64_t k,
-    ArrayRef<AWQLinear> layers, const AWQOptions &options, StringRef group) {
+Expected<std::vector<AWQCandidate>>
+quant_mlir::quant::awqCandidates(ArrayRef<float> xMean, int64_t k,
+                                 ArrayRef<AWQLinear> layers,
+                                 const AWQOptions &options, StringRef group) {
   auto fail = [&](const Twine &msg) {
     return makeError("awq group '" + group + "': " + msg);
   };
-  if (int64_t(xMean.size()) != k || int64_t(hessian.size()) != k * k)
+  if (int64_t(xMean.size()) != k)
     return fail("statistics do not match K = " + Twine(k));
   if (layers.empty() || options.nGrid < 1)
     return fail("no layers or no candidates");
@@ -142,10 +145,7 @@ Expected<AWQScaleResult> quant_mlir::quant::searchAWQScales(
   for (double &v : wMean)
     v /= double(totalN);
 
-  AWQScaleResult best;
-  best.loss = std::numeric_limits<double>::infinity();
-  std::vector<double> s(k), d, hd;
-  std::vector<float> scaled;
+  std::vector<AWQCandidate> out;
   std::vector<bool> duos;
   if (options.duo != DuoScaling::Off)
     duos.push_back(true);
@@ -154,39 +154,84 @@ Expected<AWQScaleResult> quant_mlir::quant::searchAWQScales(
   for (bool duo : duos)
     for (int64_t i = 0; i < options.nGrid; ++i) {
       // _compute_best_scale: ratio = i / n_grid.
-      double ratio = double(i) / double(options.nGrid);
+      AWQCandidate c{double(i) / double(options.nGrid), duo,
+                     std::vector<double>(k)};
+      std::vector<double> &s = c.scales;
       double smax = 0, smin = std::numeric_limits<double>::infinity();
-      for (int64_t c = 0; c < k; ++c) {
-        double x = std::pow(double(xMean[c]), ratio);
-        double v = duo ? x / (std::pow(wMean[c], 1 - ratio) + 1e-4) : x;
-        s[c] = std::max(v, 1e-4); // .clamp(min=1e-4)
-        smax = std::max(smax, s[c]);
-        smin = std::min(smin, s[c]);
+      for (int64_t j = 0; j < k; ++j) {
+        double x = std::pow(double(xMean[j]), c.alpha);
+        double v = duo ? x / (std::pow(wMean[j], 1 - c.alpha) + 1e-4) : x;
+        s[j] = std::max(v, 1e-4); // .clamp(min=1e-4)
+        smax = std::max(smax, s[j]);
+        smin = std::min(smin, s[j]);
       }
       double norm = std::sqrt(smax * smin);
-      for (int64_t c = 0; c < k; ++c) {
-        s[c] /= norm;
-        if (!std::isfinite(s[c])) // scales[isinf | isnan] = 1
-          s[c] = 1;
+      for (int64_t j = 0; j < k; ++j) {
+        s[j] /= norm;
+        if (!std::isfinite(s[j])) // scales[isinf | isnan] = 1
+          s[j] = 1;
       }
+      out.push_back(std::move(c));
+    }
+  return out;
+}
+
+void quant_mlir::quant::awqScaledFakeQuant(ArrayRef<float> w, int64_t n,
+                                           int64_t k, ArrayRef<double> s,
+                                           const Scheme &scheme,
+                                           MutableArrayRef<double> out) {
+  // fc.weight.mul_(scales); pseudo_quantize_tensor(..) / scales, with W s
+  // rounded to float32 (the dtype the weights are held in).
+  int64_t gs = groupLen(scheme, k);
+  std::vector<float> scaled(size_t(n * k));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      scaled[r * k + c] = float(double(w[r * k + c]) * s[c]);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g0 = 0; g0 < k; g0 += gs)
+      fakeQuantGroup(scaled.data() + r * k + g0, gs, scheme,
+                     out.data() + r * k + g0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      out[r * k + c] /= s[c];
+}
+
+Expected<AWQScaleResult> quant_mlir::quant::searchAWQScales(
+    ArrayRef<float> xMean, ArrayRef<double> hessian, int64_t k,
+    ArrayRef<AWQLinear> layers, const AWQOptions &options, StringRef group,
+    ArrayRef<double> moduleLoss) {
+  auto candidates = awqCandidates(xMean, k, layers, options, group);
+  if (!candidates)
+    return candidates.takeError();
+  auto fail = [&](const Twine &msg) {
+    return makeError("awq group '" + group + "': " + msg);
+  };
+  if (!moduleLoss.empty() && moduleLoss.size() != candidates->size())
+    return fail("the statistics hold " + Twine(moduleLoss.size()) +
+                " module losses for " + Twine(candidates->size()) +
+                " scale candidates");
+  if (moduleLoss.empty() && int64_t(hessian.size()) != k * k)
+    return fail("statistics do not match K = " + Twine(k));
+  int64_t totalN = 0;
+  for (const AWQLinear &l : layers)
+    totalN += l.n;
+
+  AWQScaleResult best;
+  best.loss = std::numeric_limits<double>::infinity();
+  std::vector<double> d, hd;
+  for (auto [ci, c] : llvm::enumerate(*candidates)) {
+    double loss = 0;
+    if (!moduleLoss.empty()) {
+      loss = moduleLoss[ci];
+    } else {
       // loss = mean over tokens and outputs of (X W^T - X (Q(W s) / s)^T)^2
       // = sum_l tr(D_l H D_l^T) / 2 / sum_l N_l, H = 2/n X^T X.
-      double loss = 0;
       for (const AWQLinear &l : layers) {
-        int64_t gs = groupLen(l.scheme, k);
-        scaled.resize(size_t(l.n * k));
         d.resize(size_t(l.n * k));
         hd.resize(size_t(l.n * k));
-        for (int64_t r = 0; r < l.n; ++r)
-          for (int64_t c = 0; c < k; ++c)
-            scaled[r * k + c] = float(double(l.w[r * k + c]) * s[c]);
-        for (int64_t r = 0; r < l.n; ++r)
-          for (int64_t g0 = 0; g0 < k; g0 += gs)
-            fakeQuantGroup(scaled.data() + r * k + g0, gs, l.scheme,
-                           d.data() + r * k + g0);
-        for (int64_t r = 0; r < l.n; ++r)
-          for (int64_t c = 0; c < k; ++c)
-            d[r * k + c] = double(l.w[r * k + c]) - d[r * k + c] / s[c];
+        awqScaledFakeQuant(l.w, l.n, k, c.scales, l.scheme, d);
+        for (int64_t j = 0; j < l.n * k; ++j)
+          d[j] = double(l.w[j]) - d[j];
         cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, l.n, k, 1.0,
                     hessian.data(), k, d.data(), k, 0.0, hd.data(), k);
         double tr = 0;
@@ -195,14 +240,15 @@ Expected<AWQScaleResult> quant_mlir::quant::searchAWQScales(
         loss += tr / 2;
       }
       loss /= double(totalN);
-      best.history.push_back(loss);
-      if (loss < best.loss) { // strict: the first best wins, as AutoAWQ
-        best.loss = loss;
-        best.alpha = ratio;
-        best.duo = duo;
-        best.scales = s;
-      }
     }
+    best.history.push_back(loss);
+    if (loss < best.loss) { // strict: the first best wins, as AutoAWQ
+      best.loss = loss;
+      best.alpha = c.alpha;
+      best.duo = c.duo;
+      best.scales = c.scales;
+    }
+  }
   if (best.scales.empty())
     return fail("every candidate's loss is NaN");
   return best;
@@ -217,45 +263,50 @@ std::vector<double> quant_mlir::quant::searchAWQClip(
   std::vector<int64_t> tokens;
   for (int64_t t = 0; t < m; t += step)
     tokens.push_back(t);
+  int64_t nt = tokens.size();
   int64_t shrinks = int64_t(options.maxShrink * double(options.clipGrid));
   std::vector<double> best(size_t(n * groups));
-  std::vector<double> orgOut(tokens.size()), q(gs);
+  // Per group, all rows at once: the error of every row's candidate is
+  // a column of X_g (Q_g - W_g)^T [T, N], one dgemm per shrink factor.
+  std::vector<double> xg(size_t(nt * gs)), diff(size_t(n * gs)),
+      out(size_t(nt * n)), orgMax(n), minErr(n), q(gs);
   std::vector<float> cur(gs);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t g = 0; g < groups; ++g) {
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t t = 0; t < nt; ++t)
+      std::copy_n(x.data() + tokens[t] * k + g * gs, gs, xg.data() + t * gs);
+    for (int64_t r = 0; r < n; ++r) {
       const float *row = w.data() + r * k + g * gs;
-      double orgMax = 0;
+      orgMax[r] = 0;
       for (int64_t i = 0; i < gs; ++i)
-        orgMax = std::max(orgMax, std::abs(double(row[i])));
-      for (size_t t = 0; t < tokens.size(); ++t) {
-        const double *xr = x.data() + tokens[t] * k + g * gs;
-        double acc = 0;
-        for (int64_t i = 0; i < gs; ++i)
-          acc += xr[i] * double(row[i]);
-        orgOut[t] = acc;
-      }
-      double minErr = 1e9, bestMax = orgMax; // min_errs = ones * 1e9
-      for (int64_t is = 0; is < shrinks; ++is) {
-        double maxVal = orgMax * (1.0 - double(is) / double(options.clipGrid));
+        orgMax[r] = std::max(orgMax[r], std::abs(double(row[i])));
+      minErr[r] = 1e9; // min_errs = ones * 1e9
+      best[r * groups + g] = orgMax[r];
+    }
+    for (int64_t is = 0; is < shrinks; ++is) {
+      double shrink = 1.0 - double(is) / double(options.clipGrid);
+      for (int64_t r = 0; r < n; ++r) {
+        const float *row = w.data() + r * k + g * gs;
+        double maxVal = orgMax[r] * shrink;
         for (int64_t i = 0; i < gs; ++i)
           cur[i] = float(std::min(std::max(double(row[i]), -maxVal), maxVal));
         fakeQuantGroup(cur.data(), gs, scheme, q.data());
+        for (int64_t i = 0; i < gs; ++i)
+          diff[r * gs + i] = q[i] - double(row[i]);
+      }
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, n, gs, 1.0,
+                  xg.data(), gs, diff.data(), gs, 0.0, out.data(), n);
+      for (int64_t r = 0; r < n; ++r) {
         double err = 0;
-        for (size_t t = 0; t < tokens.size(); ++t) {
-          const double *xr = x.data() + tokens[t] * k + g * gs;
-          double acc = 0;
-          for (int64_t i = 0; i < gs; ++i)
-            acc += xr[i] * q[i];
-          err += (acc - orgOut[t]) * (acc - orgOut[t]);
-        }
-        err /= double(tokens.size());
-        if (err < minErr) {
-          minErr = err;
-          bestMax = maxVal;
+        for (int64_t t = 0; t < nt; ++t)
+          err += out[t * n + r] * out[t * n + r];
+        err /= double(nt);
+        if (err < minErr[r]) {
+          minErr[r] = err;
+          best[r * groups + g] = orgMax[r] * shrink;
         }
       }
-      best[r * groups + g] = bestMax;
     }
+  }
   return best;
 }
 

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Calibration.h"
+#include "CalibrationInternal.h"
 #include "quant-mlir/Runtime/LanguageModel.h"
 #include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
@@ -144,6 +145,14 @@ std::vector<double> CalibrationRecorder::hessian(int64_t layer) const {
   return h;
 }
 
+std::vector<float> CalibrationRecorder::absMean(int64_t layer) const {
+  const LayerStats &s = stats[layer];
+  std::vector<float> out(std::max<int64_t>(s.k, 0));
+  for (int64_t c = 0; c < s.k; ++c)
+    out[c] = static_cast<float>(s.absSum[c] / double(s.n));
+  return out;
+}
+
 llvm::Error CalibrationRecorder::write(
     llvm::StringRef path,
     const std::map<std::string, std::string> &metadata) const {
@@ -159,9 +168,7 @@ llvm::Error CalibrationRecorder::write(
       const auto *p = reinterpret_cast<const uint8_t *>(v.data());
       return std::vector<uint8_t>(p, p + v.size() * sizeof(v[0]));
     };
-    std::vector<float> absMean(s.k);
-    for (int64_t c = 0; c < s.k; ++c)
-      absMean[c] = static_cast<float>(s.absSum[c] / double(s.n));
+    std::vector<float> absMean = this->absMean(i);
     int64_t rows = std::min<int64_t>(s.seen, sampleRows);
     std::vector<float> samples(s.samples.begin(), s.samples.begin() + rows * s.k);
     if (llvm::Error err = writer.addOwned(names[i] + ".hessian",
@@ -178,15 +185,21 @@ llvm::Error CalibrationRecorder::write(
                                             {rows, s.k}, asBytes(samples)))
         return err;
   }
+  for (const auto &[name, values] : extra) {
+    const auto *p = reinterpret_cast<const uint8_t *>(values.data());
+    if (llvm::Error err = writer.addOwned(
+            name, safetensors::DType::F64, {int64_t(values.size())},
+            std::vector<uint8_t>(p, p + values.size() * sizeof(double))))
+      return err;
+  }
   for (const auto &[key, value] : metadata)
     writer.setMetadata(key, value);
   return writer.write(path);
 }
 
-/// Writes the statistics archive and annotates `module` (calibrateModel
-/// and calibrateSequential).
-static llvm::Expected<CalibrateResult>
-finishCalibration(mlir::ModuleOp module, llvm::StringRef modelDir,
+/// Writes the statistics archive and annotates `module` (calibrateModel,
+/// calibrateSequential and calibrateAWQ).
+llvm::Expected<CalibrateResult> quant_mlir::detail::finishCalibration(mlir::ModuleOp module, llvm::StringRef modelDir,
                   const CalibrationRecorder &recorder,
                   llvm::ArrayRef<std::string> layers,
                   llvm::ArrayRef<int64_t> starts,
@@ -277,7 +290,7 @@ quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
   }
   progress.finish();
 
-  return finishCalibration(module, modelDir, recorder, layers, *starts,
+  return detail::finishCalibration(module, modelDir, recorder, layers, *starts,
                            options, progress.elapsedSeconds(), {});
 }
 
@@ -382,7 +395,7 @@ llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
   }
   progress.finish();
   recorder.setAllActive();
-  return finishCalibration(module, modelDir, recorder, layers, *starts,
+  return detail::finishCalibration(module, modelDir, recorder, layers, *starts,
                            options, progress.elapsedSeconds(),
                            {{"true_sequential", quantizer.fingerprint()}});
 }

@@ -121,3 +121,25 @@ def search_clip(w, X, bits, group, zero_point, n_grid=20, max_shrink=0.5, n_toke
 def apply_clip(w, t, group):
     wg, g = _groups(np.asarray(w, dtype=np.float64), group)
     return np.clip(wg, -t[:, :, None], t[:, :, None]).astype(np.float32).reshape(w.shape)
+
+
+def search_scale_module(x_mean, module, X, weights, bits, group, zero_point, n_grid=20, duo="true"):
+    """AutoAWQ's _search_best_scale with module2inspect: the loss of a
+    candidate is mean((module(X, W) - module(X, Q(W s) / s))^2) over the
+    module output's elements, `module(X, ws)` computing the inspected module
+    with the group's weights `ws` (every other weight float).
+    -> (alpha, duo used, s [K], loss, history)."""
+    wm = w_mean(weights, group)
+    w64 = [np.asarray(w, dtype=np.float64) for w in weights]
+    ref = module(X, w64)
+    best = (None, None, None, np.inf)
+    history = []
+    for d in ([True] if duo == "true" else [False] if duo == "false" else [True, False]):
+        for i in range(n_grid):
+            s = candidate(x_mean, wm, i / n_grid, d)
+            qw = [quantize((w * s).astype(np.float32), bits, group, zero_point)[0] / s for w in w64]
+            l = float(((module(X, qw) - ref) ** 2).mean())
+            history.append(l)
+            if l < best[3]:
+                best = (i / n_grid, d, s, l)
+    return best + (history,)

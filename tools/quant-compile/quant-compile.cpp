@@ -66,6 +66,17 @@ static cl::opt<bool> noClip("no-clip", cl::desc("AWQ without the clip search"),
                             cl::cat(category));
 static cl::opt<int64_t> nGrid("n-grid", cl::init(20),
                               cl::desc("AWQ scale candidates"), cl::cat(category));
+static cl::opt<std::string> awqLoss(
+    "awq-loss", cl::init("module"),
+    cl::desc("AWQ scale-search loss: module (AutoAWQ's: the inspected attention / MLP output, "
+             "measured block by block during calibration) or linear (the group's own outputs, "
+             "from the Hessian)"),
+    cl::cat(category));
+static cl::opt<int64_t> awqLossSamples(
+    "awq-loss-samples", cl::init(0),
+    cl::desc("--awq-loss module: score the candidates on the first N calibration samples "
+             "(0: all; the statistics use all of them)"),
+    cl::cat(category));
 static cl::opt<std::string> calibData("calib-data",
                                       cl::desc("Calibration data: token ids (.npy, .jsonl, .txt) or text"),
                                       cl::cat(category));
@@ -178,13 +189,16 @@ int main(int argc, char **argv) {
   q.overrides.assign(overrides.begin(), overrides.end());
   if (!driver::isAWQ(q.method) &&
       (awqMode.getNumOccurrences() || duoScaling.getNumOccurrences() ||
-       noClip.getNumOccurrences() || nGrid.getNumOccurrences()))
-    return fail("--awq-mode, --duo-scaling, --no-clip and --n-grid apply to "
-                "--method awq and awq+gptq only");
+       noClip.getNumOccurrences() || nGrid.getNumOccurrences() ||
+       awqLoss.getNumOccurrences() || awqLossSamples.getNumOccurrences()))
+    return fail("--awq-mode, --duo-scaling, --no-clip, --n-grid, --awq-loss and "
+                "--awq-loss-samples apply to --method awq and awq+gptq only");
   q.awqMode = awqMode;
   q.duoScaling = duoScaling;
   q.clip = !noClip;
   q.nGrid = nGrid;
+  q.awqLoss = awqLoss;
+  q.awqLossSamples = awqLossSamples;
   o.calib.data = calibData;
   o.calib.tokenizer = tokenizerPath;
   o.calib.samples = calibSamples;

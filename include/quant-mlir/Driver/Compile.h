@@ -66,6 +66,12 @@ struct QuantizeOptions {
   std::string duoScaling = "true"; // true, false, both
   bool clip = true;
   int64_t nGrid = 20;
+  /// The scale-search loss: "module" (AutoAWQ's, the inspected module's
+  /// output measured block by block while calibrating) or "linear" (the
+  /// group's own outputs, from the Hessian).
+  std::string awqLoss = "module";
+  /// With the module loss: candidates scored on the first N samples (0: all).
+  int64_t awqLossSamples = 0;
 
   bool effectiveZeroPoint() const {
     return zeroPoint.value_or(isAWQ(method));

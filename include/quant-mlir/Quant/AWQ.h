@@ -5,11 +5,11 @@
 // _compute_best_scale, _compute_best_clip), on float64. The defaults are
 // AutoAWQ's; each is cited where it is used (lib/Quant/AWQ.cpp).
 //
-// Deviation, on purpose (docs/awq.md): the loss of a scale candidate is the
-// mean squared error of the outputs of the group's own linear layers over
-// all calibration tokens, computed exactly from their Hessian
-// H = 2/n sum x x^T as tr(D H D^T) / 2, not the output of the whole module
-// AutoAWQ inspects (the attention for [q, k, v], the MLP for [gate, up]).
+// The loss of a scale candidate is either the mean squared error of the
+// outputs of the group's own linear layers over all calibration tokens,
+// computed exactly from their Hessian H = 2/n sum x x^T as tr(D H D^T) / 2,
+// or (AutoAWQ's) that of the module it inspects, measured by running the
+// transformer block (Runtime/AWQCalibration.h; docs/awq.md).
 //===----------------------------------------------------------------------===//
 
 #ifndef QUANT_MLIR_QUANT_AWQ_H
@@ -66,15 +66,39 @@ struct AWQScaleResult {
   std::vector<double> history;
 };
 
-/// The group's s = argmin over the candidates of
+/// One scale candidate of _compute_best_scale.
+struct AWQCandidate {
+  double alpha = 0;
+  bool duo = true;
+  std::vector<double> scales; // [K]
+};
+
+/// The candidates in search order (duo first under Both): s = x_mean^a /
+/// (w_mean^(1-a) + 1e-4) (or x_mean^a), clamped at 1e-4, normalised by
+/// sqrt(max s * min s). `xMean` is mean |x| per input channel over all
+/// calibration tokens; w_mean is taken over the rows of every layer.
+llvm::Expected<std::vector<AWQCandidate>>
+awqCandidates(llvm::ArrayRef<float> xMean, int64_t k,
+              llvm::ArrayRef<AWQLinear> layers, const AWQOptions &options,
+              llvm::StringRef group);
+
+/// out = Q(W s) / s for one [N][K] weight, with W s rounded to float32
+/// before quantization (what a candidate's layer computes with).
+void awqScaledFakeQuant(llvm::ArrayRef<float> w, int64_t n, int64_t k,
+                        llvm::ArrayRef<double> s, const Scheme &scheme,
+                        llvm::MutableArrayRef<double> out);
+
+/// The group's s = argmin over the candidates of their loss: by default
+/// (`moduleLoss` empty) the group's own linear outputs,
 ///   sum_l tr(D_l H D_l^T) / 2 / sum_l N_l,  D_l = W_l - Q(W_l s) / s,
-/// with W_l s rounded to float32 before quantization. `xMean` is mean |x|
-/// per input channel over all calibration tokens, `hessian` [K][K] the
-/// group's shared H. Fails, naming `group`, on bad shapes.
+/// with `hessian` [K][K] the group's shared H; or the losses measured on
+/// the module's output (one per candidate, in awqCandidates' order;
+/// Runtime/AWQCalibration.h). Fails, naming `group`, on bad shapes.
 llvm::Expected<AWQScaleResult>
 searchAWQScales(llvm::ArrayRef<float> xMean, llvm::ArrayRef<double> hessian,
                 int64_t k, llvm::ArrayRef<AWQLinear> layers,
-                const AWQOptions &options, llvm::StringRef group);
+                const AWQOptions &options, llvm::StringRef group,
+                llvm::ArrayRef<double> moduleLoss = {});
 
 /// AutoAWQ's clip search for one [N][K] weight on input rows `x` [M][K]
 /// (already divided by the layer's scales): per output row and group, the

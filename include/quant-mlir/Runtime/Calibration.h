@@ -56,6 +56,12 @@ public:
   }
   /// H = 2/n sum x x^T, full symmetric [K, K].
   std::vector<double> hessian(int64_t layer) const;
+  /// Mean |x| per input channel, as write() stores it (`<layer>.absmean`).
+  std::vector<float> absMean(int64_t layer) const;
+  /// A further F64 [N] tensor for write() (AWQ's module losses).
+  void addTensor(const std::string &name, std::vector<double> values) {
+    extra[name] = std::move(values);
+  }
   llvm::ArrayRef<std::string> layerNames() const { return names; }
 
 private:
@@ -71,6 +77,7 @@ private:
   int64_t sampleRows;
   std::vector<double> scratch;
   std::vector<bool> active; // empty: all
+  std::map<std::string, std::vector<double>> extra;
 };
 
 } // namespace quant_mlir
@@ -123,6 +130,27 @@ calibrateSequential(mlir::ModuleOp module, llvm::StringRef modelDir,
                     llvm::ArrayRef<int64_t> tokens,
                     const CalibrateOptions &options,
                     const wq::LayerQuantizer &quantizer);
+
+namespace wq {
+struct AWQPlan;
+} // namespace wq
+
+/// Calibration that also measures AWQ's module-output loss (AutoAWQ
+/// _search_best_scale with module2inspect), block by block: every block
+/// runs in float on the float model's activations (the statistics equal
+/// calibrateModel's); then, for each of `plan`'s groups in the block and
+/// each scale candidate (quant::awqCandidates on the block's own x_mean),
+/// the block is rerun with the group's weights replaced by Q(W s) / s and
+/// the mean squared difference of its outputs from the float block's is
+/// stored as `<first layer>.awq_loss` (F64 [candidates]), with metadata
+/// "awq_module_loss" = the plan's fingerprint, for wq-awq{loss=module}.
+/// Costs (candidates x groups + 1) block runs per block; with
+/// `lossSamples` > 0 the candidate runs use only the first `lossSamples`
+/// calibration samples (the statistics still use all of them).
+llvm::Expected<CalibrateResult>
+calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
+             llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
+             const wq::AWQPlan &plan, int64_t lossSamples = 0);
 } // namespace quant_mlir
 
 #endif // QUANT_MLIR_RUNTIME_CALIBRATION_H

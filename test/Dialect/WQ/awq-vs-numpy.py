@@ -8,9 +8,9 @@
 # RUN: %python %src_root/python/quant_mlir/export_fixtures.py --family llama --hidden 64 --layers 1 --heads 4 --intermediate 128 --vocab 128 -o %t/onnx > /dev/null
 # RUN: %python %s %t %src_root prepare
 # RUN: quant-compile %t/onnx/model.onnx --method none --quiet -o %t/fp > /dev/null
-# RUN: quant-compile %t/onnx/model.onnx --method awq --awq-mode scale --bits 4 --group-size 32 --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet -o %t/scale > /dev/null
-# RUN: quant-compile %t/onnx/model.onnx --method awq --awq-mode clip --bits 4 --group-size 32 --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet -o %t/clip > /dev/null
-# RUN: quant-compile %t/onnx/model.onnx --method awq --bits 4 --group-size 32 --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet -o %t/gemm > /dev/null
+# RUN: quant-compile %t/onnx/model.onnx --method awq --awq-loss linear --awq-mode scale --bits 4 --group-size 32 --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet -o %t/scale > /dev/null
+# RUN: quant-compile %t/onnx/model.onnx --method awq --awq-loss linear --awq-mode clip --bits 4 --group-size 32 --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet -o %t/clip > /dev/null
+# RUN: quant-compile %t/onnx/model.onnx --method awq --awq-loss linear --bits 4 --group-size 32 --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet -o %t/gemm > /dev/null
 # RUN: FileCheck %s < %t/gemm/model.mlir
 # CHECK: wq.quantized_linear {{.*}} zeros {{.*}}name = "model.layers.0.self_attn.q_proj", packing = #wq.packing<awq>, scheme = #wq.scheme<bits = 4, group_size = 32, symmetric = false>}
 # CHECK: wq.linear {{.*}}name = "lm_head"

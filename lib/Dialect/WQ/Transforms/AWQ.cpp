@@ -9,6 +9,7 @@
 
 #include "QuantizeCommon.h"
 
+#include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Quant/AWQ.h"
 #include "quant-mlir/Support/Progress.h"
@@ -19,6 +20,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <chrono>
 #include <map>
 
 namespace quant_mlir::wq {
@@ -302,7 +304,84 @@ struct AWQPass : public quant_mlir::wq::impl::WQAWQBase<AWQPass> {
   }
 
   LogicalResult run();
+  /// The search options; fails with a diagnostic on `module`.
+  LogicalResult searchOptions(ModuleOp module, quant::AWQOptions &opts);
+  /// What the module losses depend on (AWQPlan::fingerprint).
+  std::string moduleLossFingerprint() const;
 };
+
+LogicalResult AWQPass::searchOptions(ModuleOp module,
+                                     quant::AWQOptions &opts) {
+  opts.nGrid = nGrid;
+  if (duoScaling == "true")
+    opts.duo = quant::DuoScaling::On;
+  else if (duoScaling == "false")
+    opts.duo = quant::DuoScaling::Off;
+  else if (duoScaling == "both")
+    opts.duo = quant::DuoScaling::Both;
+  else
+    return module.emitError() << "wq-awq duo-scaling must be true, false or "
+                                 "both, got '"
+                              << duoScaling << "'";
+  if (nGrid < 1)
+    return module.emitError() << "wq-awq n-grid must be positive";
+  if (loss != "linear" && loss != "module")
+    return module.emitError()
+           << "wq-awq loss must be linear or module, got '" << loss << "'";
+  return success();
+}
+
+std::string AWQPass::moduleLossFingerprint() const {
+  QuantizeConfig cfg = commonConfig(*this);
+  std::string skipText = "<default>";
+  if (cfg.select.skip)
+    skipText = llvm::join(*cfg.select.skip, ",");
+  return llvm::formatv("awq-module-loss bits={0} group-size={1} "
+                       "zero-point={2} skip={3} overrides={4} n-grid={5} "
+                       "duo-scaling={6}",
+                       cfg.select.bits, cfg.select.groupSize,
+                       int(cfg.select.zeroPoint), skipText,
+                       llvm::join(cfg.select.overrides, ","), int64_t(nGrid),
+                       duoScaling.getValue())
+      .str();
+}
+
+/// The linears of the norm-headed branch after `g` in program order (the
+/// MLP after the attention): from the next norm group's first reader up to
+/// the one after it.
+std::vector<AWQPlanGroup::Zeroed> nextBranch(ArrayRef<ScaleGroup> groups,
+                                             size_t g,
+                                             ArrayRef<LinearOp> linears) {
+  auto firstAfterNorm = [&](size_t from) -> Operation * {
+    for (size_t i = from; i < groups.size(); ++i)
+      if (groups[i].prev == ScaleGroup::Prev::Norm)
+        return groups[i].consumers.front();
+    return nullptr;
+  };
+  Operation *begin = firstAfterNorm(g + 1);
+  if (!begin)
+    return {};
+  size_t after = g + 1;
+  while (groups[after].consumers.front() != begin)
+    ++after;
+  Operation *end = firstAfterNorm(after + 1);
+  std::vector<AWQPlanGroup::Zeroed> out;
+  bool inside = false;
+  for (LinearOp op : linears) {
+    if (op == begin)
+      inside = true;
+    if (op == end)
+      break;
+    if (!inside)
+      continue;
+    for (Value v : {op.getWeight(), op.getBias()})
+      if (v)
+        if (auto w = v.getDefiningOp<WeightOp>())
+          out.push_back({op.getName().value_or("").str(),
+                         w.getName().str()});
+  }
+  return out;
+}
 
 LogicalResult AWQPass::run() {
   ModuleOp module = getOperation();
@@ -320,19 +399,8 @@ LogicalResult AWQPass::run() {
   bool quantize = m == "gemm" || m == "fake";
   cfg.fakeQuant = m == "fake";
   quant::AWQOptions opts;
-  opts.nGrid = nGrid;
-  if (duoScaling == "true")
-    opts.duo = quant::DuoScaling::On;
-  else if (duoScaling == "false")
-    opts.duo = quant::DuoScaling::Off;
-  else if (duoScaling == "both")
-    opts.duo = quant::DuoScaling::Both;
-  else
-    return module.emitError() << "wq-awq duo-scaling must be true, false or "
-                                 "both, got '"
-                              << duoScaling << "'";
-  if (nGrid < 1)
-    return module.emitError() << "wq-awq n-grid must be positive";
+  if (failed(searchOptions(module, opts)))
+    return failure();
   if (cfg.output.empty())
     return module.emitError()
            << "wq-awq needs output=<archive> for the quantized weights";
@@ -359,6 +427,22 @@ LogicalResult AWQPass::run() {
   SmallVector<ScaleGroup> groups;
   if (failed(collectGroups(module, **selector, uses, schemes, groups)))
     return failure();
+  bool moduleLoss = loss == "module";
+  if (moduleLoss) {
+    const auto &meta = (*stats)->metadata();
+    auto it = meta.find("awq_module_loss");
+    std::string want = moduleLossFingerprint();
+    if (it == meta.end())
+      return module.emitError()
+             << "wq-awq loss=module: the statistics hold no module losses "
+                "(calibrate with quant-compile --awq-loss module, or use "
+                "loss=linear)";
+    if (it->second != want)
+      return module.emitError()
+             << "wq-awq loss=module: the statistics' module losses were "
+                "measured for '"
+             << it->second << "', this pass runs '" << want << "'";
+  }
 
   // Float weights as they are rewritten, by archive name.
   std::map<std::string, std::vector<float>> current;
@@ -393,7 +477,7 @@ LogicalResult AWQPass::run() {
   rewrites.method = gptq ? "awq+gptq" : "awq";
   rewrites.awqPacking = m == "gemm";
   std::map<std::string, std::vector<double>> inputScale; // by layer name
-  std::string reportText = "layers,prev,alpha,duo,loss\n";
+  std::string reportText = "layers,prev,alpha,duo,loss,loss_kind,seconds\n";
   Progress progress("wq-awq", groups.size());
   for (ScaleGroup &g : groups) {
     LinearOp first = g.consumers.front();
@@ -422,9 +506,19 @@ LogicalResult AWQPass::run() {
              int64_t(w->size()) / k,
              {s.getBits(), s.getGroupSize(), s.getSymmetric(), false}});
     }
+    // Module loss for the norm-headed groups (the others' inspected module
+    // is their own linear, whose loss the Hessian gives exactly).
+    ArrayRef<double> measured;
+    if (moduleLoss && g.prev == ScaleGroup::Prev::Norm) {
+      const safetensors::TensorInfo *lossInfo;
+      if (failed(statsOf(first, ".awq_loss", DType::F64, lossInfo)))
+        return failure();
+      measured = (*stats)->as<double>(*lossInfo);
+    }
+    auto searchStart = std::chrono::steady_clock::now();
     auto found = quant::searchAWQScales((*stats)->as<float>(*meanInfo),
                                         (*stats)->as<double>(*hInfo), k, layers,
-                                        opts, groupName);
+                                        opts, groupName, measured);
     if (!found)
       return first.emitError() << llvm::toString(found.takeError());
     // The scales are folded as float32 values, the same everywhere.
@@ -441,9 +535,13 @@ LogicalResult AWQPass::run() {
     for (LinearOp op : g.consumers)
       names.push_back(*op.getName());
     reportText +=
-        llvm::formatv("{0},{1},{2},{3},{4:e6}\n", llvm::join(names, ";"),
-                      prevNames[int(g.prev)], found->alpha,
-                      found->duo ? "true" : "false", found->loss)
+        llvm::formatv("{0},{1},{2},{3},{4:e6},{5},{6:f3}\n",
+                      llvm::join(names, ";"), prevNames[int(g.prev)],
+                      found->alpha, found->duo ? "true" : "false", found->loss,
+                      measured.empty() ? "linear" : "module",
+                      std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - searchStart)
+                          .count())
             .str();
     auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
       for (size_t i = 0; i < v.size(); ++i)
@@ -575,3 +673,52 @@ LogicalResult AWQPass::run() {
   return runQuantize(module, cfg, "wq-awq", &rewrites);
 }
 } // namespace
+
+llvm::Expected<AWQPlan>
+quant_mlir::wq::planAWQModuleLoss(ModuleOp module,
+                                  const WQAWQOptions &options) {
+  // Through the pass itself, so the plan and the pass share one mapping.
+  auto pass = createWQAWQ(options);
+  auto &awq = static_cast<AWQPass &>(*pass);
+  AWQPlan plan;
+  plan.fingerprint = awq.moduleLossFingerprint();
+  std::string diag;
+  ScopedDiagnosticHandler handler(module.getContext(), [&](Diagnostic &d) {
+    diag = d.str();
+    return success();
+  });
+  if (failed(awq.searchOptions(module, plan.options)))
+    return fail(diag);
+  QuantizeConfig cfg = commonConfig(awq);
+  auto selector =
+      SchemeSelector::create(cfg.select, [&] { return module.emitError(); });
+  if (failed(selector))
+    return fail(diag);
+  llvm::StringMap<int> uses;
+  llvm::DenseMap<Operation *, SchemeAttr> schemes;
+  SmallVector<ScaleGroup> groups;
+  if (failed(collectGroups(module, **selector, uses, schemes, groups)))
+    return fail(diag);
+  SmallVector<LinearOp> linears;
+  module.walk([&](LinearOp op) { linears.push_back(op); });
+  for (auto [i, g] : llvm::enumerate(groups)) {
+    if (g.prev != ScaleGroup::Prev::Norm)
+      continue;
+    AWQPlanGroup pg;
+    pg.k = cast<RankedTensorType>(g.consumers.front().getWeight().getType())
+               .getDimSize(1);
+    for (LinearOp op : g.consumers) {
+      AWQPlanLayer l;
+      l.name = op.getName()->str();
+      l.weight = op.getWeight().getDefiningOp<WeightOp>().getName().str();
+      l.n = cast<RankedTensorType>(op.getWeight().getType()).getDimSize(0);
+      if (SchemeAttr s = schemes[op])
+        l.scheme = quant::Scheme{s.getBits(), s.getGroupSize(),
+                                 s.getSymmetric(), false};
+      pg.layers.push_back(std::move(l));
+    }
+    pg.zero = nextBranch(groups, i, linears);
+    plan.groups.push_back(std::move(pg));
+  }
+  return plan;
+}

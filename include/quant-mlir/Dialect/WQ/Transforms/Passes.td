@@ -250,6 +250,11 @@ def WQAWQ : Pass<"wq-awq", "mlir::ModuleOp"> {
     Option<"clip", "clip", "bool", "true",
            "Clip search (AutoAWQ apply_clip; never for q/k/query/key/Wqkv)">,
     Option<"nGrid", "n-grid", "int64_t", "20", "Scale candidates a = i / n-grid">,
+    Option<"loss", "loss", "std::string", "\"linear\"",
+           "Scale-search loss: linear (the group's own outputs, from the "
+           "Hessian) or module (AutoAWQ's: the inspected module's output, "
+           "measured on the block by quant-compile --awq-loss module and "
+           "read from the statistics)">,
     Option<"gptq", "gptq", "bool", "false",
            "Quantize the scaled, clipped weights with GPTQ on H' = diag(1/s) H diag(1/s)">,
     Option<"dampPercent", "damp-percent", "double", "0.01", "GPTQ dampening (gptq=1)">,
