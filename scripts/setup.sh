@@ -15,6 +15,7 @@ PACKAGES=(
   libonnx-dev libonnx-testdata libprotobuf-dev protobuf-compiler
   libopenblas-dev liblapacke-dev libsentencepiece-dev libgtest-dev
   python3-onnx python3-numpy python3-torch python3-sentencepiece python3-matplotlib
+  pybind11-dev python3-pytest
   nodejs
 )
 

@@ -14,11 +14,13 @@
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
 #include "quant-mlir/Export/HFExport.h"
 #include "quant-mlir/InitAllDialects.h"
+#include "quant-mlir/Quant/CustomQuantizer.h"
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
@@ -57,6 +59,8 @@ llvm::StringRef driver::methodName(Method method) {
     return "awq";
   case Method::AWQGPTQ:
     return "awq+gptq";
+  case Method::Custom:
+    return "custom";
   }
   llvm_unreachable("unknown method");
 }
@@ -74,6 +78,8 @@ llvm::Error driver::validate(CompileOptions &o) {
   if (q.awqLoss != "module" && q.awqLoss != "linear")
     return error("--awq-loss must be module or linear, got '" + q.awqLoss +
                  "'");
+  if (q.method == Method::Custom && !quant::hasCustomQuantizer(q.custom))
+    return error("no custom quantizer '" + q.custom + "' is registered");
   if (needsCalibration(q.method) && o.calib.data.empty())
     return error("--method " + methodName(q.method) + " needs --calib-data");
   if (q.trueSequential && q.method != Method::GPTQ)
@@ -148,6 +154,11 @@ driver::createQuantizePass(const QuantizeOptions &q, llvm::StringRef baseDir) {
     return nullptr;
   case Method::RTN:
     return wq::createWQRTN(commonOptions<wq::WQRTNOptions>(q, baseDir));
+  case Method::Custom: {
+    auto p = commonOptions<wq::WQRTNOptions>(q, baseDir);
+    p.custom = q.custom;
+    return wq::createWQRTN(p);
+  }
   case Method::GPTQ:
     return wq::createWQGPTQ(gptqOptions(q, baseDir));
   case Method::AWQ:
@@ -169,9 +180,23 @@ public:
     quant_mlir::registerAllDialects(registry);
     context.appendDialectRegistry(registry);
     context.loadAllAvailableDialects();
+    if (o.captureDiagnostics)
+      capture.emplace(&context, [this](mlir::Diagnostic &d) {
+        if (d.getSeverity() != mlir::DiagnosticSeverity::Error)
+          return mlir::failure(); // warnings still reach stderr
+        diagnostics += (diagnostics.empty() ? "" : "\n") + d.str();
+        return mlir::success();
+      });
   }
 
   llvm::Expected<CompileResult> run();
+  /// The errors the passes reported, in place of `err`'s generic message.
+  llvm::Error withDiagnostics(llvm::Error err) {
+    if (diagnostics.empty())
+      return err;
+    llvm::consumeError(std::move(err));
+    return error(diagnostics);
+  }
 
 private:
   double lap() const {
@@ -189,6 +214,8 @@ private:
   llvm::raw_ostream &results;
   std::chrono::steady_clock::time_point start;
   mlir::MLIRContext context;
+  std::optional<mlir::ScopedDiagnosticHandler> capture;
+  std::string diagnostics;
   llvm::SmallString<256> work;
   CompileResult result;
 };
@@ -369,5 +396,9 @@ llvm::Expected<CompileResult> driver::compile(CompileOptions options,
                                               llvm::raw_ostream &log) {
   if (llvm::Error err = validate(options))
     return std::move(err);
-  return Compiler(options, log).run();
+  Compiler compiler(options, log);
+  auto result = compiler.run();
+  if (!result)
+    return compiler.withDiagnostics(result.takeError());
+  return result;
 }

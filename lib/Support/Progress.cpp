@@ -8,10 +8,19 @@
 
 using namespace quant_mlir;
 
+static Progress::Sink &sink() {
+  static Progress::Sink s;
+  return s;
+}
+
+void Progress::setSink(Sink s) { sink() = std::move(s); }
+
 Progress::Progress(llvm::StringRef label, int64_t total, bool enabled)
     : label(label.str()), total(total > 0 ? total : 1),
-      shown(enabled && llvm::sys::Process::StandardErrIsDisplayed()),
-      start(std::chrono::steady_clock::now()), lastDraw() {
+      shown(enabled &&
+            (sink() || llvm::sys::Process::StandardErrIsDisplayed())),
+      toSink(bool(sink())), start(std::chrono::steady_clock::now()),
+      lastDraw() {
   if (shown)
     draw();
 }
@@ -59,6 +68,11 @@ void Progress::advance(int64_t n) {
 
 void Progress::draw() {
   lastDraw = std::chrono::steady_clock::now();
+  if (toSink) {
+    if (sink())
+      sink()(render(label, done, total, elapsedSeconds()), false);
+    return;
+  }
   llvm::errs() << "\r" << render(label, done, total, elapsedSeconds()) << "\x1b[K";
   llvm::errs().flush();
 }
@@ -66,6 +80,12 @@ void Progress::draw() {
 void Progress::finish() {
   if (!shown)
     return;
+  shown = false;
+  if (toSink) {
+    if (sink())
+      sink()(render(label, done, total, elapsedSeconds()), true);
+    return;
+  }
   llvm::errs() << "\r\x1b[K";
   llvm::errs().flush();
   shown = false;

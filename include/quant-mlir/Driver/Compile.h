@@ -28,9 +28,12 @@ class Pass;
 
 namespace quant_mlir::driver {
 
-enum class Method { None, RTN, GPTQ, AWQ, AWQGPTQ };
+/// Custom: the quantizer registered under QuantizeOptions::custom
+/// (quant::registerCustomQuantizer), run by wq-rtn custom=NAME.
+enum class Method { None, RTN, GPTQ, AWQ, AWQGPTQ, Custom };
 
-/// "none", "rtn", "gptq", "awq", "awq+gptq".
+/// "none", "rtn", "gptq", "awq", "awq+gptq" ("custom" is not parsed: a
+/// custom method is named by its registered name).
 std::optional<Method> parseMethod(llvm::StringRef name);
 llvm::StringRef methodName(Method method);
 inline bool isAWQ(Method m) { return m == Method::AWQ || m == Method::AWQGPTQ; }
@@ -63,6 +66,8 @@ struct QuantizeOptions {
   bool trueSequential = false;
   // AWQ.
   std::string awqMode = "gemm"; // gemm, fake, scale, clip
+  // Method::Custom: the registered quantizer's name.
+  std::string custom;
   std::string duoScaling = "true"; // true, false, both
   bool clip = true;
   int64_t nGrid = 20;
@@ -92,6 +97,9 @@ struct CompileOptions {
   std::string outDir; // written atomically
   bool force = false; // replace an existing outDir
   bool quiet = false; // no progress output
+  /// Pass errors (diagnostics) become the returned error's message instead
+  /// of going to stderr (for callers without a terminal: Python).
+  bool captureDiagnostics = false;
   QuantizeOptions quant;
   CalibrationOptions calib;
   /// GPU targets (sm_75 .. sm_90) to emit GEMV/GEMM kernels for.

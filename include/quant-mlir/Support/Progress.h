@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace quant_mlir {
@@ -17,7 +18,7 @@ namespace quant_mlir {
 class Progress {
 public:
   /// `enabled` is usually `!quiet`; the bar is also off when stderr is not a
-  /// terminal.
+  /// terminal and no sink is set.
   Progress(llvm::StringRef label, int64_t total, bool enabled = true);
   ~Progress();
 
@@ -26,6 +27,13 @@ public:
   /// Erases the bar (idempotent).
   void finish();
   bool isShown() const { return shown; }
+
+  /// Where every bar goes instead of stderr while set (process-wide): the
+  /// rendered line on each redraw, then once with `finished`. The Python
+  /// package draws bars in notebooks through it, or silences them with a
+  /// sink that does nothing. An empty function restores stderr.
+  using Sink = std::function<void(llvm::StringRef line, bool finished)>;
+  static void setSink(Sink sink);
   double elapsedSeconds() const;
 
   /// Formats "mm:ss" (or "h:mm:ss").
@@ -39,7 +47,7 @@ private:
 
   std::string label;
   int64_t total, done = 0;
-  bool shown;
+  bool shown, toSink;
   std::chrono::steady_clock::time_point start, lastDraw;
 };
 

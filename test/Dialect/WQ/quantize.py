@@ -29,6 +29,10 @@
 # RUN: not quant-opt %t/odd/model.mlir --wq-rtn="bits=3 group-size=-1 output=x.safetensors base-dir=%t/odd" 2>&1 | FileCheck %s --check-prefix=PACK
 # PACK: layer 'model.layers.0.mlp.down_proj': 3-bit gptq packing needs K * bits (40 * 3) to be a multiple of 32
 # RUN: not ls %t/odd/x.safetensors
+# A custom quantizer (wq-rtn custom=NAME) that nobody registered.
+# RUN: not quant-opt %t/fp/model.mlir --wq-rtn="custom=nope group-size=32 output=x.safetensors base-dir=%t/fp" 2>&1 | FileCheck %s --check-prefix=CUSTOM
+# CUSTOM: layer 'model.layers.0.mlp.up_proj': no quantizer 'nope' is registered
+# RUN: not ls %t/fp/x.safetensors
 import json
 import os
 import sys

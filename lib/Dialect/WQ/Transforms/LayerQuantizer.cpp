@@ -12,6 +12,7 @@
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
 #include "quant-mlir/Quant/AWQ.h"
+#include "quant-mlir/Quant/CustomQuantizer.h"
 #include "quant-mlir/Quant/GPTQ.h"
 #include "quant-mlir/Quant/LayerError.h"
 #include "quant-mlir/Quant/Packing.h"
@@ -44,7 +45,10 @@ std::string QuantizeConfig::fingerprint() const {
         llvm::formatv("method={0} bits={1} group-size={2} zero-point={3} "
                       "desc-act={4} skip={5} overrides={6} fake-quant={7} "
                       "scale-dtype={8}",
-                      gptq ? "gptq" : "rtn", select.bits, select.groupSize,
+                      gptq             ? std::string("gptq")
+                      : custom.empty() ? std::string("rtn")
+                                       : "custom:" + custom,
+                      select.bits, select.groupSize,
                       int(select.zeroPoint), int(select.actOrder), skipText,
                       llvm::join(select.overrides, ","), int(fakeQuant),
                       scaleType)
@@ -171,11 +175,20 @@ quant::Scheme toScheme(SchemeAttr scheme) {
           scheme.getActOrder()};
 }
 
-/// RTN or GPTQ of one layer, after the checks every caller needs.
+/// One layer's calibration statistics as views of the statistics archive
+/// (empty where absent), for custom quantizers.
+struct LayerStatsView {
+  ArrayRef<double> hessian;
+  ArrayRef<float> xMean, rows;
+  int64_t numRows = 0;
+};
+
+/// RTN, GPTQ or the custom quantizer of one layer, after the checks every
+/// caller needs.
 llvm::Expected<quant::QuantizedWeight>
 quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
               const LayerWeight &lw, ArrayRef<double> hessian,
-              StringRef layer) {
+              StringRef layer, const LayerStatsView &statsView = {}) {
   if (llvm::Error e = quant::verifyScheme(qs, lw.n, lw.k, layer))
     return std::move(e);
   int64_t n = lw.n, k = lw.k;
@@ -187,6 +200,19 @@ quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
                 (qs.symmetric ? "" : " and N * bits") +
                 " to be a multiple of 32; skip the layer (skip= or "
                 "overrides=GLOB:skip)");
+  if (!cfg.custom.empty()) {
+    quant::CustomQuantizeInput in;
+    in.layer = layer;
+    in.weight = lw.w;
+    in.n = n;
+    in.k = k;
+    in.scheme = qs;
+    in.hessian = statsView.hessian;
+    in.xMean = statsView.xMean;
+    in.rows = statsView.rows;
+    in.numRows = statsView.numRows;
+    return quant::runCustomQuantizer(cfg.custom, in);
+  }
   if (cfg.gptq)
     return quant::quantizeGPTQ(lw.w, n, k, hessian, qs, cfg.gptqOptions,
                                layer);
@@ -214,6 +240,37 @@ std::vector<float> effectiveWeights(quant::QuantizedWeight q,
   return q.dequantize();
 }
 
+/// The layer's statistics in `stats` (none: an empty view), checked against
+/// its K.
+LogicalResult viewStats(LinearOp op, const safetensors::Reader *stats,
+                        StringRef layer, int64_t k, LayerStatsView &view) {
+  std::optional<StatsAttr> attr = op.getStats();
+  if (!attr || !stats)
+    return success();
+  auto bad = [&](StringRef key, StringRef what) -> LogicalResult {
+    return op.emitError() << "layer '" << layer << "': statistics '" << key
+                          << "' must be " << what;
+  };
+  const safetensors::TensorInfo *h = stats->lookup(attr->getHessianKey());
+  if (h) {
+    if (h->dtype != DType::F64 || h->shape != SmallVector<int64_t>{k, k})
+      return bad(attr->getHessianKey(), "an F64 [K, K] Hessian");
+    view.hessian = stats->as<double>(*h);
+  }
+  if (const auto *m = stats->lookup(attr->getAbsMeanKey())) {
+    if (m->dtype != DType::F32 || m->shape != SmallVector<int64_t>{k})
+      return bad(attr->getAbsMeanKey(), "F32 [K]");
+    view.xMean = stats->as<float>(*m);
+  }
+  if (const auto *r = stats->lookup(attr->getInputsKey())) {
+    if (r->dtype != DType::F32 || r->shape.size() != 2 || r->shape[1] != k)
+      return bad(attr->getInputsKey(), "F32 [rows, K]");
+    view.rows = stats->as<float>(*r);
+    view.numRows = r->shape[0];
+  }
+  return success();
+}
+
 } // namespace
 
 LogicalResult quant_mlir::wq::detail::runQuantize(
@@ -232,7 +289,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
   if (!in)
     return module.emitError() << llvm::toString(in.takeError());
   std::unique_ptr<safetensors::Reader> stats;
-  if (cfg.gptq) {
+  if (cfg.gptq || !cfg.custom.empty()) {
     if (auto path = module->getAttrOfType<StringAttr>(
             WQDialect::kStatsArchiveAttrName)) {
       auto reader = safetensors::Reader::open(resolve(cfg.baseDir, path));
@@ -355,7 +412,15 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
           for (int64_t j = 0; j < k; ++j)
             hessian[i * k + j] /= (*inputScale)[i] * (*inputScale)[j];
     }
-    auto quantized = quantizeLayer(cfg, qs, *loaded, hessian, layer);
+    LayerStatsView statsView;
+    if (!cfg.custom.empty()) {
+      // Optional for a custom quantizer: it gets what calibration recorded.
+      if (failed(viewStats(op, stats.get(), layer, k, statsView)))
+        return failure();
+      hessian.assign(statsView.hessian.begin(), statsView.hessian.end());
+    }
+    auto quantized =
+        quantizeLayer(cfg, qs, *loaded, hessian, layer, statsView);
     if (!quantized)
       return op.emitError() << llvm::toString(quantized.takeError());
     roundScales(*quantized, scaleType.value_or(info->dtype));
@@ -368,7 +433,9 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
                    llvm::Twine(int(qs.actOrder)) + "," +
                    (rewrites && !rewrites->method.empty()
                         ? StringRef(rewrites->method)
-                        : StringRef(cfg.gptq ? "gptq" : "rtn")) +
+                        : StringRef(cfg.gptq             ? "gptq"
+                                    : cfg.custom.empty() ? "rtn"
+                                                         : cfg.custom.c_str())) +
                    ",")
                       .str() +
                   llvm::formatv("{0:e6},{1:e6}\n", err.weight, err.output).str();

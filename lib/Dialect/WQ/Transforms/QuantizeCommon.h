@@ -31,6 +31,8 @@ struct QuantizeConfig {
   bool gptq = false, trueSequential = false;
   /// Quantize with AutoAWQ's quantizer (wq-awq without gptq=1).
   bool awq = false;
+  /// The registered custom quantizer to call instead (wq-rtn custom=NAME).
+  std::string custom;
   quant::GPTQOptions gptqOptions;
 
   /// The options that determine the quantized weights.

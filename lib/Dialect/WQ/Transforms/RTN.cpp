@@ -20,7 +20,11 @@ namespace {
 struct RTNPass : public quant_mlir::wq::impl::WQRTNBase<RTNPass> {
   using Base::Base;
   template <typename P> friend QuantizeConfig quant_mlir::wq::detail::commonConfig(const P &);
-  QuantizeConfig config() const { return commonConfig(*this); }
+  QuantizeConfig config() const {
+    QuantizeConfig cfg = commonConfig(*this);
+    cfg.custom = custom;
+    return cfg;
+  }
   void runOnOperation() override {
     if (failed(runQuantize(getOperation(), config(), "wq-rtn")))
       signalPassFailure();

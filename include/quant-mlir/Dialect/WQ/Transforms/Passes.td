@@ -166,9 +166,16 @@ def WQRTN : Pass<"wq-rtn", "mlir::ModuleOp"> {
     with every untouched tensor to the `output` archive. A layer's own
     `scheme` attribute (from wq-assign-scheme) wins over the options. With
     `fake-quant` the IR keeps `wq.linear` and the archive holds the
-    dequantized weights.
+    dequantized weights. With `custom=NAME` each layer is quantized by the
+    quantizer registered under NAME (quant::registerCustomQuantizer, e.g. a
+    Python function through quant_mlir.register_quantizer), given the
+    layer's statistics when the module has them; its codes are checked and
+    packed like RTN's.
   }];
-  let options = WQQuantizeOptions;
+  let options = WQQuantizeOptions # [
+    Option<"custom", "custom", "std::string", "\"\"",
+           "Quantize with the custom quantizer registered under this name">,
+  ];
 }
 
 def WQGPTQ : Pass<"wq-gptq", "mlir::ModuleOp"> {
