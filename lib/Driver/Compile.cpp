@@ -16,6 +16,7 @@
 #include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Quant/CustomQuantizer.h"
 #include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/StreamCalibration.h"
 #include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
@@ -26,8 +27,14 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/xxhash.h"
 
 #include <chrono>
+
+#include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
+#if LLVM_ON_UNIX
+#include <unistd.h>
+#endif
 
 using namespace quant_mlir;
 using namespace quant_mlir::driver;
@@ -80,7 +87,31 @@ llvm::Error driver::validate(CompileOptions &o) {
                  "'");
   if (q.method == Method::Custom && !quant::hasCustomQuantizer(q.custom))
     return error("no custom quantizer '" + q.custom + "' is registered");
-  if (needsCalibration(q.method) && o.calib.data.empty())
+  StreamingOptions &st = o.stream;
+  if (!st.blockInputs.empty() && st.blockInputs != "quantized" &&
+      st.blockInputs != "float")
+    return error("--block-inputs must be quantized or float, got '" +
+                 st.blockInputs + "'");
+  if (st.blockInputs == "quantized" && q.method != Method::GPTQ &&
+      q.method != Method::RTN)
+    return error("--block-inputs quantized applies to --method gptq and rtn "
+                 "(AWQ's search runs on the float blocks' inputs)");
+  if (st.resume && isAWQ(q.method) && q.awqLoss == "module")
+    return error("--resume is not supported with --awq-loss module (its "
+                 "block loop keeps no resumable state); use --awq-loss linear");
+  if (q.trueSequential && st.blockInputs == "float")
+    return error("--true-sequential quantizes in the loop; it excludes "
+                 "--block-inputs float");
+  if (!st.stats.empty()) {
+    if (!fs::is_regular_file(st.stats))
+      return error("--stats-file '" + st.stats + "' is not a file");
+    if (!o.calib.data.empty())
+      return error("--stats-file reuses statistics; it excludes --calib-data");
+    if (st.resume)
+      return error("--stats-file skips calibration; --resume has nothing to "
+                   "resume");
+  }
+  if (needsCalibration(q.method) && o.calib.data.empty() && st.stats.empty())
     return error("--method " + methodName(q.method) + " needs --calib-data");
   if (q.trueSequential && q.method != Method::GPTQ)
     return error("--true-sequential applies to --method gptq only");
@@ -93,8 +124,20 @@ llvm::Error driver::validate(CompileOptions &o) {
     return error("'" + o.outDir + "' exists; pass --force to replace it");
   // -o must not replace a directory that holds an input (`model.onnx -o .`
   // with --force would delete the model) nor be an input itself.
-  return checkNotAnInput(o.outDir, {o.input, o.calib.data, o.calib.tokenizer},
-                         "-o");
+  if (llvm::Error err = checkNotAnInput(
+          o.outDir, {o.input, o.calib.data, o.calib.tokenizer, st.stats}, "-o"))
+    return err;
+  if (!st.saveStats.empty())
+    return checkNotAnInput(st.saveStats,
+                           {o.input, o.calib.data, o.calib.tokenizer, st.stats},
+                           "--save-stats");
+  return llvm::Error::success();
+}
+
+bool driver::quantizedBlockInputs(const CompileOptions &o) {
+  if (!o.stream.blockInputs.empty())
+    return o.stream.blockInputs == "quantized";
+  return o.quant.method == Method::GPTQ;
 }
 
 /// The options every quantization pass shares, as the generated structs
@@ -207,6 +250,7 @@ private:
   llvm::Error calibrate(mlir::ModuleOp module);
   llvm::Error quantize(mlir::ModuleOp module);
   llvm::Error moveIntoPlace(llvm::StringRef absOut);
+  void printPhases();
 
   const CompileOptions &o;
   llvm::raw_ostream &log;
@@ -218,10 +262,86 @@ private:
   std::string diagnostics;
   llvm::SmallString<256> work;
   CompileResult result;
+  std::vector<double> stageSeconds;
 };
 } // namespace
 
+/// Physical memory in bytes (0 if unknown).
+static uint64_t physicalMemory() {
+#if LLVM_ON_UNIX
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && size > 0)
+    return uint64_t(pages) * uint64_t(size);
+#endif
+  return 0;
+}
+
+/// What a resumed run must share with the interrupted one: the inputs (by
+/// path, size and modification time) and every option that changes the
+/// statistics.
+static std::string fingerprint(const CompileOptions &o) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  for (const std::string &path : {o.input, o.calib.data, o.calib.tokenizer}) {
+    fs::file_status st;
+    os << path << ":";
+    if (!path.empty() && !fs::status(path, st))
+      os << st.getSize() << ":"
+         << st.getLastModificationTime().time_since_epoch().count();
+    os << ";";
+  }
+  const QuantizeOptions &q = o.quant;
+  os << methodName(q.method) << ";" << q.bits << ";" << q.groupSize << ";"
+     << q.effectiveZeroPoint() << ";" << q.descAct << ";" << q.fakeQuant
+     << ";" << q.scaleType << ";" << llvm::join(q.skip, ",") << ";"
+     << llvm::join(q.overrides, ",") << ";" << q.dampPercent << ";"
+     << q.blockSize << ";" << q.staticGroups << ";" << q.trueSequential << ";"
+     << o.calib.samples << ";" << o.calib.seqLen << ";" << o.calib.seed << ";"
+     << quantizedBlockInputs(o) << ";" << o.stream.f16Activations;
+  return llvm::utohexstr(llvm::xxh3_64bits(text)) + " " +
+         std::to_string(text.size());
+}
+
+/// Copies `from` to `to` atomically (a hard link when possible).
+static llvm::Error copyAtomically(llvm::StringRef from, llvm::StringRef to) {
+  std::string tmp = temporaryModel(to);
+  llvm::SmallString<256> tmpPath;
+  int fd;
+  if (std::error_code ec = fs::createUniqueFile(tmp, fd, tmpPath))
+    return error("cannot create a temporary beside '" + to +
+                 "': " + ec.message());
+  fs::closeFile(fd);
+  fs::remove(tmpPath);
+  if (fs::create_hard_link(from, tmpPath))
+    if (std::error_code ec = fs::copy_file(from, tmpPath)) {
+      fs::remove(tmpPath);
+      return error("cannot copy '" + from + "' to '" + to +
+                   "': " + ec.message());
+    }
+  if (std::error_code ec = fs::rename(tmpPath, to)) {
+    fs::remove(tmpPath);
+    return error("cannot write '" + to + "': " + ec.message());
+  }
+  return llvm::Error::success();
+}
+
 llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
+  const StreamingOptions &st = o.stream;
+  CalibrateOptions opts;
+  llvm::SmallString<256> statsPath(work);
+  llvm::sys::path::append(statsPath, opts.statsArchive);
+  if (!st.stats.empty()) {
+    // Reused statistics: the pass reads them from the output directory.
+    if (llvm::Error err = copyAtomically(st.stats, statsPath))
+      return err;
+    auto count = useStatistics(module, statsPath, opts.statsArchive);
+    if (!count)
+      return count.takeError();
+    result.calibratedLayers = *count;
+    log << "[2/3] statistics of " << *count << " layers from " << st.stats
+        << "\n";
+    return llvm::Error::success();
+  }
   std::unique_ptr<data::Tokenizer> tokenizer;
   if (!o.calib.tokenizer.empty()) {
     auto tok = data::Tokenizer::open(o.calib.tokenizer);
@@ -232,38 +352,86 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   auto tokens = data::loadTokens(o.calib.data, tokenizer.get());
   if (!tokens)
     return tokens.takeError();
-  CalibrateOptions opts;
   opts.samples = o.calib.samples;
   opts.seqLen = o.calib.seqLen;
   opts.seed = o.calib.seed;
   opts.dataName = llvm::sys::path::filename(o.calib.data).str();
   opts.quiet = o.quiet;
-  llvm::Expected<CalibrateResult> calibrated = CalibrateResult();
+
+  StreamOptions so;
+  so.trueSequential = o.quant.trueSequential;
+  so.quantizedInputs = quantizedBlockInputs(o);
+  so.f16Activations = st.f16Activations;
+  so.maxMemory = st.maxMemory ? st.maxMemory : physicalMemory() / 2;
+  if (!so.maxMemory)
+    so.maxMemory = uint64_t(4) << 30;
+  llvm::SmallString<256> stateDir(work);
+  llvm::sys::path::append(stateDir, "calibration.state");
+  so.stateDir = stateDir.str().str();
+  so.resumable = so.resume = st.resume;
+  so.fingerprint = fingerprint(o);
+  so.stopAfterStage = st.stopAfterBlock < 0 ? -1 : st.stopAfterBlock + 1;
   bool moduleLoss = isAWQ(o.quant.method) && o.quant.awqLoss == "module";
-  if (o.quant.trueSequential) {
-    auto quantizer =
-        wq::LayerQuantizer::create(module, gptqOptions(o.quant, work));
-    if (!quantizer)
-      return quantizer.takeError();
-    calibrated = calibrateSequential(module, work, *tokens, opts, **quantizer);
-  } else if (moduleLoss) {
+  std::unique_ptr<wq::LayerQuantizer> quantizer;
+  if (!moduleLoss && (so.quantizedInputs || so.trueSequential)) {
+    auto created =
+        o.quant.method == Method::RTN
+            ? wq::LayerQuantizer::create(
+                  module, commonOptions<wq::WQRTNOptions>(o.quant, work))
+            : wq::LayerQuantizer::create(module, gptqOptions(o.quant, work));
+    if (!created)
+      return created.takeError();
+    quantizer = std::move(*created);
+  }
+  llvm::Expected<StreamResult> calibrated = StreamResult();
+  if (moduleLoss) {
+    // AutoAWQ's module-output loss runs its own block loop (candidate
+    // scales scored per block); it is neither resumable nor spilled yet.
     auto plan = wq::planAWQModuleLoss(module, awqOptions(o.quant, work));
     if (!plan)
       return plan.takeError();
-    calibrated = calibrateAWQ(module, work, *tokens, opts, *plan,
-                              o.quant.awqLossSamples);
+    auto awq = calibrateAWQ(module, work, *tokens, opts, *plan,
+                            o.quant.awqLossSamples);
+    if (!awq)
+      return awq.takeError();
+    static_cast<CalibrateResult &>(*calibrated) = *awq;
   } else {
-    calibrated = calibrateModel(module, work, *tokens, opts);
+    calibrated = calibrateStreaming(module, work, *tokens, opts, so,
+                                    quantizer.get());
   }
   if (!calibrated)
     return calibrated.takeError();
   result.calibratedLayers = calibrated->layers;
-  log << "[2/3] calibrated " << calibrated->layers << " layers"
-      << (o.quant.trueSequential ? " block by block (true-sequential)"
-          : moduleLoss             ? " with AWQ module losses, block by block"
-                                   : "")
+  result.blocks = calibrated->stages;
+  result.resumedBlocks = calibrated->resumedStages;
+  result.activationBytes = calibrated->activationBytes;
+  result.spilledActivations = calibrated->spilled;
+  result.phases.push_back({"calibrate", calibrated->seconds});
+  result.phases.push_back({"merge statistics", calibrated->mergeSeconds});
+  stageSeconds = calibrated->stageSeconds;
+  fs::remove_directories(so.stateDir);
+  if (!calibrated->wholeModelReason.empty())
+    log << "      note: calibrating the whole model at once (float inputs): "
+           "it does not split into blocks: "
+        << calibrated->wholeModelReason << "\n";
+  log << "[2/3] calibrated " << calibrated->layers << " layers "
+      << (!calibrated->wholeModelReason.empty() ? "whole"
+          : o.quant.trueSequential              ? "block by block (true-sequential)"
+          : moduleLoss ? "with AWQ module losses, block by block"
+          : so.quantizedInputs ? "block by block (inputs from the quantized blocks)"
+                               : "block by block")
       << " on " << calibrated->samples << " x " << o.calib.seqLen
-      << " tokens in " << llvm::format("%.2f", calibrated->seconds) << " s\n";
+      << " tokens in " << llvm::format("%.2f", calibrated->seconds) << " s";
+  if (calibrated->resumedStages)
+    log << " (" << calibrated->resumedStages << " of " << calibrated->stages
+        << " stages from the interrupted run)";
+  log << "\n";
+  if (!st.saveStats.empty()) {
+    llvm::SmallString<256> target(st.saveStats);
+    fs::make_absolute(target);
+    if (llvm::Error err = copyAtomically(statsPath, target))
+      return err;
+  }
   return llvm::Error::success();
 }
 
@@ -325,13 +493,46 @@ llvm::Error Compiler::moveIntoPlace(llvm::StringRef absOut) {
 llvm::Expected<CompileResult> Compiler::run() {
   llvm::SmallString<256> absOut(o.outDir);
   fs::make_absolute(absOut);
-  auto tempDir = TempDir::createBeside(absOut);
-  if (!tempDir)
-    return tempDir.takeError();
-  work = tempDir->path();
+  std::optional<TempDir> tempDir;
+  if (o.stream.resume) {
+    // A fixed name, kept on errors and signals: the calibration state in it
+    // is what the next --resume continues from; everything else in it is
+    // rebuilt (so nothing half-written by the interrupted run is used).
+    work = llvm::sys::path::parent_path(absOut);
+    llvm::sys::path::append(work, "." + llvm::sys::path::filename(absOut) +
+                                      ".resume");
+    if (std::error_code ec = fs::create_directories(work))
+      return error("cannot create '" + work + "': " + ec.message());
+    std::error_code ec;
+    std::vector<std::string> stale;
+    for (fs::directory_iterator it(work, ec), e; it != e && !ec;
+         it.increment(ec))
+      if (llvm::sys::path::filename(it->path()) != "calibration.state")
+        stale.push_back(it->path());
+    for (const std::string &path : stale)
+      if (fs::remove_directories(path))
+        fs::remove(path);
+  } else {
+    auto created = TempDir::createBeside(absOut);
+    if (!created)
+      return created.takeError();
+    tempDir.emplace(std::move(*created));
+    work = tempDir->path();
+  }
   auto fail = [&](llvm::Error err) -> llvm::Expected<CompileResult> {
+    if (o.stream.resume)
+      return error(llvm::toString(std::move(err)) +
+                   " (the completed blocks are kept in '" + work.str() +
+                   "' for --resume)");
     fs::remove_directories(work);
     return std::move(err);
+  };
+  auto phaseStart = std::chrono::steady_clock::now();
+  auto phase = [&](llvm::StringRef name) {
+    auto now = std::chrono::steady_clock::now();
+    result.phases.push_back(
+        {name.str(), std::chrono::duration<double>(now - phaseStart).count()});
+    phaseStart = now;
   };
 
   // 1. Import.
@@ -350,14 +551,20 @@ llvm::Expected<CompileResult> Compiler::run() {
       << stats.tensors << " tensors ("
       << llvm::format("%.1f", stats.bytes / 1048576.0) << " MiB) in "
       << llvm::format("%.2f", lap()) << " s\n";
+  phase("import");
 
   // 2. Calibrate; 3. quantize.
-  if (!o.calib.data.empty() && o.quant.method != Method::None)
+  if ((!o.calib.data.empty() || !o.stream.stats.empty()) &&
+      o.quant.method != Method::None) {
     if (llvm::Error err = calibrate(module))
       return fail(std::move(err));
-  if (o.quant.method != Method::None)
+    phaseStart = std::chrono::steady_clock::now(); // calibrate() timed itself
+  }
+  if (o.quant.method != Method::None) {
     if (llvm::Error err = quantize(module))
       return fail(std::move(err));
+    phase("quantize");
+  }
   if (llvm::Error err = llvm::writeToOutput(mlirPath, [&](llvm::raw_ostream &os) {
         module.print(os);
         return llvm::Error::success();
@@ -366,7 +573,9 @@ llvm::Expected<CompileResult> Compiler::run() {
 
   if (llvm::Error err = moveIntoPlace(absOut))
     return fail(std::move(err));
-  tempDir->keep();
+  if (tempDir)
+    tempDir->keep();
+  phase("write");
   result.outDir = absOut.str().str();
   if (o.quant.method != Method::None) {
     llvm::SmallString<256> report(absOut);
@@ -388,8 +597,36 @@ llvm::Expected<CompileResult> Compiler::run() {
                    o.outDir + "' was written; no checkpoint)");
     result.hfDir = hfDir.str().str();
   }
+  if (o.format)
+    phase("export");
   result.seconds = lap();
+  printPhases();
   return result;
+}
+
+void Compiler::printPhases() {
+  log << "phase              seconds   share\n";
+  double total = std::max(result.seconds, 1e-9);
+  for (const auto &[name, sec] : result.phases)
+    log << llvm::format("%-18s %8.2f %6.1f%%\n", name.c_str(), sec,
+                        100.0 * sec / total);
+  log << llvm::format("%-18s %8.2f\n", "total", result.seconds);
+  int64_t run = 0;
+  double blockSeconds = 0;
+  // Stages 1 .. n-2 are the transformer blocks.
+  for (size_t s = 1; s + 1 < stageSeconds.size(); ++s)
+    if (stageSeconds[s] > 0)
+      ++run, blockSeconds += stageSeconds[s];
+  if (run)
+    log << llvm::format("calibration: %lld blocks run, %.2f s per block",
+                        (long long)run, blockSeconds / run)
+        << (result.resumedBlocks ? " (" + std::to_string(result.resumedBlocks) +
+                                       " stages resumed)"
+                                 : std::string())
+        << llvm::format(", activations %.1f MiB per boundary%s\n",
+                        result.activationBytes / 1048576.0,
+                        result.spilledActivations ? " (memory-mapped file)"
+                                                  : "");
 }
 
 llvm::Expected<CompileResult> driver::compile(CompileOptions options,

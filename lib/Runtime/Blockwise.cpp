@@ -182,3 +182,11 @@ llvm::Error BlockwiseModel::runStage(
   }
   return llvm::Error::success();
 }
+
+llvm::Expected<std::vector<HostTensor>>
+BlockwiseModel::runSample(int64_t stage, ArrayRef<const HostTensor *> inputs,
+                          const WeightOverlay *overlay) const {
+  if (compiledStage != stage)
+    return makeError("stage '" + stages[stage].name + "' is not compiled");
+  return compiled->run(stages[stage].name, inputs, overlay);
+}

@@ -97,6 +97,9 @@ llvm::Error CalibrationRecorder::record(int64_t layer, const float *rows,
   if (!active.empty() && !active[layer])
     return llvm::Error::success();
   LayerStats &s = stats[layer];
+  if (s.final)
+    return makeError("layer '" + names[layer] +
+                     "' recorded after its statistics were finalized");
   if (s.k < 0) {
     s.k = k;
     s.xtx.assign(k * k, 0.0);
@@ -151,6 +154,71 @@ std::vector<float> CalibrationRecorder::absMean(int64_t layer) const {
   for (int64_t c = 0; c < s.k; ++c)
     out[c] = static_cast<float>(s.absSum[c] / double(s.n));
   return out;
+}
+
+llvm::ArrayRef<double> CalibrationRecorder::finalHessian(int64_t layer) {
+  LayerStats &s = stats[layer];
+  if (!s.final) {
+    // The same products as hessian(), written over the upper triangle they
+    // are read from (each (i, j >= i) is read once, before its mirror).
+    double scale = s.n > 0 ? 2.0 / double(s.n) : 0.0;
+    for (int64_t i = 0; i < s.k; ++i)
+      for (int64_t j = i; j < s.k; ++j)
+        s.xtx[i * s.k + j] = s.xtx[j * s.k + i] = s.xtx[i * s.k + j] * scale;
+    s.final = true;
+  }
+  return s.xtx;
+}
+
+llvm::Error CalibrationRecorder::commitLayers(
+    llvm::StringRef path, llvm::ArrayRef<int64_t> layers,
+    const std::map<std::string, std::string> &metadata) {
+  if (llvm::Error err = std::move(pendingError))
+    return err;
+  safetensors::Writer writer;
+  std::vector<std::vector<float>> absMeans;
+  absMeans.reserve(layers.size());
+  auto asBytes = [](const auto *p, size_t n) {
+    return llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(p),
+                                   n * sizeof(*p));
+  };
+  for (int64_t i : layers) {
+    LayerStats &s = stats[i];
+    if (s.n == 0)
+      return makeError("layer '" + names[i] +
+                       "' saw no calibration data (is it reachable from the "
+                       "entry function?)");
+    llvm::ArrayRef<double> h = finalHessian(i);
+    std::vector<float> &absMean = absMeans.emplace_back(s.k);
+    for (int64_t c = 0; c < s.k; ++c)
+      absMean[c] = static_cast<float>(s.absSum[c] / double(s.n));
+    int64_t rows = std::min<int64_t>(s.seen, sampleRows);
+    if (llvm::Error err =
+            writer.add(names[i] + ".hessian", safetensors::DType::F64,
+                       {s.k, s.k}, asBytes(h.data(), h.size())))
+      return err;
+    if (llvm::Error err =
+            writer.add(names[i] + ".absmean", safetensors::DType::F32, {s.k},
+                       asBytes(absMean.data(), absMean.size())))
+      return err;
+    if (rows > 0)
+      if (llvm::Error err = writer.add(names[i] + ".inputs",
+                                       safetensors::DType::F32, {rows, s.k},
+                                       asBytes(s.samples.data(), rows * s.k)))
+        return err;
+    writer.setMetadata("tokens." + names[i], std::to_string(s.n));
+  }
+  for (const auto &[key, value] : metadata)
+    writer.setMetadata(key, value);
+  if (llvm::Error err = writer.write(path))
+    return err;
+  for (int64_t i : layers) {
+    LayerStats &s = stats[i];
+    std::vector<double>().swap(s.xtx);
+    std::vector<double>().swap(s.absSum);
+    std::vector<float>().swap(s.samples);
+  }
+  return llvm::Error::success();
 }
 
 llvm::Error CalibrationRecorder::write(

@@ -26,7 +26,9 @@
 #include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
 #if LLVM_ON_UNIX
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
+#include <cerrno>
 
 using namespace llvm;
 
@@ -299,6 +301,99 @@ size_t Reader::indexOf(const TensorInfo &info) const {
 ArrayRef<uint8_t> Reader::bytes(const TensorInfo &info) const {
   size_t index = indexOf(info);
   return {payloads[index], tensorList[index].numBytes()};
+}
+
+bool Reader::isMapped(const TensorInfo &info) const {
+  if (buffer->getBufferKind() != MemoryBuffer::MemoryBuffer_MMap)
+    return false;
+  const uint8_t *p = bytes(info).data();
+  return p >= buffer->getBuffer().bytes_begin() &&
+         p < buffer->getBuffer().bytes_end();
+}
+
+void Reader::releasePages(const TensorInfo &info) const {
+#if LLVM_ON_UNIX
+  if (!isMapped(info))
+    return;
+  ArrayRef<uint8_t> raw = bytes(info);
+  uintptr_t page = sys::Process::getPageSizeEstimate();
+  uintptr_t lo = alignTo(reinterpret_cast<uintptr_t>(raw.data()), page);
+  uintptr_t hi = alignDown(reinterpret_cast<uintptr_t>(raw.end()), page);
+  if (lo < hi)
+    (void)::madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+#else
+  (void)info;
+#endif
+}
+
+//===----------------------------------------------------------------------===//
+// SpillArea
+//===----------------------------------------------------------------------===//
+
+Expected<std::unique_ptr<SpillArea>> SpillArea::create(StringRef dir) {
+  std::unique_ptr<SpillArea> area(new SpillArea());
+  SmallString<256> model(dir), path;
+  sys::path::append(model, temporaryModel(".spill"));
+  if (std::error_code ec = sys::fs::createUniqueFile(model, area->fd, path))
+    return createStringError(ec, "cannot create a temporary file in '" + dir +
+                                     "': " + ec.message());
+  // Unlinked at once: the data lives as long as the descriptor.
+  sys::fs::remove(path);
+  return std::move(area);
+}
+
+SpillArea::~SpillArea() {
+#if LLVM_ON_UNIX
+  if (mapping)
+    ::munmap(mapping, mappedSize);
+#endif
+  if (fd >= 0)
+    sys::fs::closeFile(fd);
+}
+
+Error SpillArea::add(StringRef name, DType dtype, ArrayRef<int64_t> shape,
+                     ArrayRef<uint8_t> bytes) {
+  if (mapping)
+    return createStringError("spill area: add() after addTo()");
+  uint64_t offset = alignTo(end, 8);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
+                         offset + done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return createStringError(std::error_code(errno, std::generic_category()),
+                               "cannot write tensor '" + name +
+                                   "' to the temporary spill file");
+    done += n;
+  }
+  entries[name.str()] = {dtype, SmallVector<int64_t>(shape), offset,
+                         uint64_t(bytes.size())};
+  end = offset + bytes.size();
+  return Error::success();
+}
+
+Error SpillArea::addTo(Writer &writer) {
+#if LLVM_ON_UNIX
+  if (!mapping && end > 0) {
+    void *p = ::mmap(nullptr, end, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+      return createStringError(std::error_code(errno, std::generic_category()),
+                               "cannot map the temporary spill file");
+    mapping = p;
+    mappedSize = end;
+  }
+#endif
+  for (const auto &[name, e] : entries) {
+    ArrayRef<uint8_t> bytes;
+    if (e.size)
+      bytes = {static_cast<const uint8_t *>(mapping) + e.offset, e.size};
+    if (Error err = writer.add(name, e.dtype, e.shape, bytes,
+                               Writer::Source::FileMapping))
+      return err;
+  }
+  return Error::success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -8,6 +8,7 @@
 #include "quant-mlir/Driver/Compile.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
@@ -124,6 +125,58 @@ static cl::opt<std::string> hfFormat("format",
                                      cl::desc("Also write a Hugging Face checkpoint (gptq, gptq_v2, awq, "
                                               "compressed-tensors) to OUTDIR/hf (quant-export)"),
                                      cl::cat(category));
+static cl::OptionCategory streamCategory("Streaming and resuming");
+static cl::opt<std::string> blockInputs(
+    "block-inputs",
+    cl::desc("Inputs of block b+1 during calibration: 'quantized' (block b "
+             "quantized; gptq's default, as AutoGPTQ) or 'float' (AutoAWQ; "
+             "the default of the others)"),
+    cl::cat(streamCategory));
+static cl::opt<std::string> activations(
+    "activations", cl::init("f32"),
+    cl::desc("Storage of the activations between blocks: f32 or f16"),
+    cl::cat(streamCategory));
+static cl::opt<std::string> maxMemory(
+    "max-memory",
+    cl::desc("Activations above this size (e.g. 8G, 512M; default half the "
+             "physical memory) go to a memory-mapped temporary file"),
+    cl::cat(streamCategory));
+static cl::opt<std::string> saveStats(
+    "save-stats", cl::desc("Also write the calibration statistics to FILE"),
+    cl::value_desc("FILE"), cl::cat(streamCategory));
+// (Not "--stats": LLVM's own -stats option has that name.)
+static cl::opt<std::string> statsFile(
+    "stats-file",
+    cl::desc("Reuse the statistics in FILE (from --save-stats) instead of "
+             "calibrating"),
+    cl::value_desc("FILE"), cl::cat(streamCategory));
+static cl::opt<bool> resume(
+    "resume",
+    cl::desc("Keep completed blocks in .OUTDIR.resume beside OUTDIR and "
+             "continue an interrupted run with the same inputs and options"),
+    cl::cat(streamCategory));
+static cl::opt<int64_t> stopAfterBlock(
+    "stop-after-block", cl::init(-1), cl::Hidden,
+    cl::desc("Testing: fail after calibrating block N (0-based)"),
+    cl::cat(streamCategory));
+
+/// "8G", "512M", "4096K", "1000000" -> bytes.
+static std::optional<uint64_t> parseBytes(llvm::StringRef text) {
+  uint64_t scale = 1;
+  if (!text.empty()) {
+    char c = llvm::toUpper(text.back());
+    if (c == 'K' || c == 'M' || c == 'G' || c == 'T') {
+      scale = c == 'K' ? 1ull << 10 : c == 'M' ? 1ull << 20
+                                  : c == 'G'   ? 1ull << 30
+                                               : 1ull << 40;
+      text = text.drop_back();
+    }
+  }
+  double v;
+  if (text.empty() || text.getAsDouble(v) || v <= 0)
+    return std::nullopt;
+  return uint64_t(v * double(scale));
+}
 
 /// Prints quant-report.csv as an aligned table.
 static void printReport(llvm::StringRef path) {
@@ -152,7 +205,7 @@ static void printReport(llvm::StringRef path) {
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   wq::registerWQPasses();
-  cl::HideUnrelatedOptions(category);
+  cl::HideUnrelatedOptions({&category, &streamCategory});
   cl::ParseCommandLineOptions(
       argc, argv,
       "quant-compile: import an ONNX decoder, calibrate it and quantize its "
@@ -209,6 +262,23 @@ int main(int argc, char **argv) {
   if (!hfFormat.empty() && !(o.format = hf::parseFormat(hfFormat)))
     return fail("--format must be gptq, gptq_v2, awq or compressed-tensors, got '" +
                 hfFormat + "'");
+
+  driver::StreamingOptions &st = o.stream;
+  st.blockInputs = blockInputs;
+  if (activations != "f32" && activations != "f16")
+    return fail("--activations must be f32 or f16, got '" + activations + "'");
+  st.f16Activations = activations == "f16";
+  if (!maxMemory.empty()) {
+    std::optional<uint64_t> bytes = parseBytes(maxMemory);
+    if (!bytes)
+      return fail("--max-memory must be a size such as 8G or 512M, got '" +
+                  maxMemory + "'");
+    st.maxMemory = *bytes;
+  }
+  st.saveStats = saveStats;
+  st.stats = statsFile;
+  st.resume = resume;
+  st.stopAfterBlock = stopAfterBlock;
 
   auto result = driver::compile(std::move(o), llvm::errs());
   if (!result)

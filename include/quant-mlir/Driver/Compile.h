@@ -92,6 +92,31 @@ struct CalibrationOptions {
   uint64_t seed = 0;
 };
 
+/// How calibration streams through the model: one block at a time over all
+/// samples, holding one block's statistics and activations.
+struct StreamingOptions {
+  /// The inputs of block b+1: "quantized" (block b with its layers
+  /// quantized, as AutoGPTQ / GPTQModel; rtn and gptq only) or "float" (the
+  /// float block b, as AutoAWQ); empty: the method's reference (gptq:
+  /// quantized, others: float).
+  std::string blockInputs;
+  /// Activations between blocks in f16 (half the memory) instead of f32.
+  bool f16Activations = false;
+  /// Bytes of activations held in memory; above, they go to a memory-mapped
+  /// file in the work directory. 0: half of the physical memory.
+  uint64_t maxMemory = 0;
+  /// Also write the statistics archive to this file.
+  std::string saveStats;
+  /// Reuse this statistics archive instead of calibrating.
+  std::string stats;
+  /// Keep every completed block in `.<outdir name>.resume` beside outDir
+  /// and continue from there if an earlier run with the same model, data
+  /// and options was interrupted.
+  bool resume = false;
+  /// Test-only: fail after completing block N (0-based), as a crash would.
+  int64_t stopAfterBlock = -1;
+};
+
 struct CompileOptions {
   std::string input;  // model.onnx
   std::string outDir; // written atomically
@@ -107,6 +132,7 @@ struct CompileOptions {
   std::string ptxas = "/usr/local/cuda/bin/ptxas";
   /// A Hugging Face checkpoint written to outDir/hf as well.
   std::optional<hf::Format> format;
+  StreamingOptions stream;
 };
 
 struct CompileResult {
@@ -115,11 +141,23 @@ struct CompileResult {
   std::string hfDir;      // "" without a format
   int64_t linears = 0, calibratedLayers = 0;
   double seconds = 0;
+  /// (phase, seconds) in order: import, calibrate, merge statistics,
+  /// quantize, write.
+  std::vector<std::pair<std::string, double>> phases;
+  /// Calibration blocks run (and taken from an interrupted run), the
+  /// activation bytes of one block boundary and whether they were spilled.
+  int64_t blocks = 0, resumedBlocks = 0;
+  uint64_t activationBytes = 0;
+  bool spilledActivations = false;
 };
 
 /// Checks the options' consistency (method/flag combinations, values) and
 /// fills the method-dependent defaults; the message names the flag.
 llvm::Error validate(CompileOptions &options);
+
+/// Whether calibration feeds block b+1 the outputs of the quantized block b
+/// (the --block-inputs choice, else the method's reference).
+bool quantizedBlockInputs(const CompileOptions &options);
 
 /// The whole compile. `log` receives progress lines unless options.quiet.
 /// On error nothing is left at outDir (an existing one is kept).

@@ -81,6 +81,13 @@ public:
                onOutputs = {},
            llvm::function_ref<void()> onSample = {});
 
+  /// Runs the compiled `stage` on one sample: the entry's inputs for the
+  /// prologue, else the stream followed by the side values. For callers
+  /// that hold the activations themselves (in a file, in f16).
+  llvm::Expected<std::vector<HostTensor>>
+  runSample(int64_t stage, llvm::ArrayRef<const HostTensor *> inputs,
+            const WeightOverlay *overlay = nullptr) const;
+
 private:
   BlockwiseModel() = default;
   struct Stage {

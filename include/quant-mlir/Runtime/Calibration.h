@@ -50,6 +50,15 @@ public:
   llvm::Error write(llvm::StringRef path,
                     const std::map<std::string, std::string> &metadata) const;
 
+  /// H of `layer` (as hessian()), computed once in place of the running
+  /// sums, which are not updated any more: recording stops for the layer.
+  llvm::ArrayRef<double> finalHessian(int64_t layer);
+  /// Writes the statistics of `layers` like write() (plus the metadata
+  /// "tokens.<layer>" per layer) and frees their buffers: the block by block
+  /// flow holds one block's statistics at a time.
+  llvm::Error commitLayers(llvm::StringRef path, llvm::ArrayRef<int64_t> layers,
+                           const std::map<std::string, std::string> &metadata);
+
   int64_t numTokens(int64_t layer) const { return stats[layer].n; }
   int64_t numSampledRows(int64_t layer) const {
     return std::min<int64_t>(stats[layer].seen, sampleRows);
@@ -71,6 +80,7 @@ private:
     std::vector<double> absSum;  // sum |x| per channel
     std::vector<float> samples;  // [sampleRows, K]
     std::mt19937_64 rng;
+    bool final = false; // xtx holds H (finalHessian())
   };
   std::vector<std::string> names;
   std::vector<LayerStats> stats;

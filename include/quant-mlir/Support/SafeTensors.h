@@ -64,6 +64,15 @@ public:
     return {reinterpret_cast<const T *>(raw.data()), raw.size() / sizeof(T)};
   }
 
+  /// Whether bytes(info) points into a read-only file mapping (not a heap
+  /// copy): only then may a Writer take it as Source::FileMapping.
+  bool isMapped(const TensorInfo &info) const;
+  /// Drops the resident pages of a mapped tensor (madvise(MADV_DONTNEED) on
+  /// the page-aligned interior), so reading a large archive one tensor at a
+  /// time keeps about one tensor resident; the bytes stay valid (a later read
+  /// faults them back in from the file). A no-op for heap copies.
+  void releasePages(const TensorInfo &info) const;
+
   /// The "__metadata__" string map (empty if absent).
   const std::map<std::string, std::string> &metadata() const { return meta; }
   llvm::StringRef path() const { return filePath; }
@@ -157,6 +166,37 @@ private:
 
   std::map<std::string, Entry> entries; // ordered: defines the file layout
   std::map<std::string, std::string> meta;
+};
+
+/// Tensors produced one by one (a quantization pass's outputs) parked in an
+/// unlinked temporary file instead of memory until a Writer writes them:
+/// addTo() maps the file and adds them as Source::FileMapping, so the
+/// writer drops each page behind it. The file has no name once created, so
+/// it disappears on every exit path, SIGKILL included.
+class SpillArea {
+public:
+  /// The temporary is created in `dir` (the output's directory).
+  static llvm::Expected<std::unique_ptr<SpillArea>> create(llvm::StringRef dir);
+  ~SpillArea();
+  /// Appends `bytes`; a later add() of the same name replaces it.
+  llvm::Error add(llvm::StringRef name, DType dtype,
+                  llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<uint8_t> bytes);
+  bool contains(llvm::StringRef name) const { return entries.count(name.str()); }
+  /// Adds every tensor to `writer`; this object must outlive writer.write().
+  llvm::Error addTo(Writer &writer);
+
+private:
+  SpillArea() = default;
+  struct Entry {
+    DType dtype;
+    llvm::SmallVector<int64_t> shape;
+    uint64_t offset, size;
+  };
+  int fd = -1;
+  uint64_t end = 0;
+  std::map<std::string, Entry> entries;
+  void *mapping = nullptr;
+  uint64_t mappedSize = 0;
 };
 
 /// Bit-exact IEEE conversions; f32 -> f16/bf16 round to nearest, ties to even,

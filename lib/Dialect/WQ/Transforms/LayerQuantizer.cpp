@@ -340,16 +340,26 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
   if (walk.wasInterrupted())
     return failure();
 
-  std::map<std::string, std::vector<uint8_t>> fresh; // name -> bytes
-  std::map<std::string, std::pair<DType, SmallVector<int64_t>>> freshInfo;
+  // The new tensors wait in an unlinked temporary file, not in memory: the
+  // pass holds about one layer at a time.
+  std::string outputPath = resolve(cfg.baseDir, cfg.output);
+  auto fresh =
+      safetensors::SpillArea::create(llvm::sys::path::parent_path(outputPath));
+  if (!fresh)
+    return module.emitError() << llvm::toString(fresh.takeError());
+  std::string spillError;
   llvm::StringSet<> dropped;
   std::string reportText =
       "layer,n,k,bits,group_size,symmetric,act_order,method,"
       "weight_rel_err,output_rel_err\n";
   auto addFresh = [&](const std::string &name, DType dtype,
                       ArrayRef<int64_t> shape, std::vector<uint8_t> bytes) {
-    fresh[name] = std::move(bytes);
-    freshInfo[name] = {dtype, SmallVector<int64_t>(shape)};
+    if (llvm::Error e = (*fresh)->add(name, dtype, shape, bytes)) {
+      if (spillError.empty())
+        spillError = llvm::toString(std::move(e));
+      else
+        llvm::consumeError(std::move(e));
+    }
   };
 
   if (rewrites && rewrites->floatOnly)
@@ -368,6 +378,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     if (!loaded)
       return op.emitError() << llvm::toString(loaded.takeError());
     const safetensors::TensorInfo *info = loaded->info;
+    (*in)->releasePages(*info); // converted to floats: not read again
     int64_t n = loaded->n, k = loaded->k;
     // The error is measured against the weight the float model computes
     // with (after wq-awq's scaling, before its clipping).
@@ -406,6 +417,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
                               << "] Hessian";
       auto hv = stats->as<double>(*h);
       hessian.assign(hv.begin(), hv.end());
+      stats->releasePages(*h);
       // The input is x / s after scaling: H' = diag(1/s) H diag(1/s).
       if (inputScale)
         for (int64_t i = 0; i < k; ++i)
@@ -505,16 +517,18 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
   module.walk([&](WeightOp op) { dropped.erase(op.getName()); });
   safetensors::Writer out;
   for (const safetensors::TensorInfo &t : (*in)->tensors()) {
-    if (dropped.contains(t.name) || fresh.count(t.name))
+    if (dropped.contains(t.name) || (*fresh)->contains(t.name))
       continue;
-    if (llvm::Error e = out.add(t.name, t.dtype, t.shape, (*in)->bytes(t)))
+    if (llvm::Error e = out.add(
+            t.name, t.dtype, t.shape, (*in)->bytes(t),
+            (*in)->isMapped(t) ? safetensors::Writer::Source::FileMapping
+                               : safetensors::Writer::Source::Memory))
       return module.emitError() << llvm::toString(std::move(e));
   }
-  for (auto &[name, bytes] : fresh) {
-    auto &[dtype, shape] = freshInfo[name];
-    if (llvm::Error e = out.addOwned(name, dtype, shape, std::move(bytes)))
-      return module.emitError() << llvm::toString(std::move(e));
-  }
+  if (!spillError.empty())
+    return module.emitError() << spillError;
+  if (llvm::Error e = (*fresh)->addTo(out))
+    return module.emitError() << llvm::toString(std::move(e));
   for (const auto &[key, value] : (*in)->metadata())
     out.setMetadata(key, value);
   if (llvm::Error e = out.write(resolve(cfg.baseDir, cfg.output)))
@@ -619,6 +633,7 @@ LayerQuantizer::quantize(StringRef name, ArrayRef<double> hessian) const {
   auto loaded = loadWeight(*impl->archive, weightOp, name);
   if (!loaded)
     return loaded.takeError();
+  impl->archive->releasePages(*loaded->info);
   if (impl->cfg.gptq &&
       hessian.size() != size_t(loaded->k) * size_t(loaded->k))
     return fail("layer '" + name + "': the Hessian is not [K, K]");

@@ -1,0 +1,86 @@
+//===- StreamCalibration.h - block by block calibration, resumable -*- C++ -*-===//
+// Calibration for models larger than memory: one transformer block at a time
+// over all samples, its statistics committed to a per-block file and freed
+// before the next block, the activations between blocks in memory or in a
+// memory-mapped file, and a manifest that lets an interrupted run continue
+// after its last committed block with the same final output.
+//===----------------------------------------------------------------------===//
+
+#ifndef QUANT_MLIR_RUNTIME_STREAMCALIBRATION_H
+#define QUANT_MLIR_RUNTIME_STREAMCALIBRATION_H
+
+#include "quant-mlir/Runtime/Calibration.h"
+
+#include <functional>
+#include <limits>
+
+namespace quant_mlir {
+
+struct StreamOptions {
+  /// The inputs of block b+1 are the outputs of block b with its layers
+  /// quantized (AutoGPTQ / GPTQModel; needs a quantizer), else of the float
+  /// block (AutoAWQ).
+  bool quantizedInputs = false;
+  /// Inside a block, quantize group by group ([q, k, v], [o], [gate, up],
+  /// [down]) as GPTQ's true-sequential mode does (needs a quantizer).
+  bool trueSequential = false;
+  /// The activations between blocks are held in f16 (half the memory, not
+  /// bit-identical to f32) instead of f32.
+  bool f16Activations = false;
+  /// Above this many bytes (input and output activations of a block
+  /// together) the activations go to a memory-mapped file in stateDir.
+  uint64_t maxMemory = std::numeric_limits<uint64_t>::max();
+  /// Directory for the per-block statistics, the activations file and the
+  /// manifest (created; removed by the caller).
+  std::string stateDir;
+  /// Every committed block stays usable by a later call with `resume`: the
+  /// activations are always written to stateDir.
+  bool resumable = false;
+  /// Continue from the manifest in stateDir if its fingerprint matches.
+  bool resume = false;
+  /// The run's identity (model, data, options); a state with another one
+  /// is discarded.
+  std::string fingerprint;
+  /// Test-only: fail right after committing this stage (a simulated crash).
+  int64_t stopAfterStage = -1;
+  /// A model that wq-outline-blocks cannot split is calibrated whole
+  /// (calibrateModel, float inputs) instead of failing; not with
+  /// trueSequential.
+  bool wholeModelFallback = true;
+};
+
+struct StreamResult : CalibrateResult {
+  int64_t stages = 0, resumedStages = 0;
+  /// Seconds per stage run in this call (resumed stages: 0).
+  std::vector<double> stageSeconds;
+  double mergeSeconds = 0;
+  /// Activation bytes of one stage boundary, and whether they were spilled.
+  uint64_t activationBytes = 0;
+  bool spilled = false;
+  /// Why the model was calibrated whole (empty: block by block).
+  std::string wholeModelReason;
+};
+
+/// Calibrates `module` block by block (wq-outline-blocks) and writes
+/// `modelDir/<options.statsArchive>` (the same archive calibrateModel writes
+/// when the inputs are the float blocks'), then annotates `module` like
+/// calibrateModel. Peak memory: one block's statistics, one block's JIT
+/// code and weights, and the activations of one stage boundary (unless
+/// spilled).
+llvm::Expected<StreamResult>
+calibrateStreaming(mlir::ModuleOp module, llvm::StringRef modelDir,
+                   llvm::ArrayRef<int64_t> tokens,
+                   const CalibrateOptions &options, const StreamOptions &stream,
+                   const wq::LayerQuantizer *quantizer);
+
+/// Annotates `module` from an existing statistics archive (`path`, stored
+/// in the module as `archiveName` relative to its directory): `#wq.stats`
+/// on every layer the archive holds a Hessian for, and `wq.stats_archive`.
+/// Returns the number of layers annotated.
+llvm::Expected<int64_t> useStatistics(mlir::ModuleOp module,
+                                      llvm::StringRef path,
+                                      llvm::StringRef archiveName);
+
+} // namespace quant_mlir
+
+#endif // QUANT_MLIR_RUNTIME_STREAMCALIBRATION_H

@@ -1,0 +1,689 @@
+//===- StreamCalibration.cpp - block by block calibration, resumable --------===//
+// Holds one block's statistics and one stage boundary's activations at a
+// time. Every stage is committed in three atomic steps: its statistics file
+// (block-<s>.safetensors), the activations after it (acts-<s>.bin, when
+// they live in a file) and the manifest naming both; a run killed anywhere
+// leaves a manifest that names only complete files, so `resume` continues
+// after the last committed stage and produces the same bytes.
+//===----------------------------------------------------------------------===//
+
+#include "quant-mlir/Runtime/StreamCalibration.h"
+
+#include "quant-mlir/Data/TokenData.h"
+#include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
+#include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
+#include "quant-mlir/Runtime/Blockwise.h"
+#include "quant-mlir/Runtime/LanguageModel.h"
+#include "quant-mlir/Support/Progress.h"
+#include "quant-mlir/Support/SafeTensors.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
+#if LLVM_ON_UNIX
+#include <sys/mman.h>
+#endif
+
+using namespace quant_mlir;
+namespace fs = llvm::sys::fs;
+using safetensors::DType;
+
+static llvm::Error makeError(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+static std::string join(llvm::StringRef dir, llvm::StringRef name) {
+  llvm::SmallString<256> p(dir);
+  llvm::sys::path::append(p, name);
+  return p.str().str();
+}
+
+namespace {
+/// The residual stream of every sample at one stage boundary, in f32 or
+/// f16, in memory or in a file written sequentially and then mapped
+/// read-only (each sample's pages are dropped once it has been read).
+class ActivationStore {
+public:
+  ActivationStore(bool f16, bool toFile, std::string path)
+      : f16(f16), toFile(toFile), path(std::move(path)) {}
+  ~ActivationStore() {
+    if (os) {
+      os.reset();
+      fs::remove(path + ".part");
+    }
+  }
+
+  llvm::Error append(const HostTensor &t) {
+    if (t.dtype != DType::F32)
+      return makeError("the block stream must be f32");
+    if (count == 0) {
+      shape = t.shape;
+      numel = t.numElements();
+    } else if (t.shape != shape) {
+      return makeError("the block stream's shape changes between samples");
+    }
+    std::vector<uint8_t> bytes;
+    if (f16) {
+      bytes.resize(numel * 2);
+      const float *src = reinterpret_cast<const float *>(t.data.data());
+      auto *dst = reinterpret_cast<uint16_t *>(bytes.data());
+      for (int64_t i = 0; i < numel; ++i)
+        dst[i] = safetensors::floatToHalf(src[i]);
+    }
+    llvm::ArrayRef<uint8_t> raw = f16 ? llvm::ArrayRef<uint8_t>(bytes)
+                                      : llvm::ArrayRef<uint8_t>(t.data);
+    ++count;
+    if (!toFile) {
+      memory.emplace_back(raw.begin(), raw.end());
+      return llvm::Error::success();
+    }
+    if (!os) {
+      std::error_code ec;
+      os = std::make_unique<llvm::raw_fd_ostream>(path + ".part", ec);
+      if (ec)
+        return makeError("cannot create '" + path + ".part': " + ec.message());
+    }
+    os->write(reinterpret_cast<const char *>(raw.data()), raw.size());
+    return llvm::Error::success();
+  }
+
+  /// Completes a file-backed store: renamed into place, then mapped.
+  llvm::Error finish() {
+    if (!toFile)
+      return llvm::Error::success();
+    if (!os)
+      return makeError("no activations to store");
+    os->close();
+    bool failed = os->has_error();
+    os.reset();
+    if (failed)
+      return makeError("cannot write '" + path + ".part'");
+    if (std::error_code ec = fs::rename(path + ".part", path))
+      return makeError("cannot rename '" + path + "': " + ec.message());
+    return map();
+  }
+
+  /// A file-backed store committed by an earlier run.
+  static llvm::Expected<std::unique_ptr<ActivationStore>>
+  open(std::string path, bool f16, llvm::ArrayRef<int64_t> shape,
+       int64_t count) {
+    auto store = std::make_unique<ActivationStore>(f16, true, path);
+    store->shape.assign(shape.begin(), shape.end());
+    store->numel = 1;
+    for (int64_t d : shape)
+      store->numel *= d;
+    store->count = count;
+    if (llvm::Error err = store->map())
+      return std::move(err);
+    return std::move(store);
+  }
+
+  /// Sample `i` as the f32 tensor the stage takes.
+  HostTensor get(int64_t i) {
+    HostTensor t{DType::F32, shape, {}};
+    t.data.resize(numel * 4);
+    const uint8_t *src = toFile ? reinterpret_cast<const uint8_t *>(
+                                      region.const_data()) +
+                                      uint64_t(i) * sampleBytes()
+                                : memory[i].data();
+    if (f16) {
+      const auto *h = reinterpret_cast<const uint16_t *>(src);
+      auto *dst = reinterpret_cast<float *>(t.data.data());
+      for (int64_t j = 0; j < numel; ++j)
+        dst[j] = safetensors::halfToFloat(h[j]);
+    } else {
+      std::memcpy(t.data.data(), src, numel * 4);
+    }
+    if (toFile)
+      release(src, sampleBytes());
+    return t;
+  }
+
+  uint64_t sampleBytes() const { return uint64_t(numel) * (f16 ? 2 : 4); }
+  uint64_t bytes() const { return sampleBytes() * count; }
+  int64_t size() const { return count; }
+  llvm::ArrayRef<int64_t> sampleShape() const { return shape; }
+  const std::string &filePath() const { return path; }
+  bool inFile() const { return toFile; }
+
+private:
+  llvm::Error map() {
+    int fd;
+    if (std::error_code ec = fs::openFileForRead(path, fd))
+      return makeError("cannot open '" + path + "': " + ec.message());
+    uint64_t expected = bytes();
+    fs::file_status st;
+    if (std::error_code ec = fs::status(fd, st); ec || st.getSize() != expected) {
+      fs::closeFile(fd);
+      return makeError("'" + path + "' holds " + llvm::Twine(st.getSize()) +
+                       " bytes, not the " + llvm::Twine(expected) +
+                       " its manifest names");
+    }
+    std::error_code ec;
+    region = fs::mapped_file_region(fs::convertFDToNativeFile(fd),
+                                    fs::mapped_file_region::readonly, expected,
+                                    0, ec);
+    fs::closeFile(fd);
+    if (ec)
+      return makeError("cannot map '" + path + "': " + ec.message());
+    return llvm::Error::success();
+  }
+
+  static void release(const uint8_t *p, uint64_t n) {
+#if LLVM_ON_UNIX
+    uintptr_t page = llvm::sys::Process::getPageSizeEstimate();
+    uintptr_t lo = llvm::alignTo(reinterpret_cast<uintptr_t>(p), page);
+    uintptr_t hi = llvm::alignDown(reinterpret_cast<uintptr_t>(p) + n, page);
+    if (lo < hi)
+      (void)::madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+#else
+    (void)p, (void)n;
+#endif
+  }
+
+  bool f16, toFile;
+  std::string path;
+  llvm::SmallVector<int64_t> shape;
+  int64_t numel = 0, count = 0;
+  std::vector<std::vector<uint8_t>> memory;
+  std::unique_ptr<llvm::raw_fd_ostream> os;
+  fs::mapped_file_region region;
+};
+
+/// What the manifest records: the stages committed and where their
+/// results are.
+struct Manifest {
+  std::string fingerprint;
+  int64_t stages = 0; // committed
+  std::string acts;   // the activations after the last committed stage
+  bool actsF16 = false;
+  std::vector<int64_t> actsShape;
+  int64_t samples = 0;
+  bool merged = false; // the statistics archive is complete
+  std::map<std::string, int64_t> tokens;
+
+  llvm::Error write(llvm::StringRef path) const {
+    llvm::json::Object tok;
+    for (const auto &[k, v] : tokens)
+      tok[k] = v;
+    llvm::json::Object o{{"fingerprint", fingerprint},
+                         {"stages", stages},
+                         {"acts", acts},
+                         {"acts_f16", actsF16},
+                         {"acts_shape", llvm::json::Array(actsShape)},
+                         {"samples", samples},
+                         {"merged", merged},
+                         {"tokens", std::move(tok)}};
+    // writeToOutput writes a temporary and renames it: atomic.
+    return llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+      os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+      return llvm::Error::success();
+    });
+  }
+
+  static std::optional<Manifest> read(llvm::StringRef path) {
+    auto buf = llvm::MemoryBuffer::getFile(path);
+    if (!buf)
+      return std::nullopt;
+    auto v = llvm::json::parse((*buf)->getBuffer());
+    if (!v) {
+      llvm::consumeError(v.takeError());
+      return std::nullopt;
+    }
+    const llvm::json::Object *o = v->getAsObject();
+    if (!o)
+      return std::nullopt;
+    Manifest m;
+    auto fp = o->getString("fingerprint");
+    auto stages = o->getInteger("stages");
+    auto acts = o->getString("acts");
+    auto samples = o->getInteger("samples");
+    if (!fp || !stages || !acts || !samples)
+      return std::nullopt;
+    m.fingerprint = fp->str();
+    m.stages = *stages;
+    m.acts = acts->str();
+    m.samples = *samples;
+    m.actsF16 = o->getBoolean("acts_f16").value_or(false);
+    m.merged = o->getBoolean("merged").value_or(false);
+    if (const llvm::json::Array *shape = o->getArray("acts_shape"))
+      for (const llvm::json::Value &d : *shape)
+        m.actsShape.push_back(d.getAsInteger().value_or(0));
+    if (const llvm::json::Object *tok = o->getObject("tokens"))
+      for (const auto &[k, val] : *tok)
+        m.tokens[k.str()] = val.getAsInteger().value_or(0);
+    return m;
+  }
+};
+} // namespace
+
+/// The shared metadata of a statistics archive (as finishCalibration writes
+/// it in Calibration.cpp).
+static std::map<std::string, std::string>
+archiveMetadata(const CalibrateOptions &options,
+                llvm::ArrayRef<int64_t> starts) {
+  std::string startList;
+  for (auto [i, s] : llvm::enumerate(starts))
+    startList += (i ? "," : "") + std::to_string(s);
+  return {{"calib_data", options.dataName},
+          {"seed", std::to_string(options.seed)},
+          {"seq_len", std::to_string(options.seqLen)},
+          {"samples", std::to_string(options.samples)},
+          {"sample_starts", startList},
+          {"sample_rows", std::to_string(options.sampleRows)}};
+}
+
+/// Merges the per-stage statistics files into one archive, streaming from
+/// their mappings (the writer drops each page behind it).
+static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
+                                   llvm::StringRef out,
+                                   const std::map<std::string, std::string> &meta,
+                                   std::map<std::string, int64_t> &tokens) {
+  std::vector<std::unique_ptr<safetensors::Reader>> readers;
+  safetensors::Writer writer;
+  for (int64_t s = 0; s < stages; ++s) {
+    std::string path = join(stateDir, "block-" + std::to_string(s) +
+                                          ".safetensors");
+    if (!fs::exists(path))
+      continue; // a stage without layers
+    auto reader = safetensors::Reader::open(path);
+    if (!reader)
+      return reader.takeError();
+    for (const safetensors::TensorInfo &t : (*reader)->tensors())
+      if (llvm::Error err = writer.add(
+              t.name, t.dtype, t.shape, (*reader)->bytes(t),
+              (*reader)->isMapped(t) ? safetensors::Writer::Source::FileMapping
+                                     : safetensors::Writer::Source::Memory))
+        return err;
+    for (const auto &[k, v] : (*reader)->metadata())
+      if (llvm::StringRef(k).starts_with("tokens."))
+        tokens[k.substr(7)] = std::stoll(v);
+    readers.push_back(std::move(*reader));
+  }
+  for (const auto &[k, v] : meta)
+    writer.setMetadata(k, v);
+  return writer.write(out);
+}
+
+static llvm::Expected<int64_t>
+annotate(mlir::ModuleOp module, const safetensors::Reader &stats,
+         llvm::StringRef archiveName,
+         const std::map<std::string, int64_t> &tokens, int64_t defaultTokens) {
+  mlir::MLIRContext *ctx = module.getContext();
+  int64_t count = 0;
+  module.walk([&](wq::LinearOp op) {
+    std::string name = op.getName().value_or("").str();
+    if (name.empty() || !stats.lookup(name + ".hessian"))
+      return;
+    const safetensors::TensorInfo *rows = stats.lookup(name + ".inputs");
+    auto it = tokens.find(name);
+    op.setStatsAttr(wq::StatsAttr::get(
+        ctx, name, it != tokens.end() ? it->second : defaultTokens,
+        rows && !rows->shape.empty() ? rows->shape[0] : 0));
+    ++count;
+  });
+  module->setAttr(wq::WQDialect::kStatsArchiveAttrName,
+                  mlir::StringAttr::get(ctx, archiveName));
+  return count;
+}
+
+llvm::Expected<int64_t> quant_mlir::useStatistics(mlir::ModuleOp module,
+                                                  llvm::StringRef path,
+                                                  llvm::StringRef archiveName) {
+  auto stats = safetensors::Reader::open(path);
+  if (!stats)
+    return stats.takeError();
+  const auto &meta = (*stats)->metadata();
+  auto num = [&](llvm::StringRef key) -> int64_t {
+    auto it = meta.find(key.str());
+    int64_t v = 0;
+    if (it != meta.end() && !llvm::StringRef(it->second).getAsInteger(10, v))
+      return v;
+    return 0;
+  };
+  auto count = annotate(module, **stats, archiveName, {},
+                        num("samples") * num("seq_len"));
+  if (count && *count == 0)
+    return makeError("'" + path + "' holds no Hessian of this model's layers");
+  return count;
+}
+
+namespace {
+/// The runs of one stage over all samples: each records `record` and then
+/// quantizes `quantize`; the last one's outputs are the next stage's inputs.
+struct Run {
+  std::vector<int64_t> record;
+  std::vector<std::string> quantize;
+};
+} // namespace
+
+llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
+    mlir::ModuleOp module, llvm::StringRef modelDir,
+    llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
+    const StreamOptions &stream, const wq::LayerQuantizer *quantizer) {
+  if ((stream.quantizedInputs || stream.trueSequential) && !quantizer)
+    return makeError("quantized block inputs need a layer quantizer");
+  LanguageModelEntry entry;
+  auto scoring = specializeForScoring(module, options.func, entry);
+  if (!scoring)
+    return scoring.takeError();
+  std::string splitDiagnostics;
+  auto model = [&] {
+    // A graph that does not split is calibrated whole (below); its
+    // diagnostics become the reason given, not errors on stderr.
+    mlir::ScopedDiagnosticHandler capture(
+        module.getContext(), [&](mlir::Diagnostic &d) {
+          splitDiagnostics += (splitDiagnostics.empty() ? "" : "; ") + d.str();
+          return mlir::success();
+        });
+    return BlockwiseModel::create(**scoring, modelDir, entry.name,
+                                  /*instrument=*/true);
+  }();
+  if (!model) {
+    std::string reason = llvm::toString(model.takeError());
+    if (!splitDiagnostics.empty())
+      reason += ": " + splitDiagnostics;
+    if (stream.trueSequential || !stream.wholeModelFallback)
+      return makeError(reason);
+    auto whole = calibrateModel(module, modelDir, tokens, options);
+    if (!whole)
+      return whole.takeError();
+    StreamResult result;
+    static_cast<CalibrateResult &>(result) = *whole;
+    result.wholeModelReason = reason;
+    return result;
+  }
+  auto results = (*model)->resultTypes();
+  if (results.size() != 1 || results[0].getRank() != 3 ||
+      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
+    return makeError("the entry must map token ids to logits "
+                     "tensor<BxSxVxf32> with a static vocabulary V");
+  if (llvm::Error err = data::checkVocabulary(
+          tokens, results[0].getDimSize(2), options.dataName))
+    return std::move(err);
+  std::vector<std::string> layers((*model)->calibLayers().begin(),
+                                  (*model)->calibLayers().end());
+  if (layers.empty())
+    return makeError("the model has no wq.linear layer to calibrate");
+  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
+                                    options.samples, options.seed,
+                                    options.dataName);
+  if (!starts)
+    return starts.takeError();
+  int64_t numSamples = starts->size();
+  CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
+
+  // The plan per stage.
+  int64_t numStages = (*model)->numStages(), last = numStages - 1;
+  std::vector<std::vector<Run>> plan(numStages);
+  std::vector<std::vector<int64_t>> stageLayers(numStages);
+  for (int64_t s = 0; s < numStages; ++s) {
+    Run pending;
+    for (const std::vector<std::string> &group : (*model)->layerGroups(s)) {
+      for (const std::string &name : group) {
+        int64_t idx = recorder.indexOf(name);
+        if (idx < 0)
+          return makeError("layer '" + name + "' was not instrumented");
+        pending.record.push_back(idx);
+        stageLayers[s].push_back(idx);
+        if ((stream.quantizedInputs || stream.trueSequential) &&
+            quantizer->selects(name))
+          pending.quantize.push_back(name);
+      }
+      if (stream.trueSequential && !pending.quantize.empty()) {
+        plan[s].push_back(std::move(pending));
+        pending = Run();
+      }
+    }
+    if (!pending.quantize.empty()) { // whole-block quantization
+      plan[s].push_back(std::move(pending));
+      pending = Run();
+    }
+    plan[s].push_back(std::move(pending));
+  }
+
+  // The state: resumed or fresh.
+  std::string manifestPath = join(stream.stateDir, "manifest.json");
+  Manifest manifest;
+  if (stream.resume) {
+    if (std::optional<Manifest> m = Manifest::read(manifestPath)) {
+      if (m->fingerprint == stream.fingerprint && m->samples == numSamples)
+        manifest = std::move(*m);
+    }
+  }
+  if (manifest.fingerprint.empty()) {
+    fs::remove_directories(stream.stateDir);
+    manifest.fingerprint = stream.fingerprint;
+    manifest.samples = numSamples;
+  }
+  if (std::error_code ec = fs::create_directories(stream.stateDir))
+    return makeError("cannot create '" + stream.stateDir + "': " +
+                     ec.message());
+
+  StreamResult result;
+  result.stages = numStages;
+  result.resumedStages = manifest.stages;
+  result.stageSeconds.assign(numStages, 0.0);
+  std::map<std::string, std::string> extra;
+  if (stream.trueSequential)
+    extra["true_sequential"] = quantizer->fingerprint();
+  else if (stream.quantizedInputs)
+    extra["block_inputs"] = "quantized " + quantizer->fingerprint();
+  std::map<std::string, std::string> metadata =
+      archiveMetadata(options, *starts);
+  metadata.insert(extra.begin(), extra.end());
+  llvm::SmallString<256> statsPath(modelDir);
+  llvm::sys::path::append(statsPath, options.statsArchive);
+
+  auto clock = [] { return std::chrono::steady_clock::now(); };
+  auto seconds = [](auto a, auto b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  auto begin = clock();
+
+  if (!manifest.merged || !fs::exists(statsPath)) {
+    int64_t totalRuns = 0;
+    for (int64_t s = manifest.stages; s < numStages; ++s)
+      totalRuns += plan[s].size();
+    Progress progress("calibrate blocks", totalRuns * numSamples,
+                      !options.quiet);
+    auto tick = [&] { progress.advance(); };
+
+    std::vector<std::vector<HostTensor>> inputs;
+    for (int64_t start : *starts)
+      inputs.push_back(entry.inputs(tokens.slice(start, options.seqLen), 1,
+                                    options.seqLen));
+    std::vector<std::vector<std::shared_ptr<const HostTensor>>> sides(
+        numSamples);
+    std::unique_ptr<ActivationStore> source;
+    bool toFile = stream.resumable;
+    WeightOverlay overlay;
+    auto actsName = [](int64_t s) {
+      return "acts-" + std::to_string(s) + ".bin";
+    };
+
+    for (int64_t s = 0; s < numStages; ++s) {
+      bool done = s < manifest.stages;
+      if (done && s != 0)
+        continue;
+      auto stageStart = clock();
+      if (llvm::Error err = (*model)->compileStage(
+              s, [&](CPUModule &m) { return recorder.attach(m); }))
+        return std::move(err);
+      if (done) {
+        // The prologue again, for the side values (mask, rotary tables);
+        // the stream comes from the committed activations.
+        recorder.setActive({});
+        for (int64_t i = 0; i < numSamples; ++i) {
+          llvm::SmallVector<const HostTensor *> in;
+          for (const HostTensor &t : inputs[i])
+            in.push_back(&t);
+          auto out = (*model)->runSample(0, in, nullptr);
+          if (!out)
+            return out.takeError();
+          for (size_t j = 1; j < out->size(); ++j) {
+            HostTensor &t = (*out)[j];
+            if (i > 0 && sides[i - 1][j - 1]->shape == t.shape &&
+                sides[i - 1][j - 1]->dtype == t.dtype &&
+                sides[i - 1][j - 1]->data == t.data)
+              sides[i].push_back(sides[i - 1][j - 1]);
+            else
+              sides[i].push_back(
+                  std::make_shared<const HostTensor>(std::move(t)));
+          }
+        }
+        if (manifest.stages < numStages) {
+          auto opened = ActivationStore::open(
+              join(stream.stateDir, manifest.acts), manifest.actsF16,
+              manifest.actsShape, numSamples);
+          if (!opened)
+            return opened.takeError();
+          source = std::move(*opened);
+        }
+        continue;
+      }
+
+      std::unique_ptr<ActivationStore> sink;
+      for (auto [r, run] : llvm::enumerate(plan[s])) {
+        bool final = r + 1 == plan[s].size();
+        recorder.setActive(run.record);
+        bool keep = final && s != last;
+        if (keep)
+          sink = std::make_unique<ActivationStore>(
+              stream.f16Activations, toFile,
+              join(stream.stateDir, actsName(s)));
+        for (int64_t i = 0; i < numSamples; ++i) {
+          llvm::SmallVector<const HostTensor *> in;
+          HostTensor x;
+          if (s == 0) {
+            for (const HostTensor &t : inputs[i])
+              in.push_back(&t);
+          } else {
+            x = source->get(i);
+            in.push_back(&x);
+            for (const auto &side : sides[i])
+              in.push_back(side.get());
+          }
+          auto out = (*model)->runSample(s, in, &overlay);
+          if (!out)
+            return out.takeError();
+          if (s == 0 && final) {
+            for (size_t j = 1; j < out->size(); ++j) {
+              HostTensor &t = (*out)[j];
+              if (i > 0 && sides[i - 1][j - 1]->shape == t.shape &&
+                  sides[i - 1][j - 1]->dtype == t.dtype &&
+                  sides[i - 1][j - 1]->data == t.data)
+                sides[i].push_back(sides[i - 1][j - 1]);
+              else
+                sides[i].push_back(
+                    std::make_shared<const HostTensor>(std::move(t)));
+            }
+          }
+          if (keep) {
+            if (out->empty())
+              return makeError("stage '" + (*model)->stageName(s) +
+                               "' returned nothing");
+            // After the first sample the size of the whole boundary is
+            // known: spill to a file when in and out would not fit.
+            if (i == 0 && !toFile &&
+                2 * uint64_t(out->front().data.size()) /
+                        (stream.f16Activations ? 2 : 1) * numSamples >
+                    stream.maxMemory) {
+              toFile = true;
+              sink = std::make_unique<ActivationStore>(
+                  stream.f16Activations, true,
+                  join(stream.stateDir, actsName(s)));
+            }
+            if (llvm::Error err = sink->append(out->front()))
+              return err;
+          }
+          tick();
+        }
+        for (const std::string &name : run.quantize) {
+          auto q = quantizer->quantize(
+              name, recorder.finalHessian(recorder.indexOf(name)));
+          if (!q)
+            return q.takeError();
+          overlay[q->first] = std::move(q->second);
+        }
+      }
+      // Later stages use other weights (a tied embedding stays float where
+      // the prologue read it).
+      overlay.clear();
+
+      // Commit: statistics, activations, manifest; then the old files go.
+      if (!stageLayers[s].empty())
+        if (llvm::Error err = recorder.commitLayers(
+                join(stream.stateDir,
+                     "block-" + std::to_string(s) + ".safetensors"),
+                stageLayers[s], {}))
+          return std::move(err);
+      std::string oldActs = manifest.acts;
+      if (sink) {
+        if (llvm::Error err = sink->finish())
+          return std::move(err);
+        result.activationBytes = sink->bytes();
+        result.spilled |= sink->inFile();
+        manifest.acts = sink->inFile() ? actsName(s) : "";
+        manifest.actsF16 = stream.f16Activations;
+        manifest.actsShape.assign(sink->sampleShape().begin(),
+                                  sink->sampleShape().end());
+      } else {
+        manifest.acts = "";
+      }
+      manifest.stages = s + 1;
+      if (llvm::Error err = manifest.write(manifestPath))
+        return std::move(err);
+      if (!oldActs.empty() && oldActs != manifest.acts)
+        fs::remove(join(stream.stateDir, oldActs));
+      source = std::move(sink);
+      result.stageSeconds[s] = seconds(stageStart, clock());
+      if (s == stream.stopAfterStage)
+        return makeError("stopped after stage " + llvm::Twine(s) +
+                         " (--stop-after-block)");
+    }
+    progress.finish();
+    result.seconds = seconds(begin, clock());
+
+    auto mergeStart = clock();
+    std::map<std::string, int64_t> tok;
+    if (llvm::Error err = mergeStatistics(stream.stateDir, numStages,
+                                          statsPath, metadata, tok))
+      return std::move(err);
+    for (const std::string &name : layers)
+      if (!tok.count(name))
+        return makeError("layer '" + name +
+                         "' saw no calibration data (is it reachable from "
+                         "the entry function?)");
+    manifest.tokens = std::move(tok);
+    manifest.merged = true;
+    if (llvm::Error err = manifest.write(manifestPath))
+      return std::move(err);
+    for (int64_t s = 0; s < numStages; ++s)
+      fs::remove(join(stream.stateDir,
+                      "block-" + std::to_string(s) + ".safetensors"));
+    result.mergeSeconds = seconds(mergeStart, clock());
+  }
+
+  auto stats = safetensors::Reader::open(statsPath);
+  if (!stats)
+    return stats.takeError();
+  auto count = annotate(module, **stats, options.statsArchive, manifest.tokens,
+                        options.seqLen * numSamples);
+  if (!count)
+    return count.takeError();
+  result.layers = layers.size();
+  result.samples = numSamples;
+  result.statsPath = statsPath.str().str();
+  return result;
+}
