@@ -32,7 +32,13 @@ struct ModelOptions {
   std::string tokenizer;
   /// Entry function ("": the only public one).
   std::string func;
-  CPUCompileOptions cpu;
+  /// The kernels quant-run uses by default (the generated vector
+  /// micro-kernels), so Python and the tool give the same numbers.
+  CPUCompileOptions cpu = [] {
+    CPUCompileOptions o;
+    o.lowering.kernels = CPUKernels::Vector;
+    return o;
+  }();
 };
 
 struct PerplexityResult {
