@@ -93,25 +93,13 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
                                       /*instrument=*/true);
   if (!model)
     return model.takeError();
-  auto results = (*model)->resultTypes();
-  if (results.size() != 1 || results[0].getRank() != 3 ||
-      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
-    return makeError("the entry must map token ids to logits "
-                     "tensor<BxSxVxf32> with a static vocabulary V");
-  if (llvm::Error err = data::checkVocabulary(
-          tokens, results[0].getDimSize(2), options.dataName))
-    return std::move(err);
-  std::vector<std::string> layers((*model)->calibLayers().begin(),
-                                  (*model)->calibLayers().end());
-  if (layers.empty())
-    return makeError("the model has no wq.linear layer to calibrate");
-  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
-                                    options.samples, options.seed,
-                                    options.dataName);
-  if (!starts)
-    return starts.takeError();
+  auto drawn = detail::planCalibration(**model, tokens, options);
+  if (!drawn)
+    return drawn.takeError();
+  std::vector<std::string> &layers = drawn->layers;
+  const std::vector<int64_t> &starts = drawn->starts;
   CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
-  int64_t numSamples = starts->size();
+  int64_t numSamples = starts.size();
   int64_t scored = lossSamples > 0 ? std::min(lossSamples, numSamples)
                                    : numSamples;
 
@@ -141,7 +129,7 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
   totalRuns = (last + 1) * numSamples + (totalRuns - last - 1) * scored;
 
   std::vector<std::vector<HostTensor>> inputs;
-  for (int64_t start : *starts)
+  for (int64_t start : starts)
     inputs.push_back(
         entry.inputs(tokens.slice(start, options.seqLen), 1, options.seqLen));
 
@@ -264,7 +252,7 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
   progress.finish();
   recorder.setAllActive();
   return detail::finishCalibration(
-      module, modelDir, recorder, layers, *starts, options,
+      module, modelDir, recorder, layers, starts, options,
       progress.elapsedSeconds(),
       {{"awq_module_loss", plan.fingerprint},
        {"awq_module_loss_samples", std::to_string(scored)}});

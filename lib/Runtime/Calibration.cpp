@@ -362,6 +362,31 @@ quant_mlir::calibrateModel(mlir::ModuleOp module, llvm::StringRef modelDir,
                            options, progress.elapsedSeconds(), {});
 }
 
+llvm::Expected<detail::CalibrationPlan>
+detail::planCalibration(const BlockwiseModel &model,
+                        llvm::ArrayRef<int64_t> tokens,
+                        const CalibrateOptions &options) {
+  auto results = model.resultTypes();
+  if (results.size() != 1 || results[0].getRank() != 3 ||
+      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
+    return makeError("the entry must map token ids to logits "
+                     "tensor<BxSxVxf32> with a static vocabulary V");
+  if (llvm::Error err = data::checkVocabulary(
+          tokens, results[0].getDimSize(2), options.dataName))
+    return std::move(err);
+  CalibrationPlan plan;
+  plan.layers.assign(model.calibLayers().begin(), model.calibLayers().end());
+  if (plan.layers.empty())
+    return makeError("the model has no wq.linear layer to calibrate");
+  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
+                                    options.samples, options.seed,
+                                    options.dataName);
+  if (!starts)
+    return starts.takeError();
+  plan.starts = std::move(*starts);
+  return plan;
+}
+
 llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
     mlir::ModuleOp module, llvm::StringRef modelDir,
     llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
@@ -374,23 +399,11 @@ llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
                                       /*instrument=*/true);
   if (!model)
     return model.takeError();
-  auto results = (*model)->resultTypes();
-  if (results.size() != 1 || results[0].getRank() != 3 ||
-      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
-    return makeError("the entry must map token ids to logits "
-                     "tensor<BxSxVxf32> with a static vocabulary V");
-  if (llvm::Error err = data::checkVocabulary(
-          tokens, results[0].getDimSize(2), options.dataName))
-    return std::move(err);
-  std::vector<std::string> layers((*model)->calibLayers().begin(),
-                                  (*model)->calibLayers().end());
-  if (layers.empty())
-    return makeError("the model has no wq.linear layer to calibrate");
-  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
-                                    options.samples, options.seed,
-                                    options.dataName);
-  if (!starts)
-    return starts.takeError();
+  auto drawn = detail::planCalibration(**model, tokens, options);
+  if (!drawn)
+    return drawn.takeError();
+  std::vector<std::string> &layers = drawn->layers;
+  const std::vector<int64_t> &starts = drawn->starts;
   CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
 
   // The plan: per stage, runs over all samples. A run records the groups
@@ -423,10 +436,10 @@ llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
   }
 
   std::vector<std::vector<HostTensor>> inputs;
-  for (int64_t start : *starts)
+  for (int64_t start : starts)
     inputs.push_back(
         entry.inputs(tokens.slice(start, options.seqLen), 1, options.seqLen));
-  Progress progress("true-sequential", totalRuns * int64_t(starts->size()),
+  Progress progress("true-sequential", totalRuns * int64_t(starts.size()),
                     !options.quiet);
   auto tick = [&] { progress.advance(); };
   BlockActivations acts;
@@ -463,7 +476,7 @@ llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
   }
   progress.finish();
   recorder.setAllActive();
-  return detail::finishCalibration(module, modelDir, recorder, layers, *starts,
+  return detail::finishCalibration(module, modelDir, recorder, layers, starts,
                            options, progress.elapsedSeconds(),
                            {{"true_sequential", quantizer.fingerprint()}});
 }

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/StreamCalibration.h"
+#include "CalibrationInternal.h"
 
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
@@ -403,24 +404,12 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     result.wholeModelReason = reason;
     return result;
   }
-  auto results = (*model)->resultTypes();
-  if (results.size() != 1 || results[0].getRank() != 3 ||
-      mlir::ShapedType::isDynamic(results[0].getDimSize(2)))
-    return makeError("the entry must map token ids to logits "
-                     "tensor<BxSxVxf32> with a static vocabulary V");
-  if (llvm::Error err = data::checkVocabulary(
-          tokens, results[0].getDimSize(2), options.dataName))
-    return std::move(err);
-  std::vector<std::string> layers((*model)->calibLayers().begin(),
-                                  (*model)->calibLayers().end());
-  if (layers.empty())
-    return makeError("the model has no wq.linear layer to calibrate");
-  auto starts = data::sampleWindows(tokens.size(), options.seqLen,
-                                    options.samples, options.seed,
-                                    options.dataName);
-  if (!starts)
-    return starts.takeError();
-  int64_t numSamples = starts->size();
+  auto drawn = detail::planCalibration(**model, tokens, options);
+  if (!drawn)
+    return drawn.takeError();
+  std::vector<std::string> &layers = drawn->layers;
+  const std::vector<int64_t> &starts = drawn->starts;
+  int64_t numSamples = starts.size();
   CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
 
   // The plan per stage.
@@ -480,7 +469,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   else if (stream.quantizedInputs)
     extra["block_inputs"] = "quantized " + quantizer->fingerprint();
   std::map<std::string, std::string> metadata =
-      archiveMetadata(options, *starts);
+      archiveMetadata(options, starts);
   metadata.insert(extra.begin(), extra.end());
   llvm::SmallString<256> statsPath(modelDir);
   llvm::sys::path::append(statsPath, options.statsArchive);
@@ -500,7 +489,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     auto tick = [&] { progress.advance(); };
 
     std::vector<std::vector<HostTensor>> inputs;
-    for (int64_t start : *starts)
+    for (int64_t start : starts)
       inputs.push_back(entry.inputs(tokens.slice(start, options.seqLen), 1,
                                     options.seqLen));
     std::vector<std::vector<std::shared_ptr<const HostTensor>>> sides(
