@@ -8,6 +8,8 @@
 
 #include "Facade.h"
 
+#include "quant-mlir/Quant/BLASKernels.h"
+
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -184,6 +186,7 @@ py::object viewTensor(const std::shared_ptr<Stats> &stats,
 } // namespace
 
 PYBIND11_MODULE(_quant_mlir, m) {
+  quant_mlir::quant::configureBLASKernels();
   m.doc() = "quant-mlir's compiled driver API (use the quant_mlir package)";
   static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
   py::register_exception_translator([](std::exception_ptr p) {

@@ -7,6 +7,7 @@
 
 #include "quant-mlir/Driver/Compile.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Quant/BLASKernels.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -204,6 +205,7 @@ static void printReport(llvm::StringRef path) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  quant_mlir::quant::configureBLASKernels();
   wq::registerWQPasses();
   cl::HideUnrelatedOptions({&category, &streamCategory});
   cl::ParseCommandLineOptions(

@@ -12,6 +12,7 @@
 #include "quant-mlir/Quant/GPTQ.h"
 #include "quant-mlir/Quant/Packing.h"
 #include "quant-mlir/Support/SafeTensors.h"
+#include "quant-mlir/Quant/BLASKernels.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/Format.h"
@@ -162,6 +163,7 @@ static std::vector<uint8_t> toBytes(const std::vector<T> &v) {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  quant_mlir::quant::configureBLASKernels();
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
       argc, argv, "quant-layer: quantize one linear layer (RTN or GPTQ)\n");

@@ -11,6 +11,7 @@
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "quant-mlir/InitAllDialects.h"
+#include "quant-mlir/Quant/BLASKernels.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -579,6 +580,7 @@ static Error writeOutputs(const std::vector<CaseResult> &results,
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  quant_mlir::quant::configureBLASKernels();
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
       argc, argv,

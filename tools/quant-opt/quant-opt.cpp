@@ -8,12 +8,14 @@
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Pipelines/Pipelines.h"
+#include "quant-mlir/Quant/BLASKernels.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllPasses.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
 int main(int argc, char **argv) {
+  quant_mlir::quant::configureBLASKernels();
   mlir::registerAllPasses();
   quant_mlir::wq::registerWQPasses();
   quant_mlir::registerQuantMLIRConversionPasses();

@@ -18,6 +18,7 @@
 #include "quant-mlir/Support/InputFiles.h"
 #include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Support/Progress.h"
+#include "quant-mlir/Quant/BLASKernels.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -316,6 +317,7 @@ static int evaluateBlockwise(mlir::ModuleOp module,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  quant_mlir::quant::configureBLASKernels();
   cl::HideUnrelatedOptions({&category, &quant_run::generationCategory});
   cl::ParseCommandLineOptions(argc, argv,
                               "quant-run: perplexity, tokens/s and peak memory "
