@@ -3,13 +3,14 @@
 # runs each for SECONDS (default 60); exits non-zero if any target crashes,
 # leaks, times out or runs out of memory.
 #
-#   scripts/fuzz.sh [--no-build] [--keep-going] [SECONDS] [TARGET...]
+#   scripts/fuzz.sh [--no-build | --build-only] [--keep-going] [SECONDS] [TARGET...]
 #
 # Seeds come from the test fixtures (fuzz/make_seeds.py) and are regenerated
 # on every run; what the fuzzers find is kept in build-fuzz/fuzz/<target>/
 # corpus, crash reproducers in build-fuzz/fuzz/<target>/artifacts.
 # --no-build (ctest's `fuzz` entry): exit 77 (skipped) when build-fuzz/ holds
-# no fuzzers instead of building them. --keep-going: fork mode that goes on
+# no fuzzers instead of building them. --build-only (scripts/test.sh, so CI's
+# ctest runs them): build, run nothing. --keep-going: fork mode that goes on
 # after a crash (each reproducer saved), for long runs that collect them all.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,10 +18,11 @@ BUILD="${QUANT_MLIR_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 CLANG=/usr/lib/llvm-14/bin
 ALL=(safetensors-fuzzer onnx-fuzzer tokens-fuzzer wq-mlir-fuzzer)
 
-build=1 keep=()
+build=1 run=1 keep=()
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --no-build) build=0 ;;
+    --build-only) run=0 ;;
     --keep-going) keep=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1) ;;
     *) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -33,12 +35,18 @@ targets=("$@")
 
 if [[ $build == 1 ]]; then
   if [[ ! -f "$BUILD/build.ninja" ]]; then
+    # ccache where the machine has it (not one of setup.sh's packages).
+    launcher=()
+    if command -v ccache >/dev/null; then
+      launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    fi
     cmake -G Ninja -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DCMAKE_C_COMPILER="$CLANG/clang" -DCMAKE_CXX_COMPILER="$CLANG/clang++" \
-      -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+      "${launcher[@]}" \
       -DQUANT_MLIR_FUZZ=ON >/dev/null
   fi
-  ninja -C "$BUILD" -j"${QUANT_MLIR_JOBS:-2}" quant-fuzzers
+  ninja -C "$BUILD" -j"${QUANT_MLIR_JOBS:-2}" quant-fuzzers | { grep -v '^ninja: no work to do' || true; }
+  [[ $run == 1 ]] || exit 0
 else
   for t in "${targets[@]}"; do
     if [[ ! -x "$BUILD/bin/$t" ]]; then

@@ -16,6 +16,7 @@ PACKAGES=(
   libopenblas-dev liblapacke-dev libsentencepiece-dev libgtest-dev
   python3-onnx python3-numpy python3-torch python3-sentencepiece python3-matplotlib
   pybind11-dev python3-pytest
+  clang-14 libclang-rt-14-dev
   nodejs
 )
 
