@@ -26,6 +26,10 @@
 # RUN: quant-run %t/fp --calibrate --calib-data %t/ids.npy --calib-samples 8 --seq-len 64 --quiet
 # RUN: not quant-opt %t/fp/model.mlir --wq-awq="loss=module output=x.safetensors base-dir=%t/fp" -o /dev/null 2>&1 | FileCheck %s --check-prefix=NONE
 # NONE: the statistics hold no module losses
+# The statistics serve quant-opt's pass run with the same options: the
+# driver spells out the default skip list, quant-opt leaves it out.
+# RUN: rm -rf %t/fp2 && cp -r %t/fp %t/fp2 && cp %t/mod/stats.safetensors %t/fp2/
+# RUN: quant-opt %t/fp2/model.mlir --wq-awq="bits=3 group-size=32 loss=module mode=scale output=s.safetensors base-dir=%t/fp2" -o /dev/null
 import csv
 import json
 import os

@@ -11,6 +11,7 @@
 
 #include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
 #include "quant-mlir/Quant/AWQ.h"
 #include "quant-mlir/Support/Progress.h"
 
@@ -333,9 +334,10 @@ LogicalResult AWQPass::searchOptions(ModuleOp module,
 
 std::string AWQPass::moduleLossFingerprint() const {
   QuantizeConfig cfg = commonConfig(*this);
-  std::string skipText = "<default>";
-  if (cfg.select.skip)
-    skipText = llvm::join(*cfg.select.skip, ",");
+  // No skip list means the default one: both spell the same selection (the
+  // driver passes the default explicitly, quant-opt leaves it out).
+  std::string skipText =
+      llvm::join(cfg.select.skip.value_or(SchemeSelector::defaultSkip()), ",");
   return llvm::formatv("awq-module-loss bits={0} group-size={1} "
                        "zero-point={2} skip={3} overrides={4} n-grid={5} "
                        "duo-scaling={6}",

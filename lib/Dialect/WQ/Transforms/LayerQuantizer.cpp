@@ -38,9 +38,10 @@ using namespace quant_mlir::wq::detail;
 using safetensors::DType;
 
 std::string QuantizeConfig::fingerprint() const {
-    std::string skipText = "<default>";
-    if (select.skip)
-      skipText = llvm::join(*select.skip, ",");
+    // No skip list means the default one: both spell the same selection (the
+    // driver passes the default explicitly, quant-opt leaves it out).
+    std::string skipText =
+        llvm::join(select.skip.value_or(SchemeSelector::defaultSkip()), ",");
     std::string text =
         llvm::formatv("method={0} bits={1} group-size={2} zero-point={3} "
                       "desc-act={4} skip={5} overrides={6} fake-quant={7} "
