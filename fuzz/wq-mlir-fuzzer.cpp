@@ -19,10 +19,26 @@ using namespace mlir;
 
 /// Upstream MLIR 22's linalg.transpose / linalg.broadcast parsers store the
 /// result of a failed `permutation = [...]` / `dimensions = [...]` parse (a
-/// null attribute) and crash in NamedAttrList::set; Debian's own
+/// null attribute: no list, or anything but integers in it) and crash in
+/// NamedAttrList::set; Debian's own
 /// `mlir-opt` crashes on `linalg.transpose ins(..) outs(..) permutation =
 /// foo` the same way (README, "Tests"). Such inputs are skipped so the
 /// target keeps looking for defects of ours.
+static bool isIntegerList(llvm::StringRef list) {
+  if (list.trim().empty())
+    return true;
+  llvm::SmallVector<llvm::StringRef> items;
+  list.split(items, ',');
+  for (llvm::StringRef item : items) {
+    item = item.trim();
+    item.consume_front("-");
+    if (item.empty() || item.size() > 18 ||
+        item.find_first_not_of("0123456789") != llvm::StringRef::npos)
+      return false;
+  }
+  return true;
+}
+
 static bool hitsUpstreamLinalgArrayParse(llvm::StringRef text) {
   for (llvm::StringRef key : {"permutation", "dimensions"}) {
     for (size_t at = text.find(key); at != llvm::StringRef::npos;
@@ -30,7 +46,12 @@ static bool hitsUpstreamLinalgArrayParse(llvm::StringRef text) {
       llvm::StringRef rest = text.drop_front(at + key.size()).ltrim();
       if (!rest.consume_front("="))
         continue;
-      if (!rest.ltrim().starts_with("["))
+      rest = rest.ltrim();
+      if (!rest.consume_front("["))
+        return true;
+      // Anything but a list of int64 literals fails that parse.
+      size_t close = rest.find(']');
+      if (close == llvm::StringRef::npos || !isIntegerList(rest.take_front(close)))
         return true;
     }
   }
