@@ -66,6 +66,7 @@ rm -rf "$SEEDS"
 # libMLIR.so, which reads as use-after-poison (a false positive).
 export ASAN_OPTIONS="abort_on_error=1:symbolize=1:allow_user_poisoning=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$ROOT/fuzz/lsan.supp"
 export ASAN_SYMBOLIZER_PATH="$CLANG/llvm-symbolizer"
 status=0
 for t in "${targets[@]}"; do
