@@ -383,16 +383,19 @@ static Error replaceLayer(wq::LinearOp op, Format format,
     fresh[full + ".bias"] = {dt, convertFloat(*bias, dt)};
     biasV = ref(full + ".bias", elem, {n});
   }
-  Value weight = op.getWeight();
+  Value weight = op.getWeight(), oldBias = op.getBias();
   auto qop = wq::QuantizedLinearOp::create(
       b, op.getLoc(), op.getType(), op.getInput(), codesV, scalesV, zerosV,
       gIdxV, biasV, scheme, wq::PackingAttr::get(ctx, wq::Packing::gptq),
       op.getNameAttr());
   op.replaceAllUsesWith(qop.getResult());
   op.erase();
-  if (Operation *def = weight.getDefiningOp())
-    if (def->use_empty())
-      def->erase();
+  // The graph's own weight and (replaced) bias: a second wq.weight of the
+  // bias's name would make the module name one tensor twice.
+  for (Value old : {weight, oldBias})
+    if (Operation *def = old ? old.getDefiningOp() : nullptr)
+      if (def->use_empty())
+        def->erase();
   return Error::success();
 }
 

@@ -24,7 +24,7 @@
 # CHECK: gpt2-v4.40.2 gptq compressed-tensors: 8 layers bit-exact, export->import identical, logits max diff
 # CHECK: gpt2-v4.40.2 gptq gptq_v2: 8 layers bit-exact, export->import identical
 # CHECK: gpt2-v4.40.2 awq awq: 8 layers bit-exact, export->import identical, logits max diff {{.*}}; vLLM: awq_marlin
-# CHECK: gpt2-v4.40.2 awq awq + act.scales: 2 divisions imported, logits max diff
+# CHECK: gpt2-v4.40.2 awq awq + act.scales: 2 divisions imported, logits max diff {{.*}}; re-exported as transformer.h.0.mlp.act.scales
 # CHECK: gptneox-v4.40.2 gptq gptq: 8 layers bit-exact, export->import identical, logits max diff {{.*}} (imported); vLLM: gptq_marlin
 # CHECK: gptneox-v4.40.2 gptq gptq_v2: 8 layers bit-exact, export->import identical
 # CHECK: gptneox-v4.40.2 gptq compressed-tensors: 8 layers bit-exact, export->import identical; vLLM: CompressedTensorsWNA16
@@ -209,8 +209,8 @@ for fixture, method in plan:
         back = hf + ".imp"
         check_import(layers, hf, onnx_of(fixture), back)
         imported = "export->import identical"
-        first = fmt == formats_of(fixture, method)[0]
-        d_back = check_logits(hf, back, ids) if full or first else None
+        first = full or fmt == formats_of(fixture, method)[0]
+        d_back = check_logits(hf, back, ids) if first else None
         d_model = None
         if full or act_scales:
             # The compiled model keeps float32 norms/embeddings: the float16
@@ -251,6 +251,17 @@ for fixture, method in plan:
             d_act = check_logits(hf_act, hf_act + ".imp", ids)
             moved = np.abs(np.load(hf_act + ".imp.npy") - hf_decode.forward(hf, np.load(ids))).max()
             assert moved > 1e-2, moved  # the scales matter
-            print("%s %s %s + act.scales: %d divisions imported, logits max diff %.1e (the scales move them by %.1e)"
-                  % (fixture, method, fmt, n_div, d_act, moved))
+            # Exported again: the awq format writes them back under their
+            # AutoAWQ names, the others refuse.
+            again = hf_act + ".again"
+            run("quant-export", hf_act + ".imp", "--format", "awq", "-o", again)
+            t_in = safetensors_io.load(os.path.join(hf_act, "model.safetensors"))
+            t_out = safetensors_io.load(os.path.join(again, "model.safetensors"))
+            names = sorted(n for n in t_out if n.endswith(".act.scales"))
+            assert names == sorted(n for n in t_in if n.endswith(".act.scales")) and all(
+                np.array_equal(t_out[n], t_in[n]) for n in names), names
+            p = run("quant-export", hf_act + ".imp", "--format", "gptq_v2", "-o", again + "2", ok=False)
+            assert p.returncode != 0 and "AWQ activation scales" in p.stderr and not os.path.exists(again + "2")
+            print("%s %s %s + act.scales: %d divisions imported, logits max diff %.1e (the scales move them by %.1e);"
+                  " re-exported as %s" % (fixture, method, fmt, n_div, d_act, moved, names[0]))
 print("done: %d exports checked, %d refused as expected" % (checked, refused))
