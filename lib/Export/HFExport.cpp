@@ -106,22 +106,28 @@ static std::vector<uint16_t> toHalf(const st::Reader &reader,
 
 /// The checkpoint name of the AWQ pass's activation scales `name`
 /// (`<layer>.awq_scales`: the layer reads act(x) / s, AutoAWQ's
-/// ScaledActivation). Only transformers' AWQ loader re-creates that module
-/// (integrations/awq.py AWQ_SCALES_MAPPINGS, replace_quantization_scales),
-/// for gpt_neox as `mlp.act.scales`; elsewhere the checkpoint cannot hold it.
+/// ScaledActivation). AutoAWQ saves that module as `<block>.mlp.act` for
+/// GPT-NeoX and GPT-2 (awq/models/gpt_neox.py, gpt2.py get_act_for_scaling);
+/// vLLM's AWQ loader wraps those MLPs' activation in ScaledActivation
+/// (get_act_fn with the quant config), transformers' only for gpt_neox
+/// (integrations/awq.py AWQ_SCALES_MAPPINGS). Other formats and layers
+/// cannot hold it.
 static Expected<std::string> activationScaleName(Format format,
                                                  StringRef name) {
   StringRef layer = name.drop_back(strlen(".awq_scales"));
   StringRef block = layer;
-  if (format == Format::AWQ && block.consume_back(".mlp.dense_4h_to_h") &&
-      block.starts_with("gpt_neox.layers."))
+  if (format == Format::AWQ &&
+      ((block.consume_back(".mlp.dense_4h_to_h") &&
+        block.starts_with("gpt_neox.layers.")) ||
+       (block.consume_back(".mlp.c_proj") &&
+        block.starts_with("transformer.h."))))
     return (block + ".mlp.act.scales").str();
   return err("layer '" + layer +
              "' reads its input divided by AWQ activation scales ('" + name +
              "', AutoAWQ's ScaledActivation), which " + formatName(format) +
-             " checkpoints cannot hold (transformers re-creates them only in "
-             "AWQ checkpoints of GPT-NeoX-style MLPs); export with --format "
-             "awq for GPT-NeoX, or compile with --method gptq");
+             " checkpoints cannot hold (AutoAWQ and vLLM keep them only in "
+             "AWQ checkpoints, as GPT-NeoX's and GPT-2's mlp.act.scales); "
+             "export with --format awq, or compile with --method gptq");
 }
 
 /// Whether two archive tensors hold the same values (an lm_head exported as

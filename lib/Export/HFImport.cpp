@@ -12,6 +12,9 @@
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Quant/Packing.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -380,16 +383,107 @@ static Error replaceLayer(wq::LinearOp op, Format format,
     fresh[full + ".bias"] = {dt, convertFloat(*bias, dt)};
     biasV = ref(full + ".bias", elem, {n});
   }
-  Value weight = op.getWeight();
+  Value weight = op.getWeight(), oldBias = op.getBias();
   auto qop = wq::QuantizedLinearOp::create(
       b, op.getLoc(), op.getType(), op.getInput(), codesV, scalesV, zerosV,
       gIdxV, biasV, scheme, wq::PackingAttr::get(ctx, wq::Packing::gptq),
       op.getNameAttr());
   op.replaceAllUsesWith(qop.getResult());
   op.erase();
-  if (Operation *def = weight.getDefiningOp())
-    if (def->use_empty())
-      def->erase();
+  // The graph's own weight and (replaced) bias: a second wq.weight of the
+  // bias's name would make the module name one tensor twice.
+  for (Value old : {weight, oldBias})
+    if (Operation *def = old ? old.getDefiningOp() : nullptr)
+      if (def->use_empty())
+        def->erase();
+  return Error::success();
+}
+
+/// The layers AutoAWQ's ScaledActivation feeds: its `get_act_for_scaling`
+/// names the module "mlp.act" in awq/models/gpt_neox.py (before
+/// dense_4h_to_h), gpt2.py and gpt_bigcode.py (c_proj), gptj.py (fc_out),
+/// mpt.py (down_proj).
+static constexpr StringLiteral kAfterActivation[] = {
+    ".mlp.dense_4h_to_h", ".mlp.c_proj", ".mlp.fc_out", ".mlp.down_proj"};
+
+/// Re-creates AutoAWQ's ScaledActivation (awq/modules/act.py: act(x) /
+/// scales) from the checkpoint tensor `tensorName` (`<block>.mlp.act.scales`):
+/// the linear after the activation reads its input divided by the scales, a
+/// `<layer>.awq_scales` wq.weight as the AWQ pass writes it
+/// (insertActivationScale in lib/Dialect/WQ/Transforms/AWQ.cpp), so the
+/// import is the module quant-compile --method awq gives.
+static Error insertActivationScales(ModuleOp module, StringRef prefix,
+                                    StringRef tensorName, const TensorRef &t,
+                                    FreshTensors &fresh) {
+  StringRef block = tensorName.drop_back(strlen(".mlp.act.scales"));
+  Operation *consumer = nullptr;
+  std::string layer;
+  module.walk([&](Operation *op) {
+    if (!isa<wq::LinearOp, wq::QuantizedLinearOp>(op))
+      return WalkResult::advance();
+    auto name = op->getAttrOfType<StringAttr>("name");
+    if (!name)
+      return WalkResult::advance();
+    std::string hf = stripPrefix(name.getValue(), prefix);
+    for (StringRef after : kAfterActivation)
+      if (hf == (block + after).str()) {
+        consumer = op;
+        layer = name.getValue().str();
+        return WalkResult::interrupt();
+      }
+    return WalkResult::advance();
+  });
+  if (!consumer)
+    return err("checkpoint tensor '" + tensorName +
+               "' (AutoAWQ's ScaledActivation) scales the activation before "
+               "a layer the graph does not have (none of '" + block +
+               ".mlp.dense_4h_to_h', '.mlp.c_proj', '.mlp.fc_out', "
+               "'.mlp.down_proj')");
+  Value input = consumer->getOperand(0);
+  auto type = cast<RankedTensorType>(input.getType());
+  int64_t k = type.getShape().back();
+  if (t.shape.size() != 1 || t.shape[0] != k)
+    return err("checkpoint tensor '" + tensorName + "' has " +
+               Twine(t.shape.size() == 1 ? t.shape[0] : -1) +
+               " scales as a vector, but '" + stripPrefix(layer, prefix) +
+               "' reads " + Twine(k) + " channels");
+  if (t.dtype != st::DType::F16 && t.dtype != st::DType::F32 &&
+      t.dtype != st::DType::BF16)
+    return err("checkpoint tensor '" + tensorName + "' is " +
+               st::dtypeName(t.dtype) + ", not a float tensor");
+  Type elem = type.getElementType();
+  std::optional<st::DType> dt = archiveType(elem);
+  if (!dt)
+    return err("layer '" + stripPrefix(layer, prefix) +
+               "' reads a non-float input; '" + tensorName +
+               "' cannot scale it");
+  std::string scaleName = layer + ".awq_scales";
+  fresh[scaleName] = {*dt, convertFloat(t, *dt)};
+
+  int64_t rank = type.getRank();
+  OpBuilder b(consumer);
+  Location loc = consumer->getLoc();
+  Value scales =
+      wq::WeightOp::create(b, loc, RankedTensorType::get({k}, elem), scaleName);
+  SmallVector<Value> dynamic;
+  for (int64_t d = 0; d < rank; ++d)
+    if (type.isDynamicDim(d))
+      dynamic.push_back(tensor::DimOp::create(b, loc, input, d));
+  Value empty = tensor::EmptyOp::create(b, loc, type.getShape(), elem, dynamic);
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  AffineMap last =
+      AffineMap::get(rank, 0, b.getAffineDimExpr(rank - 1), b.getContext());
+  auto div = linalg::GenericOp::create(
+      b, loc, TypeRange{type}, ValueRange{input, scales}, ValueRange{empty},
+      ArrayRef<AffineMap>{id, last, id},
+      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+      [](OpBuilder &nb, Location l, ValueRange args) {
+        linalg::YieldOp::create(
+            nb, l,
+            ValueRange{
+                arith::DivFOp::create(nb, l, args[0], args[1]).getResult()});
+      });
+  consumer->setOperand(0, div.getResult(0));
   return Error::success();
 }
 
@@ -458,13 +552,19 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
   }
   if (failure)
     return std::move(*failure);
+  int64_t activationScales = 0;
   for (auto &[tname, t] : ckpt) {
     StringRef n(tname);
+    if (n.ends_with(".mlp.act.scales")) {
+      if (Error e = insertActivationScales(module, prefix, n, t, fresh))
+        return std::move(e);
+      ++activationScales;
+      continue;
+    }
     if (n.ends_with(".act.scales"))
       return err("checkpoint tensor '" + tname +
-                 "' (AutoAWQ's ScaledActivation) is not read: quant-import "
-                 "--checkpoint maps only linear layers and their float "
-                 "tensors onto the graph");
+                 "' (AutoAWQ's ScaledActivation) is not read: only "
+                 "'<block>.mlp.act.scales' before the MLP's output layer");
     if ((n.ends_with(".qweight") || n.ends_with(".weight_packed")) &&
         !usedCkpt.count(tname))
       return err("checkpoint tensor '" + tname +
@@ -544,7 +644,10 @@ importCheckpoint(ModuleOp module, const st::Writer &graphArchive,
   }
   log << "quant-import: checkpoint " << formatName(config->format) << ": "
       << quantized << " layers quantized, " << replaced
-      << " float tensors taken from it\n";
+      << " float tensors taken from it";
+  if (activationScales)
+    log << ", " << activationScales << " AWQ activation scales (mlp.act)";
+  log << "\n";
   return std::move(result);
 }
 

@@ -241,7 +241,10 @@ def _forward_gpt2(cfg, w, ids, quantized):
         q, k, v = (t.reshape(s, heads, -1).transpose(1, 0, 2) for t in (q, k, v))
         x = x + linear(_attention(q, k, v), p + "attn.c_proj")
         h = _layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
-        x = x + linear(act(linear(h, p + "mlp.c_fc")), p + "mlp.c_proj")
+        a = act(linear(h, p + "mlp.c_fc"))
+        if p + "mlp.act.scales" in w:  # AutoAWQ's ScaledActivation (awq/models/gpt2.py)
+            a = a / w[p + "mlp.act.scales"]
+        x = x + linear(a, p + "mlp.c_proj")
     x = _layer_norm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], eps)
     head = w["transformer.wte.weight"] if cfg.get("tie_word_embeddings", True) else w["lm_head.weight"]
     return (x @ head.T)[None]

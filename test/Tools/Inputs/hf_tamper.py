@@ -3,6 +3,7 @@
   hf_tamper.py zero0 MODEL_DIR LAYER     one zero point of LAYER set to 0
   hf_tamper.py drop HF_DIR TENSOR        TENSOR removed from model.safetensors
   hf_tamper.py truncate FILE BYTES       FILE cut BYTES short
+  hf_tamper.py add HF_DIR TENSOR LEN     TENSOR (float16 ones [LEN]) added
 """
 import os
 import sys
@@ -27,5 +28,11 @@ elif mode == "truncate":
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
         fh.truncate(size - int(arg))
+elif mode == "add":
+    import numpy as np
+    f = os.path.join(path, "model.safetensors")
+    t = safetensors_io.load(f)
+    t[arg] = np.ones(int(sys.argv[4]), np.float16)
+    safetensors_io.save(f, t)
 else:
     sys.exit("unknown mode " + mode)

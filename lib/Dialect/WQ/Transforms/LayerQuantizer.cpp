@@ -231,14 +231,30 @@ void roundScales(quant::QuantizedWeight &q, DType type) {
               : safetensors::bf16ToFloat(safetensors::floatToBF16(s));
 }
 
-/// The float weight the output model computes with (fake-quant or packed):
-/// the dequantization through scales stored in `scaleType` (the archive
-/// dtype when unset).
+/// The weight a packed layer whose scales are stored in `type` computes
+/// with: (q - z) * s through the rounded scales, the product rounded to
+/// `type` too. f16 (bf16) scales dequantize in that type
+/// (wq-expand-quantized-linear; AutoGPTQ's and vLLM's f16 kernels alike), up
+/// to 2^-11 (2^-8) relative from the exact f32 product: fake-quant weights
+/// that skip this rounding give other logits (docs/export.md).
+std::vector<float> dequantizeAs(quant::QuantizedWeight &q, DType type) {
+  roundScales(q, type);
+  std::vector<float> w = q.dequantize();
+  if (type == DType::F16)
+    for (float &x : w)
+      x = safetensors::halfToFloat(safetensors::floatToHalf(x));
+  else if (type == DType::BF16)
+    for (float &x : w)
+      x = safetensors::bf16ToFloat(safetensors::floatToBF16(x));
+  return w;
+}
+
+/// The float weight the output model computes with (fake-quant or packed),
+/// its scales stored in `scaleType` (the archive dtype when unset).
 std::vector<float> effectiveWeights(quant::QuantizedWeight q,
                                     std::optional<DType> scaleType,
                                     DType weightType) {
-  roundScales(q, scaleType.value_or(weightType));
-  return q.dequantize();
+  return dequantizeAs(q, scaleType.value_or(weightType));
 }
 
 /// The layer's statistics in `stats` (none: an empty view), checked against
@@ -436,8 +452,8 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
         quantizeLayer(cfg, qs, *loaded, hessian, layer, statsView);
     if (!quantized)
       return op.emitError() << llvm::toString(quantized.takeError());
-    roundScales(*quantized, scaleType.value_or(info->dtype));
-    std::vector<float> deq = quantized->dequantize();
+    std::vector<float> deq =
+        dequantizeAs(*quantized, scaleType.value_or(info->dtype));
     quant::LayerError err = quant::measureLayerError(w, deq, n, k, hessian);
     reportText += (llvm::Twine(layer) + "," + llvm::Twine(n) + "," +
                    llvm::Twine(k) + "," + llvm::Twine(qs.bits) + "," +
