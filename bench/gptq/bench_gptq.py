@@ -29,6 +29,8 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--bits", type=int, default=4)
 p.add_argument("--group-size", type=int, default=128)
 p.add_argument("--no-numpy", action="store_true", help="skip the numpy reference")
+p.add_argument("--torch", action="store_true",
+               help="also time AutoGPTQ's torch float32 GPTQ (gptq_torch.py) on --threads threads")
 p.add_argument("--csv", default="", help="also write the CSV here")
 p.add_argument("--tmp", default="", help="scratch directory (default: a temp dir)")
 args = p.parse_args()
@@ -41,6 +43,8 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 from quant_mlir import gptq_ref, safetensors_io  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def hessian(k, rng):
@@ -91,6 +95,15 @@ def main():
             row["codes_differing"] = int(np.count_nonzero(diff))
             row["max_scale_rel_diff"] = float(np.max(
                 np.abs(res["scales"] - ref["scales"]) / ref["scales"]))
+        if args.torch:
+            import torch
+            import gptq_torch
+            torch.set_num_threads(args.threads)
+            deq, row["torch_s"] = gptq_torch.fasterquant(w, h, args.bits, args.group_size)
+            row["torch_over_cpp"] = row["torch_s"] / cpp
+            ours = gptq_ref.dequantize_result(res, args.bits, args.group_size)
+            row["torch_err_ratio"] = (np.linalg.norm(x[:1024] @ (w.astype(np.float64) - deq).T) /
+                                      np.linalg.norm(x[:1024] @ (w.astype(np.float64) - ours).T))
         # Output error on 1024 calibration rows, GPTQ vs RTN (as a sanity check).
         rtn = gptq_ref.rtn(w, args.bits, args.group_size, sym=False)
         xs = x[:1024]
@@ -104,7 +117,8 @@ def main():
               file=sys.stderr)
 
     cols = ["layer", "cpp_s", "cpp_wall_s", "numpy_s", "speedup",
-            "codes_differing", "max_scale_rel_diff", "err_ratio_gptq_rtn"]
+            "codes_differing", "max_scale_rel_diff", "err_ratio_gptq_rtn",
+            "torch_s", "torch_over_cpp", "torch_err_ratio"]
     for row in rows:
         if "numpy_s" in row:
             row["speedup"] = row["numpy_s"] / row["cpp_s"]
@@ -119,6 +133,9 @@ def main():
               f"{fmt(r.get('numpy_s'), '10.2f')} {fmt(r.get('speedup'), '8.1f')} "
               f"{fmt(r.get('codes_differing'), '9d')} {fmt(r.get('max_scale_rel_diff'), '10.1e')} "
               f"{r['err_ratio_gptq_rtn']:15.3f}")
+        if "torch_s" in r:
+            print(f"{'':>14} torch float32 (AutoGPTQ) {r['torch_s']:.2f} s = {r['torch_over_cpp']:.2f}x C++; "
+                  f"|err| torch/C++ {r['torch_err_ratio']:.3f}")
     csv = [",".join(cols)] + [",".join("" if r.get(c) is None else str(r.get(c)) for c in cols)
                               for r in rows]
     print("\n".join(csv))

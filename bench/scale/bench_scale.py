@@ -34,13 +34,11 @@ SHAPE = dict(hidden=4096, intermediate=11008, heads=32, vocab=32000)
 
 
 def model(work, depth):
-    out = os.path.join(work, f"llama7b-d{depth}")
+    out = os.path.join(work, f"llama-h{SHAPE['hidden']}-d{depth}")
     if not os.path.exists(os.path.join(out, "model.onnx")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "python", "quant_mlir", "export_fixtures.py"),
-                        "--family", "llama", "--hidden", str(SHAPE["hidden"]),
-                        "--intermediate", str(SHAPE["intermediate"]), "--heads", str(SHAPE["heads"]),
-                        "--layers", str(depth), "--vocab", str(SHAPE["vocab"]), "--max-pos", "512",
-                        "--init-std", "0.02", "--external-data", "-o", out],
+        subprocess.run([sys.executable, os.path.join(HERE, "gen_model.py"), "--layers", str(depth),
+                        "--hidden", str(SHAPE["hidden"]), "--intermediate", str(SHAPE["intermediate"]),
+                        "--heads", str(SHAPE["heads"]), "--vocab", str(SHAPE["vocab"]), "-o", out],
                        check=True, stdout=subprocess.DEVNULL)
     return os.path.join(out, "model.onnx")
 
@@ -79,29 +77,43 @@ def main():
     p.add_argument("--work", default="/tmp/quant-mlir-bench-scale")
     p.add_argument("--extra", default="", help="more quant-compile flags")
     p.add_argument("--csv", default=None)
+    p.add_argument("--bin", default=os.path.join(BIN, "quant-compile"),
+                   help="the quant-compile to run (a copy, so that rebuilding does not change it mid-run)")
+    p.add_argument("--keep-models", action="store_true", help="do not delete each depth's model after its runs")
+    p.add_argument("--hidden", type=int, default=SHAPE["hidden"])
+    p.add_argument("--intermediate", type=int, default=SHAPE["intermediate"])
+    p.add_argument("--heads", type=int, default=SHAPE["heads"])
+    p.add_argument("--vocab", type=int, default=SHAPE["vocab"])
     a = p.parse_args()
+    SHAPE.update(hidden=a.hidden, intermediate=a.intermediate, heads=a.heads, vocab=a.vocab)
     os.makedirs(a.work, exist_ok=True)
     ids = os.path.join(a.work, "ids.npy")
     if not os.path.exists(ids):
         np.save(ids, np.random.default_rng(0).integers(0, SHAPE["vocab"], 65536))
     rows = []
-    for method in a.methods.split(","):
-        for depth in [int(d) for d in a.depths.split(",")]:
-            onnx = model(a.work, depth)
+    # Depth outer: one generated model on disk at a time.
+    for depth in [int(d) for d in a.depths.split(",")]:
+        onnx = model(a.work, depth)
+        for method in a.methods.split(","):
             out = os.path.join(a.work, f"out-{method}-d{depth}")
             shutil.rmtree(out, ignore_errors=True)
-            cmd = [os.path.join(BIN, "quant-compile"), onnx, "--method", method, "--calib-data", ids,
+            cmd = [a.bin, onnx, "--method", method, "--calib-data", ids,
                    "--calib-samples", str(a.samples), "--seq-len", str(a.seq_len), "-o", out] + a.extra.split()
             sec, rss, text = run_measured(cmd, out + ".log")
             ph = phases(text)
             rows.append(dict(method=method, depth=depth, rss_mb=round(rss), wall_s=round(sec, 1),
+                             load=round(os.getloadavg()[0], 1),
                              per_block_s=round(ph["per_block"], 1),
                              **{k.replace(" ", "_") + "_s": round(v, 1) for k, v in ph.items() if k != "per_block"}))
             shutil.rmtree(out, ignore_errors=True)
             print(rows[-1], flush=True)
+        if not a.keep_models:
+            shutil.rmtree(os.path.dirname(onnx), ignore_errors=True)
+    rows.sort(key=lambda r: (r["method"], r["depth"]))
     # Projection to 32 layers per method: RSS by a linear fit in depth, time
     # by the per-block calibration time and the quantize time per block.
-    print(f"\n{a.samples} x {a.seq_len} calibration tokens, 7B block shapes, load {os.getloadavg()[0]:.1f}")
+    print(f"\n{a.samples} x {a.seq_len} calibration tokens, hidden {a.hidden}, ffn {a.intermediate}, "
+          f"{a.heads} heads, vocab {a.vocab}; load {os.getloadavg()[0]:.1f}")
     head = f"{'method':<8} {'depth':>5} {'peak RSS MB':>12} {'wall s':>8} {'s/block':>8} {'calib s':>8} {'quant s':>8}"
     print(head)
     for r in rows:

@@ -542,7 +542,8 @@ llvm::Expected<CompileResult> Compiler::run() {
   llvm::SmallString<256> archivePath(work), mlirPath(work);
   llvm::sys::path::append(archivePath, "model.safetensors");
   llvm::sys::path::append(mlirPath, "model.mlir");
-  if (llvm::Error err = (*imported)->getArchive().write(archivePath))
+  if (llvm::Error err = (*imported)->getArchive().write(
+          archivePath, o.quiet ? "" : "write model.safetensors"))
     return fail(std::move(err));
   mlir::ModuleOp module = (*imported)->getModule();
   const auto &stats = (*imported)->getStats();

@@ -4,7 +4,9 @@
 // (block-<s>.safetensors), the activations after it (acts-<s>.bin, when
 // they live in a file) and the manifest naming both; a run killed anywhere
 // leaves a manifest that names only complete files, so `resume` continues
-// after the last committed stage and produces the same bytes.
+// after the last committed stage and produces the same bytes. A resumable
+// run syncs each file and the directory before the manifest names them, so
+// this holds after power loss too.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/StreamCalibration.h"
@@ -27,12 +29,16 @@
 #include "llvm/Support/Process.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
 #if LLVM_ON_UNIX
+#include <cerrno>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 using namespace quant_mlir;
@@ -47,6 +53,26 @@ static std::string join(llvm::StringRef dir, llvm::StringRef name) {
   llvm::SmallString<256> p(dir);
   llvm::sys::path::append(p, name);
   return p.str().str();
+}
+
+/// Flushes a file's data, or a directory's entries (the renames into it),
+/// to the disk: a stage is recorded as done only after what it names is
+/// durable, so power loss cannot leave a committed stage without its data.
+static llvm::Error syncPath(const std::string &path) {
+#if LLVM_ON_UNIX
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return makeError("cannot open '" + path + "' to sync it: " +
+                     std::strerror(errno));
+  int rc = ::fsync(fd), err = errno;
+  ::close(fd);
+  // Some file systems cannot sync a directory (EINVAL): nothing to flush.
+  if (rc != 0 && err != EINVAL)
+    return makeError("cannot sync '" + path + "': " + std::strerror(err));
+#else
+  (void)path;
+#endif
+  return llvm::Error::success();
 }
 
 namespace {
@@ -98,8 +124,9 @@ public:
     return llvm::Error::success();
   }
 
-  /// Completes a file-backed store: renamed into place, then mapped.
-  llvm::Error finish() {
+  /// Completes a file-backed store: renamed into place (synced first when
+  /// `durable`), then mapped.
+  llvm::Error finish(bool durable) {
     if (!toFile)
       return llvm::Error::success();
     if (!os)
@@ -109,6 +136,9 @@ public:
     os.reset();
     if (failed)
       return makeError("cannot write '" + path + ".part'");
+    if (durable)
+      if (llvm::Error err = syncPath(path + ".part"))
+        return err;
     if (std::error_code ec = fs::rename(path + ".part", path))
       return makeError("cannot rename '" + path + "': " + ec.message());
     return map();
@@ -213,7 +243,8 @@ struct Manifest {
   bool merged = false; // the statistics archive is complete
   std::map<std::string, int64_t> tokens;
 
-  llvm::Error write(llvm::StringRef path) const {
+  /// With `durable`, synced to disk before and after the rename.
+  llvm::Error write(llvm::StringRef path, bool durable) const {
     llvm::json::Object tok;
     for (const auto &[k, v] : tokens)
       tok[k] = v;
@@ -225,11 +256,29 @@ struct Manifest {
                          {"samples", samples},
                          {"merged", merged},
                          {"tokens", std::move(tok)}};
-    // writeToOutput writes a temporary and renames it: atomic.
-    return llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+    // A synced temporary renamed into place, then the directory synced:
+    // the manifest on disk is the old one or the complete new one.
+    std::string tmp = (path + ".tmp").str();
+    {
+      std::error_code ec;
+      llvm::raw_fd_ostream os(tmp, ec);
+      if (ec)
+        return makeError("cannot create '" + tmp + "': " + ec.message());
       os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
-      return llvm::Error::success();
-    });
+      os.close();
+      if (os.has_error()) {
+        os.clear_error();
+        fs::remove(tmp);
+        return makeError("cannot write '" + tmp + "'");
+      }
+    }
+    if (durable)
+      if (llvm::Error err = syncPath(tmp))
+        return err;
+    if (std::error_code ec = fs::rename(tmp, path))
+      return makeError("cannot rename '" + tmp + "': " + ec.message());
+    return durable ? syncPath(llvm::sys::path::parent_path(path).str())
+                   : llvm::Error::success();
   }
 
   static std::optional<Manifest> read(llvm::StringRef path) {
@@ -313,7 +362,7 @@ static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
   }
   for (const auto &[k, v] : meta)
     writer.setMetadata(k, v);
-  return writer.write(out);
+  return writer.write(out, "merge statistics");
 }
 
 static llvm::Expected<int64_t>
@@ -443,6 +492,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
 
   // The state: resumed or fresh.
   std::string manifestPath = join(stream.stateDir, "manifest.json");
+  bool durable = stream.resumable; // otherwise the state dies with the run
   Manifest manifest;
   if (stream.resume) {
     if (std::optional<Manifest> m = Manifest::read(manifestPath)) {
@@ -484,9 +534,30 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     int64_t totalRuns = 0;
     for (int64_t s = manifest.stages; s < numStages; ++s)
       totalRuns += plan[s].size();
-    Progress progress("calibrate blocks", totalRuns * numSamples,
-                      !options.quiet);
-    auto tick = [&] { progress.advance(); };
+    // Units are sample runs (a block runs twice when its quantized outputs
+    // feed the next); the detail counts committed blocks and the tokens
+    // per second through them.
+    Progress progress("calibrate", totalRuns * numSamples, !options.quiet);
+    int64_t numBlocks = (*model)->numBlocks(), runsDone = 0;
+    auto blocksDone = [&](int64_t committedStages) {
+      return std::clamp<int64_t>(committedStages - 1, 0, numBlocks);
+    };
+    auto showBlocks = [&](int64_t committedStages) {
+      double rate = progress.elapsedSeconds() > 0
+                        ? double(runsDone * options.seqLen) /
+                              progress.elapsedSeconds()
+                        : 0.0;
+      progress.setDetail(llvm::formatv("blocks {0}/{1}, {2:f0} tok/s",
+                                       blocksDone(committedStages), numBlocks,
+                                       rate)
+                             .str());
+    };
+    showBlocks(manifest.stages);
+    auto tick = [&] {
+      ++runsDone;
+      showBlocks(manifest.stages);
+      progress.advance();
+    };
 
     std::vector<std::vector<HostTensor>> inputs;
     for (int64_t start : starts)
@@ -610,16 +681,21 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
       // the prologue read it).
       overlay.clear();
 
-      // Commit: statistics, activations, manifest; then the old files go.
-      if (!stageLayers[s].empty())
-        if (llvm::Error err = recorder.commitLayers(
-                join(stream.stateDir,
-                     "block-" + std::to_string(s) + ".safetensors"),
-                stageLayers[s], {}))
+      // Commit: statistics, activations, manifest, each synced before the
+      // next; then the old files go.
+      std::string blockPath =
+          join(stream.stateDir, "block-" + std::to_string(s) + ".safetensors");
+      if (!stageLayers[s].empty()) {
+        if (llvm::Error err =
+                recorder.commitLayers(blockPath, stageLayers[s], {}))
           return std::move(err);
+        if (durable)
+          if (llvm::Error err = syncPath(blockPath))
+            return std::move(err);
+      }
       std::string oldActs = manifest.acts;
       if (sink) {
-        if (llvm::Error err = sink->finish())
+        if (llvm::Error err = sink->finish(durable))
           return std::move(err);
         result.activationBytes = sink->bytes();
         result.spilled |= sink->inFile();
@@ -630,8 +706,12 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
       } else {
         manifest.acts = "";
       }
+      // The renames of the statistics and activation files.
+      if (durable)
+        if (llvm::Error err = syncPath(stream.stateDir))
+          return std::move(err);
       manifest.stages = s + 1;
-      if (llvm::Error err = manifest.write(manifestPath))
+      if (llvm::Error err = manifest.write(manifestPath, durable))
         return std::move(err);
       if (!oldActs.empty() && oldActs != manifest.acts)
         fs::remove(join(stream.stateDir, oldActs));
@@ -655,8 +735,14 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
                          "' saw no calibration data (is it reachable from "
                          "the entry function?)");
     manifest.tokens = std::move(tok);
+    if (durable) {
+      if (llvm::Error err = syncPath(statsPath.str().str()))
+        return std::move(err);
+      if (llvm::Error err = syncPath(modelDir.str()))
+        return std::move(err);
+    }
     manifest.merged = true;
-    if (llvm::Error err = manifest.write(manifestPath))
+    if (llvm::Error err = manifest.write(manifestPath, durable))
       return std::move(err);
     for (int64_t s = 0; s < numStages; ++s)
       fs::remove(join(stream.stateDir,

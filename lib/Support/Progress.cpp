@@ -44,7 +44,8 @@ std::string Progress::formatDuration(double seconds) {
 }
 
 std::string Progress::render(llvm::StringRef label, int64_t done, int64_t total,
-                             double elapsed, unsigned width) {
+                             double elapsed, llvm::StringRef detail,
+                             unsigned width) {
   double frac = total > 0 ? std::min(1.0, double(done) / double(total)) : 1.0;
   auto filled = static_cast<unsigned>(frac * width);
   std::string out;
@@ -54,6 +55,8 @@ std::string Progress::render(llvm::StringRef label, int64_t done, int64_t total,
      << llvm::format(" %3d%%", int(frac * 100)) << " " << formatDuration(elapsed);
   if (done > 0 && done < total)
     os << " ETA " << formatDuration(elapsed * double(total - done) / double(done));
+  if (!detail.empty())
+    os << " " << detail;
   return out;
 }
 
@@ -70,10 +73,10 @@ void Progress::draw() {
   lastDraw = std::chrono::steady_clock::now();
   if (toSink) {
     if (sink())
-      sink()(render(label, done, total, elapsedSeconds()), false);
+      sink()(render(label, done, total, elapsedSeconds(), detail), false);
     return;
   }
-  llvm::errs() << "\r" << render(label, done, total, elapsedSeconds()) << "\x1b[K";
+  llvm::errs() << "\r" << render(label, done, total, elapsedSeconds(), detail) << "\x1b[K";
   llvm::errs().flush();
 }
 
@@ -83,7 +86,7 @@ void Progress::finish() {
   shown = false;
   if (toSink) {
     if (sink())
-      sink()(render(label, done, total, elapsedSeconds()), true);
+      sink()(render(label, done, total, elapsedSeconds(), detail), true);
     return;
   }
   llvm::errs() << "\r\x1b[K";

@@ -7,6 +7,7 @@
 #include "quant-mlir/Support/CheckedMath.h"
 #include "quant-mlir/Support/InputFiles.h"
 #include "quant-mlir/Support/OutputPaths.h"
+#include "quant-mlir/Support/Progress.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
@@ -484,12 +485,14 @@ static void releaseMapped(const uint8_t *begin, const uint8_t *end,
 #endif
 }
 
-void Writer::writeContiguous(raw_fd_ostream &os, const Entry &entry) {
+void Writer::writeContiguous(raw_fd_ostream &os, const Entry &entry,
+                             function_ref<void(size_t)> wrote) {
   const uint8_t *data = entry.bytes.data();
   size_t size = entry.bytes.size();
   for (size_t off = 0; off < size && !os.has_error(); off += kChunkBytes) {
     size_t len = std::min(kChunkBytes, size - off);
     os.write(reinterpret_cast<const char *>(data + off), len);
+    wrote(len);
     // raw_ostream has copied (to the kernel or its buffer) all of it.
     if (entry.source == Source::FileMapping)
       releaseMapped(data + off, data + off + len, data, data + size);
@@ -529,7 +532,8 @@ static void transposeRows(const uint8_t *src, const uint8_t *srcEnd,
 }
 
 void Writer::writeTransposed(raw_fd_ostream &os, const Entry &entry,
-                             std::vector<uint8_t> &scratch) {
+                             std::vector<uint8_t> &scratch,
+                             function_ref<void(size_t)> wrote) {
   const uint8_t *src = entry.bytes.data();
   const uint8_t *srcEnd = src + entry.bytes.size();
   size_t es = dtypeSize(entry.dtype);
@@ -561,6 +565,7 @@ void Writer::writeTransposed(raw_fd_ostream &os, const Entry &entry,
     fill(src, srcEnd, scratch.data(), rows, cols, r0, r1, mapped);
     os.write(reinterpret_cast<const char *>(scratch.data()),
              size_t(r1 - r0) * rowBytes);
+    wrote(size_t(r1 - r0) * rowBytes);
   }
   if (mapped) // the pages straddling tiles, left out above
     releaseMapped(src, srcEnd, src, srcEnd);
@@ -605,7 +610,7 @@ std::string Writer::headerJSON() const {
   return out;
 }
 
-Error Writer::write(StringRef path) const {
+Error Writer::write(StringRef path, StringRef progressLabel) const {
   auto fail = [&](const Twine &msg, std::error_code ec) {
     return createStringError(path + ": " + msg + ": " + ec.message());
   };
@@ -640,15 +645,35 @@ Error Writer::write(StringRef path) const {
     os.write(size, sizeof(size));
     os << header;
     std::vector<uint8_t> scratch; // transposed chunks; grown on first use
+    uint64_t total = 0, written = 0;
+    for (const auto &item : entries)
+      total += item.second.bytes.size();
+    // Whole MiB as they complete; the last partial one at the end.
+    int64_t units = std::max<int64_t>(1, int64_t(total >> 20)), shown = 0;
+    std::optional<Progress> progress;
+    if (!progressLabel.empty()) {
+      progress.emplace(progressLabel, units);
+      progress->setDetail("MiB");
+    }
+    auto wrote = [&](size_t n) {
+      if (!progress)
+        return;
+      written += n;
+      int64_t now = std::min<int64_t>(units, int64_t(written >> 20));
+      progress->advance(now - shown);
+      shown = now;
+    };
     for (const auto &item : entries) {
       const Entry &entry = item.second;
       if (entry.transposed)
-        writeTransposed(os, entry, scratch);
+        writeTransposed(os, entry, scratch, wrote);
       else
-        writeContiguous(os, entry);
+        writeContiguous(os, entry, wrote);
       if (os.has_error())
         break; // stop early; the error is reported after close()
     }
+    if (progress && !os.has_error())
+      progress->advance(units - shown);
     os.close(); // reports deferred write errors, which only show on close
     if (std::error_code ec = os.error()) {
       os.clear_error(); // otherwise ~raw_fd_ostream aborts

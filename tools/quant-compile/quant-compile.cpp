@@ -8,6 +8,7 @@
 #include "quant-mlir/Driver/Compile.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Quant/BLASKernels.h"
+#include "quant-mlir/Support/Progress.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -122,6 +123,15 @@ static cl::opt<std::string> ptxasPath("ptxas", cl::init("/usr/local/cuda/bin/ptx
 static cl::opt<bool> force("force", cl::desc("Replace an existing output directory"),
                            cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress bars"), cl::cat(category));
+enum class ProgressMode { Auto, Lines };
+static cl::opt<ProgressMode> progressMode(
+    "progress", cl::init(ProgressMode::Auto),
+    cl::desc("How the progress bars (one per phase) are shown"),
+    cl::values(clEnumValN(ProgressMode::Auto, "auto",
+                          "redrawn in place when stderr is a terminal, else none"),
+               clEnumValN(ProgressMode::Lines, "lines",
+                          "each bar's final state as one line (logs, CI)")),
+    cl::cat(category));
 static cl::opt<std::string> hfFormat("format",
                                      cl::desc("Also write a Hugging Face checkpoint (gptq, gptq_v2, awq, "
                                               "compressed-tensors) to OUTDIR/hf (quant-export)"),
@@ -282,6 +292,15 @@ int main(int argc, char **argv) {
   st.resume = resume;
   st.stopAfterBlock = stopAfterBlock;
 
+  // The passes draw their bars without knowing --quiet: a sink that drops
+  // every line silences them too.
+  if (quiet)
+    Progress::setSink([](llvm::StringRef, bool) {});
+  else if (progressMode == ProgressMode::Lines)
+    Progress::setSink([](llvm::StringRef line, bool finished) {
+      if (finished)
+        llvm::errs() << line << "\n";
+    });
   auto result = driver::compile(std::move(o), llvm::errs());
   if (!result)
     return fail(llvm::toString(result.takeError()));

@@ -24,6 +24,9 @@ public:
 
   /// Advances by `n` units and redraws at most ~10 times a second.
   void advance(int64_t n = 1);
+  /// Text after the counts (e.g. "block 3/32, 1850 tok/s"), kept until
+  /// replaced; shown at the next redraw.
+  void setDetail(std::string text) { detail = std::move(text); }
   /// Erases the bar (idempotent).
   void finish();
   bool isShown() const { return shown; }
@@ -40,12 +43,13 @@ public:
   static std::string formatDuration(double seconds);
   /// The line drawn for `done` of `total` after `elapsed` seconds.
   static std::string render(llvm::StringRef label, int64_t done, int64_t total,
-                            double elapsed, unsigned width = 30);
+                            double elapsed, llvm::StringRef detail = "",
+                            unsigned width = 30);
 
 private:
   void draw();
 
-  std::string label;
+  std::string label, detail;
   int64_t total, done = 0;
   bool shown, toSink;
   std::chrono::steady_clock::time_point start, lastDraw;

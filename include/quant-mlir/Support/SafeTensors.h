@@ -139,7 +139,10 @@ public:
   /// calls (the destination is never mapped, so its dirty pages stay page
   /// cache, not resident memory); Source::FileMapping inputs are released
   /// behind the writer as described there.
-  llvm::Error write(llvm::StringRef path) const;
+  /// With a `progressLabel`, a progress bar of the MiB written is shown
+  /// under it (see Progress).
+  llvm::Error write(llvm::StringRef path,
+                    llvm::StringRef progressLabel = "") const;
 
   /// Bytes handed to one write() call; also the size of the scratch buffer
   /// used for transposed tensors.
@@ -160,9 +163,12 @@ private:
                                  llvm::ArrayRef<int64_t> shape,
                                  size_t numBytes);
   std::string headerJSON() const;
-  static void writeContiguous(llvm::raw_fd_ostream &os, const Entry &entry);
+  /// Both call `wrote` with the bytes of each chunk written.
+  static void writeContiguous(llvm::raw_fd_ostream &os, const Entry &entry,
+                              llvm::function_ref<void(size_t)> wrote);
   static void writeTransposed(llvm::raw_fd_ostream &os, const Entry &entry,
-                              std::vector<uint8_t> &scratch);
+                              std::vector<uint8_t> &scratch,
+                              llvm::function_ref<void(size_t)> wrote);
 
   std::map<std::string, Entry> entries; // ordered: defines the file layout
   std::map<std::string, std::string> meta;

@@ -382,6 +382,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
   if (rewrites && rewrites->floatOnly)
     work.clear();
   Progress progress(passName, work.size());
+  progress.setDetail("layers");
   for (auto [op, scheme] : work) {
     StringRef layer = op.getName().value_or("");
     auto weightOp = op.getWeight().getDefiningOp<WeightOp>();
@@ -548,7 +549,8 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     return module.emitError() << llvm::toString(std::move(e));
   for (const auto &[key, value] : (*in)->metadata())
     out.setMetadata(key, value);
-  if (llvm::Error e = out.write(resolve(cfg.baseDir, cfg.output)))
+  if (llvm::Error e = out.write(resolve(cfg.baseDir, cfg.output),
+                                "write " + cfg.output))
     return module.emitError() << llvm::toString(std::move(e));
   module->setAttr(WQDialect::kArchiveAttrName,
                   StringAttr::get(ctx, cfg.output));
