@@ -25,10 +25,19 @@ Models (prepared under --work unless present):
                   column runs the float model: ORT has no such packed model)
   100m, 100m-q4   generated Llama (hidden 768, intermediate 2048, 12 layers,
                   12 heads, vocab 32000, tied) and its 4-bit g128 RTN model
+  1b, 1b-q4       generated Llama in the TinyLlama-1.1B shape (hidden 2048,
+                  intermediate 5632, 22 layers, 32 / 4 heads, vocab 32000)
+
+Beside each row: weight bytes streamed per token (the safetensors tensors
+less an untied embedding table, of which a token reads one row), the GB/s
+that makes over wall and CPU time per token, and a STREAM-like copy and
+read-only sum at the same thread count measured just before the row
+(quant-cpu-bench --layer-shapes=none).
 
   python3 bench/decode/bench_decode.py [--prompt 128] [--new 128]
       [--threads 1,2] [--models shakespeare,shakespeare-q4,100m,100m-q4]
       [--modes derived] [--no-ort] [--repeat 1] [--csv out.csv]
+      [--bin build/bin] [--work DIR] [--contexts 128,512]
 """
 import argparse
 import csv
@@ -39,6 +48,8 @@ import subprocess
 import sys
 
 import numpy as np
+import re
+import struct
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "build", "bin")
@@ -54,6 +65,37 @@ def run(cmd, env=None):
     return res.stdout
 
 
+LLAMAS = {
+    "100m": ["--hidden", "768", "--intermediate", "2048", "--layers", "12", "--heads", "12",
+             "--kv-heads", "12", "--vocab", "32000", "--tie"],
+    "1b": ["--hidden", "2048", "--intermediate", "5632", "--layers", "22", "--heads", "32",
+           "--kv-heads", "4", "--vocab", "32000"],
+}
+
+
+def weight_bytes(qdir):
+    """Bytes of weights one decode step streams: every tensor in
+    model.safetensors except an embedding table that has its own lm_head
+    (a token gathers one row of it)."""
+    with open(os.path.join(qdir, "model.safetensors"), "rb") as fh:
+        header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+    sizes = {k: v["data_offsets"][1] - v["data_offsets"][0]
+             for k, v in header.items() if k != "__metadata__"}
+    untied = any("lm_head" in k for k in sizes)
+    return sum(v for k, v in sizes.items() if not (untied and "embed_tokens" in k))
+
+
+def bandwidth(threads):
+    """(copy read + write GB/s, read-only GB/s) of quant-cpu-bench at this
+    thread count (process CPU clock at 1 thread, wall otherwise)."""
+    out = run([os.path.join(BIN, "quant-cpu-bench"), "--layer-shapes=none",
+               f"--thread-counts={threads}", "--repetitions=1"]
+              + (["--cpu-clock"] if threads == 1 else []),
+              env={"OPENBLAS_NUM_THREADS": str(threads)})
+    m = re.search(r"copy bandwidth, \d+ thread\(s\): ([\d.]+) GB/s .*read ([\d.]+) GB/s", out)
+    return float(m.group(1)), float(m.group(2))
+
+
 def prepare(model, work):
     """Returns (quant-mlir dir, vocab, with-past ONNX path)."""
     base = model[:-3] if model.endswith("-q4") else model
@@ -64,9 +106,7 @@ def prepare(model, work):
                  "/work/shared/data/shakespeare/shakespeare-llama-3.7M.bin", "-o", onnx_dir])
         else:
             run([PY, os.path.join(ROOT, "python/quant_mlir/export_fixtures.py"), "--family", "llama",
-                 "--hidden", "768", "--intermediate", "2048", "--layers", "12", "--heads", "12",
-                 "--kv-heads", "12", "--vocab", "32000", "--tie", "--max-pos", "2048",
-                 "--external-data", "-o", onnx_dir])
+                 *LLAMAS[base], "--max-pos", "2048", "--external-data", "-o", onnx_dir])
     vocab = 1024 if base == "shakespeare" else 32000
     past_dir = os.path.join(work, base + "_past")
     if not os.path.exists(os.path.join(past_dir, "model.onnx")):
@@ -106,7 +146,65 @@ def load1():
     return os.getloadavg()[0]
 
 
+def flatness(a, models):
+    """Per-token decode time at each context length of --contexts: one
+    quant-run over a --prompts file (one prompt of each length, one JIT
+    compile, cache of max context + new) and, alternating, one ORT run per
+    length; ratios against the shortest context (the issue's goal: <= 1.3x
+    from 128 to 512 tokens)."""
+    contexts = [int(c) for c in a.contexts.split(",")]
+    header = ["model", "threads", "context", "new", "p50_ms", "cpu_ms_tok", "p50_ratio",
+              "cpu_ratio", "ort_p50_ms", "ort_cpu_ms_tok", "ort_p50_ratio", "load1"]
+    rows = []
+    for model in models:
+        qdir, vocab, past_onnx = prepare(model, a.work)
+        rng = np.random.default_rng(0)
+        prompts = [" ".join(map(str, rng.integers(3, vocab, c))) for c in contexts]
+        path = os.path.join(a.work, f"{model}-contexts.jsonl")
+        with open(path, "w") as fh:
+            for p in prompts:
+                fh.write(json.dumps({"prompt_ids": [int(x) for x in p.split()]}) + "\n")
+        for t in [int(x) for x in a.threads.split(",")]:
+            load = load1()
+            out = json.loads(run([os.path.join(BIN, "quant-run"), qdir, "--prompts", path,
+                                  "--max-new-tokens", str(a.new), "--ignore-eos",
+                                  "--max-seq-len", str(max(contexts) + a.new),
+                                  "--kv-cache", "derived", "--json"],
+                                 env={"OPENBLAS_NUM_THREADS": str(t)}))["results"]
+            orts = []
+            for c, p in zip(contexts, prompts):
+                if a.no_ort:
+                    orts.append(None)
+                    continue
+                sub = argparse.Namespace(**vars(a))
+                sub.prompt = c
+                orts.append(ort(past_onnx, p, sub, t))
+            for i, c in enumerate(contexts):
+                r, o = out[i], orts[i]
+                row = [model, t, c, a.new, f"{r['latency_p50_ms']:.2f}",
+                       f"{r['decode_cpu_ms_per_token']:.2f}",
+                       f"{r['latency_p50_ms'] / out[0]['latency_p50_ms']:.2f}x",
+                       f"{r['decode_cpu_ms_per_token'] / out[0]['decode_cpu_ms_per_token']:.2f}x"]
+                if o is None:
+                    row += ["", "", ""]
+                else:
+                    row += [f"{o['ort_p50_ms']:.2f}", f"{o['ort_cpu_ms']:.2f}",
+                            f"{o['ort_p50_ms'] / orts[0]['ort_p50_ms']:.2f}x"]
+                rows.append(row + [f"{load:.2f}"])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(map(str, r)) + " |")
+    if a.csv:
+        with open(a.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+    return 0
+
+
 def main():
+    global BIN
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--new", type=int, default=128)
@@ -117,10 +215,19 @@ def main():
     ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime-node column")
     ap.add_argument("--work", default="/tmp/quant-mlir-bench-decode")
     ap.add_argument("--csv", default=None)
+    ap.add_argument("--bin", default=BIN, help="directory of quant-run, quant-import, quant-compile")
+    ap.add_argument("--no-bandwidth", action="store_true", help="skip the copy / read bandwidth columns")
+    ap.add_argument("--contexts", default=None,
+                    help="e.g. 128,512: instead of the main table, time per token at each context length")
     a = ap.parse_args()
+    BIN = a.bin
+    if a.contexts:
+        return flatness(a, a.models.split(","))
     configs = []
+    wbytes = {}
     for model in a.models.split(","):
         qdir, vocab, past_onnx = prepare(model, a.work)
+        wbytes[model] = weight_bytes(qdir)
         ids = np.random.default_rng(0).integers(3, vocab, a.prompt)
         for mode in a.modes.split(","):
             for t in a.threads.split(","):
@@ -129,6 +236,8 @@ def main():
     for rep in range(a.repeat):
         for model, qdir, past_onnx, ids, mode, t in configs:
             s = {"load": load1()}
+            if not a.no_bandwidth:
+                s["copy_gbs"], s["read_gbs"] = bandwidth(t)
             order = [lambda: s.update(ours(qdir, ids, a, mode, t))]
             if not a.no_ort:
                 order.append(lambda: s.update(ort(past_onnx, ids, a, t)))
@@ -140,7 +249,7 @@ def main():
     header = ["model", "cache", "threads", "prompt", "new", "ttft_ms", "decode_tok_s", "p50_ms",
               "p90_ms", "cpu_ms_tok", "compile_s", "peak_rss_mib", "ort_ttft_ms", "ort_decode_tok_s",
               "ort_p50_ms", "ort_cpu_ms_tok", "ort_rss_mib", "ours_over_ort", "ort_cpu_over_ours",
-              "same_ids", "load1"]
+              "same_ids", "weight_mb", "gbs_wall", "gbs_cpu", "copy_gbs", "read_gbs", "load1"]
     rows = []
     for (model, mode, t), s in samples.items():
         med = lambda k: statistics.median(x[k] for x in s)  # noqa: E731
@@ -156,6 +265,12 @@ def main():
             row += [f"{med('ort_ttft_ms'):.1f}", f"{med('ort_tok_s'):.1f}", f"{med('ort_p50_ms'):.2f}",
                     f"{med('ort_cpu_ms'):.2f}", f"{med('ort_rss_mib'):.0f}", f"{ratio:.2f}x",
                     f"{cpu_ratio:.2f}x", "yes" if same else "no"]
+        mb = wbytes[model] / 1e6
+        row += [f"{mb:.0f}", f"{mb * med('tok_s') / 1e3:.2f}", f"{mb / med('cpu_ms'):.2f}"]
+        if a.no_bandwidth:
+            row += ["", ""]
+        else:
+            row += [f"{med('copy_gbs'):.1f}", f"{med('read_gbs'):.1f}"]
         rows.append(row + [f"{med('load'):.2f}"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

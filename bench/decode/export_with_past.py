@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -112,13 +113,17 @@ def main():
         axes[n] = {0: "batch", 2: "past"}
     for n in outs[1:]:
         axes[n] = {0: "batch", 2: "total"}
-    tmp = os.path.join(a.out_dir, "model.tmp.onnx")
+    # Its own directory: over 2 GiB (the 1B model) torch writes one external
+    # file per tensor beside the graph.
+    tmp_dir = os.path.join(a.out_dir, ".export-tmp")
+    os.makedirs(tmp_dir, exist_ok=True)
+    tmp = os.path.join(tmp_dir, "model.onnx")
     with torch.no_grad():
         torch.onnx.export(wrapped, (ids, *past), tmp, input_names=["input_ids"] + names,
                           output_names=outs, dynamic_axes=axes, opset_version=17,
                           do_constant_folding=False)
     proto = onnx.load(tmp)
-    os.remove(tmp)
+    shutil.rmtree(tmp_dir)
     path = os.path.join(a.out_dir, "model.onnx")
     if os.path.exists(os.path.join(a.out_dir, "model.onnx.data")):
         os.remove(os.path.join(a.out_dir, "model.onnx.data"))  # onnx appends

@@ -3,7 +3,9 @@
 // vector flag. Packs activation tiles (mr rows, k-major) and weight panels
 // (nr columns; strided f32 or dequantized from the gptq stream) and calls the
 // micro-kernel that MicroKernels.cpp generates and JIT-compiles for the host
-// on every mr x nr tile. See docs/performance-cpu.md.
+// on every mr x nr tile; decode (M below the tile) runs on the generated
+// GEMVs, f32 and packed, which stream each weight once. See
+// docs/performance-cpu.md.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/Kernels.h"
@@ -18,6 +20,7 @@ using namespace quant_mlir::kernels::detail;
 namespace {
 GemmMicroKernel registered;
 QGemvMicroKernel registeredGemv;
+F32GemvMicroKernel registeredF32Gemv;
 
 /// K rows per packed block: the B panels of one chunk (kKc x kChunkN floats,
 /// 128 KiB) stay in L2, one A tile (kKc x mr) in L1.
@@ -173,6 +176,97 @@ void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
   });
 }
 
+void callF32Gemv(F32GemvMicroKernel::Fn fn, const float *a, const float *b,
+                 float *out, i64 lda, i64 ldb, i64 steps, i64 pf) {
+  constexpr i64 big = std::numeric_limits<int32_t>::max();
+  auto *pa = const_cast<float *>(a), *pb = const_cast<float *>(b);
+  fn(pa, pa, 0, big, 1, pb, pb, 0, big, 1, out, out, 0, big, 1, lda, ldb,
+     steps, pf);
+}
+
+/// Floats ahead along each weight row that the dot-form GEMV prefetches
+/// (4 KiB: about one row of a 1B layer's worth of latency at ~8 GB/s).
+constexpr i64 kGemvPrefetch = 1024;
+
+/// Decode, f32: C[M, N] += A * B for M below the GEMM tile's, on the GEMV
+/// micro-kernels, which read B where it lies (the GEMM path packs every
+/// panel of B, which for one row of A is as much work as the product; the
+/// old fallback, OpenBLAS sgemm, repacked the whole weight per token).
+/// Returns false (nothing done) when no kernel fits: B needs k or n
+/// contiguous. Fixed kChunkN-column tasks as everywhere; every output is
+/// summed in the same order whatever the variant that computes it.
+bool f32Gemv(i64 M, i64 N, i64 K, const float *a, i64 sam, i64 sak,
+             const float *b, i64 sbk, i64 sbn, float *c, i64 scm, i64 scn) {
+  const F32GemvMicroKernel &g = registeredF32Gemv;
+  if (M < 1 || M > g.maxRows || !g.dot[M] || !g.axpy[M])
+    return false;
+  const bool dotForm = sbk == 1 && sbn >= K;
+  if (!dotForm && sbn != 1)
+    return false;
+  // x rows with k contiguous (decode's activations already are).
+  thread_local std::vector<float> xbuf;
+  i64 lda = sam;
+  if (sak != 1 || (M > 1 && sam < K)) {
+    xbuf.resize(M * K);
+    for (i64 r = 0; r < M; ++r)
+      for (i64 k = 0; k < K; ++k)
+        xbuf[r * K + k] = a[r * sam + k * sak];
+    a = xbuf.data();
+    lda = K;
+  }
+  const i64 vl = g.vl;
+  const i64 chunks = (N + kChunkN - 1) / kChunkN;
+  parallelChunks(chunks, M * N * K, [&](i64 chunk) {
+    const i64 n0 = chunk * kChunkN, n1 = std::min(N, n0 + kChunkN);
+    float tile[3 * 128];
+    auto addTile = [&](i64 j0, i64 cols, i64 width) {
+      for (i64 r = 0; r < M; ++r)
+        for (i64 j = 0; j < cols; ++j)
+          c[r * scm + (j0 + j) * scn] += tile[r * width + j];
+    };
+    if (dotForm) {
+      const i64 kv = K / vl, kt = kv * vl;
+      for (i64 j0 = n0; j0 < n1;) {
+        const i64 wr = n1 - j0 >= g.dotRows[M] ? g.dotRows[M] : 1;
+        callF32Gemv(wr > 1 ? g.dot[M] : g.dot1[M], a, b + j0 * sbn, tile, lda,
+                    sbn, kv, kGemvPrefetch);
+        // The k tail (K not a multiple of the vector width), in order.
+        for (i64 r = 0; r < M; ++r)
+          for (i64 j = 0; j < wr; ++j) {
+            float &t = tile[r * wr + j];
+            for (i64 k = kt; k < K; ++k)
+              t += a[r * lda + k] * b[(j0 + j) * sbn + k];
+          }
+        addTile(j0, wr, wr);
+        j0 += wr;
+      }
+      return;
+    }
+    for (i64 j0 = n0; j0 < n1;) {
+      const i64 wide = g.axpyCols[M];
+      if (n1 - j0 >= vl) {
+        const bool w = n1 - j0 >= wide;
+        const i64 cols = w ? wide : vl;
+        callF32Gemv(w ? g.axpy[M] : g.axpy1[M], a, b + j0, tile, lda, sbk, K,
+                    0);
+        addTile(j0, cols, cols);
+        j0 += cols;
+        continue;
+      }
+      // Fewer than vl columns left: the same sequential sums, scalar.
+      for (i64 r = 0; r < M; ++r)
+        for (i64 j = j0; j < n1; ++j) {
+          float t = 0.0f;
+          for (i64 k = 0; k < K; ++k)
+            t += a[r * lda + k] * b[k * sbk + j];
+          c[r * scm + j * scn] += t;
+        }
+      j0 = n1;
+    }
+  });
+  return true;
+}
+
 bool useMicroKernel(i64 M) {
   return registered.fn && M * 2 >= registered.mr;
 }
@@ -277,6 +371,10 @@ void setGemmMicroKernel(const GemmMicroKernel &kernel) { registered = kernel; }
 void setQGemvMicroKernels(const QGemvMicroKernel &kernels) {
   registeredGemv = kernels;
 }
+void setF32GemvMicroKernels(const F32GemvMicroKernel &kernels) {
+  registeredF32Gemv = kernels;
+}
+const F32GemvMicroKernel &f32GemvMicroKernel() { return registeredF32Gemv; }
 const GemmMicroKernel &gemmMicroKernel() { return registered; }
 
 void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,
@@ -289,7 +387,8 @@ void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,
     return;
   }
   if (!useMicroKernel(M)) {
-    blasGemm(M, N, K, a, sam, sak, b, sbk, sbn, c, scm, scn);
+    if (!f32Gemv(M, N, K, a, sam, sak, b, sbk, sbn, c, scm, scn))
+      blasGemm(M, N, K, a, sam, sak, b, sbk, sbn, c, scm, scn);
     return;
   }
   const GemmMicroKernel uk = registered;

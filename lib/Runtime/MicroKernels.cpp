@@ -1,8 +1,9 @@
 //===- MicroKernels.cpp - generate and JIT the host's GEMM micro-kernel ----===//
-// The vector family's register tile, written in MLIR's vector dialect and
-// compiled for the CPU this runs on (AVX-512 where present, AVX2 otherwise)
-// by ExecutionEngine with JITTargetMachineBuilder::detectHost. The packing
-// and blocking around it are in KernelsVector.cpp.
+// The vector family's register tile and decode GEMVs (f32 and packed),
+// written in MLIR's vector dialect and compiled for the CPU this runs on
+// (AVX-512 where present, AVX2 otherwise) by ExecutionEngine with
+// JITTargetMachineBuilder::detectHost. The packing and blocking around them
+// are in KernelsVector.cpp.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/MicroKernels.h"
@@ -327,6 +328,151 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
 }
 
 namespace {
+std::string gemvDotName(int64_t rows, int64_t wrows) {
+  return "quant_ukernel_gemv_t_f32_m" + std::to_string(rows) + "_r" +
+         std::to_string(wrows);
+}
+std::string gemvAxpyName(int64_t rows, int64_t cols) {
+  return "quant_ukernel_gemv_n_f32_m" + std::to_string(rows) + "_n" +
+         std::to_string(cols);
+}
+
+/// The f32 GEMV signature: memrefs a, b, out, then lda, ldb, steps, pf.
+func::FuncOp createGemvFunc(OpBuilder &b, Location loc, StringRef name) {
+  Type f32 = b.getF32Type(), index = b.getIndexType();
+  auto buffer = MemRefType::get({ShapedType::kDynamic}, f32);
+  auto fn = func::FuncOp::create(
+      b, loc, name,
+      b.getFunctionType({buffer, buffer, buffer, index, index, index, index},
+                        {}));
+  fn.addEntryBlock();
+  return fn;
+}
+} // namespace
+
+int64_t quant_mlir::f32GemvWeightRows(const HostVectorTarget &target,
+                                      int64_t rows) {
+  const int64_t regs = target.isa == "avx512" ? 32 : 16;
+  int64_t wrows = 1;
+  while (wrows * 2 * rows <= regs / 2 && wrows < 8)
+    wrows *= 2;
+  return wrows;
+}
+
+void quant_mlir::buildF32GemvDotKernel(ModuleOp module,
+                                       const HostVectorTarget &target,
+                                       int64_t rows, int64_t wrows) {
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  func::FuncOp fn = createGemvFunc(b, loc, gemvDotName(rows, wrows));
+  Block *entry = &fn.getBody().front();
+  b.setInsertionPointToStart(entry);
+  Value a = entry->getArgument(0), w = entry->getArgument(1),
+        out = entry->getArgument(2), lda = entry->getArgument(3),
+        ldb = entry->getArgument(4), steps = entry->getArgument(5),
+        pf = entry->getArgument(6);
+  const int64_t vl = target.vectorWidth;
+  auto vt = VectorType::get({vl}, b.getF32Type());
+  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, loc, v);
+  };
+  Value zero = arith::ConstantOp::create(b, loc, vt, b.getZeroAttr(vt));
+  SmallVector<Value> init(rows * wrows, zero);
+  // One weight row per accumulator column: wrows sequential streams, each
+  // element loaded once and used by every row of x (no packing: the weight
+  // is read where it lies, which for M = 1 is all the work there is).
+  auto loop = scf::ForOp::create(
+      b, loc, cst(b, 0), steps, cst(b, 1), init,
+      [&](OpBuilder &lb, Location l, Value t, ValueRange acc) {
+        auto add = [&](Value x, Value y) {
+          return arith::AddIOp::create(lb, l, x, y).getResult();
+        };
+        auto mul = [&](Value x, Value y) {
+          return arith::MulIOp::create(lb, l, x, y).getResult();
+        };
+        Value k = mul(t, cst(lb, vl));
+        SmallVector<Value> wv;
+        for (int64_t j = 0; j < wrows; ++j) {
+          Value off = add(mul(ldb, cst(lb, j)), k);
+          // Software prefetch pf floats ahead along the row: the hardware
+          // prefetcher follows few streams this far apart.
+          memref::PrefetchOp::create(lb, l, w, ValueRange{add(off, pf)},
+                                     /*isWrite=*/false, /*localityHint=*/3,
+                                     /*isDataCache=*/true);
+          wv.push_back(vector::LoadOp::create(lb, l, vt, w, off));
+        }
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t r = 0; r < rows; ++r) {
+          Value xv = vector::LoadOp::create(lb, l, vt, a,
+                                            add(mul(lda, cst(lb, r)), k));
+          for (int64_t j = 0; j < wrows; ++j)
+            next[r * wrows + j] =
+                vector::FMAOp::create(lb, l, xv, wv[j], next[r * wrows + j]);
+        }
+        scf::YieldOp::create(lb, l, next);
+      });
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < wrows; ++j) {
+      Value sum = vector::ReductionOp::create(b, loc,
+                                              vector::CombiningKind::ADD,
+                                              loop.getResult(r * wrows + j));
+      memref::StoreOp::create(b, loc, sum, out,
+                              ValueRange{cst(b, r * wrows + j)});
+    }
+  func::ReturnOp::create(b, loc);
+}
+
+void quant_mlir::buildF32GemvAxpyKernel(ModuleOp module,
+                                        const HostVectorTarget &target,
+                                        int64_t rows, int64_t cols) {
+  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+  Location loc = module.getLoc();
+  func::FuncOp fn = createGemvFunc(b, loc, gemvAxpyName(rows, cols));
+  Block *entry = &fn.getBody().front();
+  b.setInsertionPointToStart(entry);
+  Value a = entry->getArgument(0), w = entry->getArgument(1),
+        out = entry->getArgument(2), lda = entry->getArgument(3),
+        ldb = entry->getArgument(4), kn = entry->getArgument(5);
+  const int64_t vl = target.vectorWidth, nv = cols / vl;
+  auto vt = VectorType::get({vl}, b.getF32Type());
+  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, loc, v);
+  };
+  Value zero = arith::ConstantOp::create(b, loc, vt, b.getZeroAttr(vt));
+  SmallVector<Value> init(rows * nv, zero);
+  auto loop = scf::ForOp::create(
+      b, loc, cst(b, 0), kn, cst(b, 1), init,
+      [&](OpBuilder &lb, Location l, Value k, ValueRange acc) {
+        auto add = [&](Value x, Value y) {
+          return arith::AddIOp::create(lb, l, x, y).getResult();
+        };
+        auto mul = [&](Value x, Value y) {
+          return arith::MulIOp::create(lb, l, x, y).getResult();
+        };
+        Value row = mul(k, ldb);
+        SmallVector<Value> wv;
+        for (int64_t j = 0; j < nv; ++j)
+          wv.push_back(
+              vector::LoadOp::create(lb, l, vt, w, add(row, cst(lb, j * vl))));
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t r = 0; r < rows; ++r) {
+          Value xs = memref::LoadOp::create(lb, l, a,
+                                            add(mul(lda, cst(lb, r)), k));
+          Value splat = vector::BroadcastOp::create(lb, l, vt, xs);
+          for (int64_t j = 0; j < nv; ++j)
+            next[r * nv + j] =
+                vector::FMAOp::create(lb, l, splat, wv[j], next[r * nv + j]);
+        }
+        scf::YieldOp::create(lb, l, next);
+      });
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < nv; ++j)
+      vector::StoreOp::create(b, loc, loop.getResult(r * nv + j), out,
+                              ValueRange{cst(b, r * cols + j * vl)});
+  func::ReturnOp::create(b, loc);
+}
+
+namespace {
 struct VectorKernels {
   MLIRContext context;
   std::unique_ptr<ExecutionEngine> engine;
@@ -355,6 +501,17 @@ VectorKernels *compileVectorKernels() {
       if (wide != vk->target.nr)
         buildQGemvMicroKernel(*module, vk->target, bits, rows, wide);
     }
+  for (int64_t rows = 1; rows <= vk->target.maxF32GemvRows(); ++rows) {
+    int64_t wrows = f32GemvWeightRows(vk->target, rows);
+    buildF32GemvDotKernel(*module, vk->target, rows, wrows);
+    if (wrows != 1)
+      buildF32GemvDotKernel(*module, vk->target, rows, 1);
+    int64_t cols = qgemvWideColumns(vk->target, rows);
+    buildF32GemvAxpyKernel(*module, vk->target, rows, cols);
+    if (cols != vk->target.vectorWidth)
+      buildF32GemvAxpyKernel(*module, vk->target, rows,
+                             vk->target.vectorWidth);
+  }
 
   PassManager pm(&ctx);
   pm.addPass(createSCFToControlFlowPass());
@@ -429,8 +586,32 @@ VectorKernels *compileVectorKernels() {
           reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*wfn);
       gemv.wideCols[rows] = wide;
     }
+  kernels::F32GemvMicroKernel f32gemv;
+  f32gemv.vl = vk->target.vectorWidth;
+  f32gemv.maxRows = std::min<int64_t>(vk->target.maxF32GemvRows(), 3);
+  for (int64_t rows = 1; rows <= f32gemv.maxRows; ++rows) {
+    int64_t wrows = f32GemvWeightRows(vk->target, rows);
+    int64_t cols = qgemvWideColumns(vk->target, rows);
+    auto lookup = [&](const std::string &name) {
+      auto fn = vk->engine->lookup(name);
+      if (!fn) {
+        vk->error = llvm::toString(fn.takeError());
+        return kernels::F32GemvMicroKernel::Fn(nullptr);
+      }
+      return reinterpret_cast<kernels::F32GemvMicroKernel::Fn>(*fn);
+    };
+    f32gemv.dot[rows] = lookup(gemvDotName(rows, wrows));
+    f32gemv.dot1[rows] = lookup(gemvDotName(rows, 1));
+    f32gemv.axpy[rows] = lookup(gemvAxpyName(rows, cols));
+    f32gemv.axpy1[rows] = lookup(gemvAxpyName(rows, vk->target.vectorWidth));
+    f32gemv.dotRows[rows] = wrows;
+    f32gemv.axpyCols[rows] = cols;
+    if (!vk->error.empty())
+      return vk;
+  }
   kernels::setGemmMicroKernel(kernel);
   kernels::setQGemvMicroKernels(gemv);
+  kernels::setF32GemvMicroKernels(f32gemv);
   return vk;
 }
 } // namespace

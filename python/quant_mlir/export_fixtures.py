@@ -61,6 +61,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import sys
 from typing import Optional
 
@@ -110,7 +111,14 @@ def export_onnx(
             os.remove(p)
 
     trace_ids = torch.from_numpy(reference_input_ids(vocab_size, TRACE_SHAPE, seed=99))
-    buf = io.BytesIO()
+    # Over 2 GiB (the 1B Llama) protobuf cannot serialize to a buffer: torch
+    # then needs a file path and writes one external file per tensor, which
+    # are gathered into data_name below.
+    big = external_data and sum(p.numel() * p.element_size() for p in model.parameters()) > (1 << 30)
+    tmp_dir = os.path.join(out_dir, ".export-tmp")
+    buf = os.path.join(tmp_dir, "model.onnx") if big else io.BytesIO()
+    if big:
+        os.makedirs(tmp_dir, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
             model,
@@ -124,7 +132,11 @@ def export_onnx(
             export_params=True,
             keep_initializers_as_inputs=False,
         )
-    proto = onnx.load_model_from_string(buf.getvalue())
+    if big:
+        proto = onnx.load_model(buf)  # reads the per-tensor files back
+        shutil.rmtree(tmp_dir)
+    else:
+        proto = onnx.load_model_from_string(buf.getvalue())
     proto.producer_name = "quant_mlir.export_fixtures"
     if external_data:
         onnx.save_model(

@@ -356,6 +356,64 @@ TEST_F(VectorKernelsTest, DecodeGemvMatchesFloat64) {
   }
 }
 
+// Decode, f32 (M below the GEMM tile): the GEMV micro-kernels on W[N, K]
+// (the linear layer, dot form) and on row-major B (axpy form), with K and
+// N tails, transposed A and strided C, against a float64 double loop; and
+// bitwise equal for 1 and 2 threads (the large cases split over threads).
+TEST_F(VectorKernelsTest, DecodeF32GemvMatchesFloat64) {
+  const kernels::F32GemvMicroKernel &g = kernels::f32GemvMicroKernel();
+  ASSERT_GE(g.maxRows, 1);
+  for (int64_t r = 1; r <= g.maxRows; ++r) {
+    EXPECT_NE(g.dot[r], nullptr);
+    EXPECT_NE(g.axpy[r], nullptr);
+  }
+  std::mt19937 rng(17);
+  struct Case {
+    int64_t m, n, k;
+    bool transA, transB, stridedC;
+  };
+  std::vector<Case> cases = {
+      {1, 1100, 2048, false, true, false}, {1, 37, 777, false, true, false},
+      {2, 300, 770, false, true, false},   {3, 257, 1000, false, true, true},
+      {1, 2100, 1024, false, false, false}, {2, 131, 333, true, false, false},
+      {3, 77, 500, false, false, true},    {2, 200, 96, true, true, false}};
+  for (Case c : cases) {
+    if (c.m > g.maxRows)
+      continue;
+    SCOPED_TRACE(testing::Message() << c.m << "x" << c.n << "x" << c.k
+                                    << " tA=" << c.transA << " tB=" << c.transB
+                                    << " sC=" << c.stridedC);
+    auto a = randomFloats(rng, c.m * c.k), b = randomFloats(rng, c.k * c.n);
+    int64_t sam = c.transA ? 1 : c.k, sak = c.transA ? c.m : 1;
+    int64_t sbk = c.transB ? 1 : c.n, sbn = c.transB ? c.k : 1;
+    int64_t scm = c.stridedC ? 1 : c.n, scn = c.stridedC ? c.m : 1;
+    std::vector<double> want(c.m * c.n);
+    for (int64_t r = 0; r < c.m; ++r)
+      for (int64_t j = 0; j < c.n; ++j) {
+        double acc = -0.5;
+        for (int64_t i = 0; i < c.k; ++i)
+          acc += double(a[r * sam + i * sak]) * b[i * sbk + j * sbn];
+        want[r * c.n + j] = acc;
+      }
+    std::vector<float> outs[2];
+    for (int t : {1, 2}) {
+      openblas_set_num_threads(t);
+      std::vector<float> cbuf(c.m * c.n, -0.5f);
+      kernels::vcontractF32(c.m, c.n, c.k, a.data(), sam, sak, b.data(), sbk,
+                            sbn, cbuf.data(), scm, scn);
+      std::vector<float> &got = outs[t - 1];
+      got.resize(c.m * c.n);
+      for (int64_t r = 0; r < c.m; ++r)
+        for (int64_t j = 0; j < c.n; ++j)
+          got[r * c.n + j] = cbuf[r * scm + j * scn];
+      EXPECT_LT(relErr(got.data(), want), 1e-5);
+    }
+    EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
+                          outs[0].size() * sizeof(float)),
+              0);
+  }
+}
+
 class KernelsJITTest : public ::testing::Test {
 protected:
   void SetUp() override {

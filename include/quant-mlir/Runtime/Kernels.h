@@ -128,6 +128,30 @@ struct QGemvMicroKernel {
 };
 void setQGemvMicroKernels(const QGemvMicroKernel &kernels);
 
+/// The f32 GEMV micro-kernels for M below the GEMM tile's (decode), which
+/// read the weight where it lies (no packing). Both write a tile `out`
+/// (overwritten, [rows][width]) from x rows a[r * lda + k] (k contiguous):
+///  - dot[rows] (B stored transposed, W[N, K] of a linear layer):
+///    out[r * wrows + j] = sum over k < kv * vl of a[r * lda + k] *
+///    b[j * ldb + k], with j < dotRows[rows]; dot1[rows] does one weight row;
+///    the last index argument is pf, a prefetch distance in floats along
+///    each weight row;
+///  - axpy[rows] (B row-major [K, N]): out[r * cols + j] = sum over k < kn
+///    of a[r * lda + k] * b[k * ldb + j], j < axpyCols[rows]; axpy1[rows] on
+///    vl columns.
+/// Memrefs a, b, out (expanded convention), then lda, ldb, kv / kn, pf.
+struct F32GemvMicroKernel {
+  using Fn = void (*)(float *, float *, int64_t, int64_t, int64_t, float *,
+                      float *, int64_t, int64_t, int64_t, float *, float *,
+                      int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                      int64_t);
+  Fn dot[4] = {}, dot1[4] = {}, axpy[4] = {}, axpy1[4] = {};
+  int64_t dotRows[4] = {}, axpyCols[4] = {};
+  int64_t vl = 0, maxRows = 0;
+};
+void setF32GemvMicroKernels(const F32GemvMicroKernel &kernels);
+const F32GemvMicroKernel &f32GemvMicroKernel();
+
 /// Process-wide: the micro-kernel the vector family uses (set once, by
 /// initVectorKernels in CPURunner.h; the code must outlive every use).
 void setGemmMicroKernel(const GemmMicroKernel &kernel);
@@ -136,7 +160,9 @@ const GemmMicroKernel &gemmMicroKernel();
 /// contractF32 / qlinearF32 on the vector family: activation and weight
 /// tiles packed into panels, the micro-kernel on each mr x nr tile, fixed
 /// kChunkN-column chunks per thread (bitwise independent of the thread
-/// count). OpenBLAS when no micro-kernel is set or m is below mr / 2;
+/// count). m below mr / 2 (decode) runs on the f32 GEMV micro-kernels
+/// when W or W^T is contiguous along k or n, else OpenBLAS (also when no
+/// micro-kernel is set);
 /// vqlinearF32 runs m below mr / 2 (decode) on the GEMV micro-kernels when
 /// bits divide 32, there is no act-order and nr divides n.
 void vcontractF32(int64_t m, int64_t n, int64_t k, const float *a,

@@ -23,6 +23,9 @@ struct HostVectorTarget {
   int64_t vectorWidth = 4, mr = 4, nr = 8;
   /// Largest row count of the decode GEMV kernels (8 with 32 registers).
   int64_t maxGemvRows = 4;
+  /// Largest row count of the f32 GEMV kernels: the M the GEMM tile does
+  /// not take (M * 2 < mr, see kernels::vcontractF32).
+  int64_t maxF32GemvRows() const { return (mr - 1) / 2; }
 };
 HostVectorTarget detectHostVectorTarget();
 
@@ -51,6 +54,22 @@ void buildPackTransposeKernel(mlir::ModuleOp module,
 void buildQGemvMicroKernel(mlir::ModuleOp module,
                            const HostVectorTarget &target, unsigned bits,
                            int64_t rows, int64_t cols);
+/// Adds `func.func @quant_ukernel_gemv_t_f32_m<rows>_r<wrows>` (see
+/// kernels::F32GemvMicroKernel::dot): rows x wrows vector accumulators, one
+/// vector load per weight row and k step, reduced across lanes at the end.
+void buildF32GemvDotKernel(mlir::ModuleOp module,
+                           const HostVectorTarget &target, int64_t rows,
+                           int64_t wrows);
+/// Adds `func.func @quant_ukernel_gemv_n_f32_m<rows>_n<cols>` (see
+/// kernels::F32GemvMicroKernel::axpy): per k, cols / vectorWidth vector
+/// loads of a weight row, one broadcast FMA per row of x and vector.
+void buildF32GemvAxpyKernel(mlir::ModuleOp module,
+                            const HostVectorTarget &target, int64_t rows,
+                            int64_t cols);
+/// Weight rows per call of the f32 dot-form GEMV for `rows` rows of x
+/// (a power of two: rows x wrows accumulators within half the registers).
+int64_t f32GemvWeightRows(const HostVectorTarget &target, int64_t rows);
+
 /// Columns per call of the wide decode GEMV for `rows` rows of x: as many
 /// vectors as keep rows x vectors accumulators within half the registers
 /// (AVX-512, rows 1: 128 columns), at least target.nr.
