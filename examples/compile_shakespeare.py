@@ -90,7 +90,8 @@ def main() -> int:
         model = quant_mlir.load(report.out_dir, tokenizer=tokenizer)
         r = model.evaluate(valid, seq_len=a.seq_len, max_windows=a.eval_windows, quiet=a.quiet)
         mib = os.path.getsize(os.path.join(report.out_dir, "model.safetensors")) / 2**20
-        err = float(np.mean(report.errors("output"))) if report.layers else 0.0
+        errs = report.errors("output") if report.layers else np.zeros(1)
+        err = float(np.mean(errs)) if not np.isnan(errs).all() else float("nan")
         rows.append((name, r["perplexity"], err, mib, compile_s, r["windows"]))
         sample = model.generate("KING HENRY:\nWhat says", max_new_tokens=24, max_seq_len=128)
         print(f"--- {name}: KING HENRY:\\nWhat says{sample!r}", file=sys.stderr)
@@ -98,7 +99,8 @@ def main() -> int:
     print(f"\n{'model':<18} {'perplexity':>10} {'mean out err':>12} {'weights MiB':>11} "
           f"{'compile s':>9} {'windows':>7}")
     for name, ppl, err, mib, secs, windows in rows:
-        print(f"{name:<18} {ppl:>10.4f} {err:>12.4e} {mib:>11.3f} {secs:>9.2f} {windows:>7}")
+        shown = "-" if np.isnan(err) else f"{err:.4e}"  # not measured (AWQ, RTN)
+        print(f"{name:<18} {ppl:>10.4f} {shown:>12} {mib:>11.3f} {secs:>9.2f} {windows:>7}")
     return 0
 
 

@@ -239,10 +239,14 @@ class Report:
     tokenizer: Optional[str] = None
 
     def errors(self, kind: str = "output") -> np.ndarray:
-        """The per-layer ``weight`` or ``output`` relative errors, in layer order."""
+        """The per-layer ``weight`` or ``output`` relative errors, in layer order;
+        NaN where the pass did not measure one (the report's -1: the output
+        error needs a Hessian, which RTN and AWQ without GPTQ do not read)."""
         if kind not in ("weight", "output"):
             raise ValueError("kind must be 'weight' or 'output'")
-        return np.array([l[f"{kind}_rel_err"] for l in self.layers], dtype=np.float64)
+        e = np.array([l[f"{kind}_rel_err"] for l in self.layers], dtype=np.float64)
+        e[e < 0] = np.nan
+        return e
 
     def load(self, **kwargs: Any) -> "Model":
         """load(self.out_dir) with the tokenizer compile() was given."""
