@@ -109,6 +109,8 @@ HostTensor readResult(const int64_t *words, int64_t rank, DType dtype) {
     dense &= t.shape[d] == 1 || strides[d] == stride;
     stride *= t.shape[d];
   }
+  if (t.data.empty()) // a zero-sized result: its buffer may be null
+    return t;
   if (dense) {
     std::memcpy(t.data.data(), aligned + offset * elem, t.data.size());
     return t;

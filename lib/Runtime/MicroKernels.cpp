@@ -26,6 +26,7 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <functional>
 #include <mutex>
 
 using namespace mlir;
@@ -543,8 +544,12 @@ VectorKernels *compileVectorKernels() {
   } else {
     llvm::consumeError(builder.takeError());
   }
+  // ExecutionEngineOptions::transformer is a function_ref: the callable must
+  // outlive create() (a temporary here was a stack-use-after-scope, ASan).
+  std::function<llvm::Error(llvm::Module *)> transformer =
+      makeOptimizingTransformer(2, 0, machine.get());
   ExecutionEngineOptions options;
-  options.transformer = makeOptimizingTransformer(2, 0, machine.get());
+  options.transformer = transformer;
   options.jitCodeGenOptLevel = llvm::CodeGenOptLevel::Aggressive;
   auto engine = ExecutionEngine::create(*module, options);
   if (!engine) {

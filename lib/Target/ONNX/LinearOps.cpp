@@ -55,7 +55,10 @@ LogicalResult Importer::convertMatMul(bool gemm) {
       if (it != consumers.end() && it->second.size() == 1) {
         const onnx::NodeProto *add = nodes[it->second[0]];
         if (add->op_type() == "Add" && add->domain().empty() &&
-            add->input_size() == 2 && add->input(0) != add->input(1)) {
+            add->input_size() == 2 && add->output_size() == 1 &&
+            add->input(0) != add->input(1)) {
+          // (The Add is fused here, before the operator table checks its
+          // arity: one without an output stays unfused and is refused there.)
           const std::string &other =
               add->input(0) == out ? add->input(1) : add->input(0);
           auto ov = values.find(other);
