@@ -16,6 +16,7 @@
 # CHECK: bad-attr: node 'sm' (Softmax): attribute 'axis' must be INT, got FLOAT
 # CHECK: bad-arity: node 'mm' (MatMul): has 3 inputs, expected 2
 # CHECK: bad-if: node 'if' (If): the condition must be known at import time
+# CHECK: bad-bias-add: node 'add' (Add): has 0 outputs, expected 1
 import os, subprocess, sys
 import numpy as np
 import onnx
@@ -127,3 +128,10 @@ nodes = [h.make_node("ReduceSum", ["x"], ["s"], keepdims=0), h.make_node("Greate
          h.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g, name="if")]
 print("bad-if:", run("bad-if", nodes, [vi("x", T.FLOAT, ["b", 5])], [vi("y", T.FLOAT, ["b", 5])], {},
                      [nh.from_array(np.array(0.0, np.float32), "zf")])[1])
+# An Add without outputs after a MatMul is not fused as its bias (that read
+# the missing output: a protobuf CHECK abort); the table refuses it.
+nodes = [h.make_node("MatMul", ["x", "w"], ["t"], name="mm"), h.make_node("Add", ["t", "b"], [], name="add"),
+         h.make_node("Relu", ["x"], ["y"], name="r")]
+print("bad-bias-add:", run("bad-bias-add", nodes, [vi("x", T.FLOAT, ["b", 5])], [vi("y", T.FLOAT, ["b", 5])], {},
+                           [nh.from_array(np.ones((5, 5), np.float32), "w"),
+                            nh.from_array(np.ones((5,), np.float32), "b")])[1])
