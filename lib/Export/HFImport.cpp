@@ -9,12 +9,10 @@
 #include "ModelInfo.h"
 #include "Support.h"
 
+#include "quant-mlir/Dialect/WQ/IR/WQBuilders.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Quant/Packing.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -410,7 +408,7 @@ static constexpr StringLiteral kAfterActivation[] = {
 /// scales) from the checkpoint tensor `tensorName` (`<block>.mlp.act.scales`):
 /// the linear after the activation reads its input divided by the scales, a
 /// `<layer>.awq_scales` wq.weight as the AWQ pass writes it
-/// (insertActivationScale in lib/Dialect/WQ/Transforms/AWQ.cpp), so the
+/// (wq::buildActivationScale, shared with wq-awq), so the
 /// import is the module quant-compile --method awq gives.
 static Error insertActivationScales(ModuleOp module, StringRef prefix,
                                     StringRef tensorName, const TensorRef &t,
@@ -460,30 +458,9 @@ static Error insertActivationScales(ModuleOp module, StringRef prefix,
   std::string scaleName = layer + ".awq_scales";
   fresh[scaleName] = {*dt, convertFloat(t, *dt)};
 
-  int64_t rank = type.getRank();
   OpBuilder b(consumer);
-  Location loc = consumer->getLoc();
-  Value scales =
-      wq::WeightOp::create(b, loc, RankedTensorType::get({k}, elem), scaleName);
-  SmallVector<Value> dynamic;
-  for (int64_t d = 0; d < rank; ++d)
-    if (type.isDynamicDim(d))
-      dynamic.push_back(tensor::DimOp::create(b, loc, input, d));
-  Value empty = tensor::EmptyOp::create(b, loc, type.getShape(), elem, dynamic);
-  AffineMap id = b.getMultiDimIdentityMap(rank);
-  AffineMap last =
-      AffineMap::get(rank, 0, b.getAffineDimExpr(rank - 1), b.getContext());
-  auto div = linalg::GenericOp::create(
-      b, loc, TypeRange{type}, ValueRange{input, scales}, ValueRange{empty},
-      ArrayRef<AffineMap>{id, last, id},
-      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
-      [](OpBuilder &nb, Location l, ValueRange args) {
-        linalg::YieldOp::create(
-            nb, l,
-            ValueRange{
-                arith::DivFOp::create(nb, l, args[0], args[1]).getResult()});
-      });
-  consumer->setOperand(0, div.getResult(0));
+  consumer->setOperand(
+      0, wq::buildActivationScale(b, consumer->getLoc(), input, scaleName));
   return Error::success();
 }
 

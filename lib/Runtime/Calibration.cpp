@@ -5,15 +5,14 @@
 
 #include "quant-mlir/Runtime/Calibration.h"
 #include "CalibrationInternal.h"
-#include "quant-mlir/Runtime/LanguageModel.h"
-#include "quant-mlir/Runtime/Blockwise.h"
-#include "quant-mlir/Runtime/CPURunner.h"
-#include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
-#include "quant-mlir/Support/SafeTensors.h"
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
+#include "quant-mlir/Runtime/Blockwise.h"
+#include "quant-mlir/Runtime/CPURunner.h"
+#include "quant-mlir/Runtime/LanguageModel.h"
 #include "quant-mlir/Support/Progress.h"
+#include "quant-mlir/Support/SafeTensors.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/Path.h"
@@ -265,8 +264,8 @@ llvm::Error CalibrationRecorder::write(
   return writer.write(path);
 }
 
-/// Writes the statistics archive and annotates `module` (calibrateModel,
-/// calibrateSequential and calibrateAWQ).
+/// Writes the statistics archive and annotates `module` (calibrateModel
+/// and calibrateAWQ).
 llvm::Expected<CalibrateResult> quant_mlir::detail::finishCalibration(mlir::ModuleOp module, llvm::StringRef modelDir,
                   const CalibrationRecorder &recorder,
                   llvm::ArrayRef<std::string> layers,
@@ -385,98 +384,4 @@ detail::planCalibration(const BlockwiseModel &model,
     return starts.takeError();
   plan.starts = std::move(*starts);
   return plan;
-}
-
-llvm::Expected<CalibrateResult> quant_mlir::calibrateSequential(
-    mlir::ModuleOp module, llvm::StringRef modelDir,
-    llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
-    const wq::LayerQuantizer &quantizer) {
-  LanguageModelEntry entry;
-  auto scoring = specializeForScoring(module, options.func, entry);
-  if (!scoring)
-    return scoring.takeError();
-  auto model = BlockwiseModel::create(**scoring, modelDir, entry.name,
-                                      /*instrument=*/true);
-  if (!model)
-    return model.takeError();
-  auto drawn = detail::planCalibration(**model, tokens, options);
-  if (!drawn)
-    return drawn.takeError();
-  std::vector<std::string> &layers = drawn->layers;
-  const std::vector<int64_t> &starts = drawn->starts;
-  CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
-
-  // The plan: per stage, runs over all samples. A run records the groups
-  // not yet recorded up to the next group that is quantized, which is then
-  // quantized; a last run records the rest and produces the stage's output.
-  struct Run {
-    std::vector<int64_t> record;
-    std::vector<std::string> quantize;
-  };
-  std::vector<std::vector<Run>> plan((*model)->numStages());
-  int64_t totalRuns = 0;
-  for (int64_t s = 0; s < (*model)->numStages(); ++s) {
-    Run pending;
-    for (const std::vector<std::string> &group : (*model)->layerGroups(s)) {
-      for (const std::string &name : group) {
-        int64_t idx = recorder.indexOf(name);
-        if (idx < 0)
-          return makeError("layer '" + name + "' was not instrumented");
-        pending.record.push_back(idx);
-        if (quantizer.selects(name))
-          pending.quantize.push_back(name);
-      }
-      if (!pending.quantize.empty()) {
-        plan[s].push_back(std::move(pending));
-        pending = Run();
-      }
-    }
-    plan[s].push_back(std::move(pending));
-    totalRuns += plan[s].size();
-  }
-
-  std::vector<std::vector<HostTensor>> inputs;
-  for (int64_t start : starts)
-    inputs.push_back(
-        entry.inputs(tokens.slice(start, options.seqLen), 1, options.seqLen));
-  Progress progress("true-sequential", totalRuns * int64_t(starts.size()),
-                    !options.quiet);
-  auto tick = [&] { progress.advance(); };
-  BlockActivations acts;
-  WeightOverlay overlay;
-  int64_t last = (*model)->numStages() - 1;
-  for (int64_t s = 0; s <= last; ++s) {
-    if (llvm::Error err = (*model)->compileStage(
-            s, [&](CPUModule &m) { return recorder.attach(m); }))
-      return std::move(err);
-    for (auto [r, run] : llvm::enumerate(plan[s])) {
-      bool final = r + 1 == plan[s].size();
-      recorder.setActive(run.record);
-      if (s == 0) {
-        auto out = (*model)->runPrologue(inputs, &overlay, tick);
-        if (!out)
-          return out.takeError();
-        if (final)
-          acts = std::move(*out);
-      } else if (llvm::Error err = (*model)->runStage(
-                     s, acts, &overlay, final && s != last, {}, tick)) {
-        return std::move(err);
-      }
-      for (const std::string &name : run.quantize) {
-        auto q = quantizer.quantize(name,
-                                    recorder.hessian(recorder.indexOf(name)));
-        if (!q)
-          return q.takeError();
-        overlay[q->first] = std::move(q->second);
-      }
-    }
-    // Later stages use other weights (a tied embedding stays float where
-    // the prologue read it).
-    overlay.clear();
-  }
-  progress.finish();
-  recorder.setAllActive();
-  return detail::finishCalibration(module, modelDir, recorder, layers, starts,
-                           options, progress.elapsedSeconds(),
-                           {{"true_sequential", quantizer.fingerprint()}});
 }

@@ -35,6 +35,22 @@ using namespace quant_mlir;
 namespace {
 constexpr const char *kGemmKernel = "quant_ukernel_gemm_f32";
 constexpr const char *kPackKernel = "quant_ukernel_pack_t_f32";
+
+/// The index constants and arithmetic every kernel builder below needs, at
+/// one builder and location (a loop body has its own).
+struct IndexMath {
+  OpBuilder &b;
+  Location loc;
+  Value cst(int64_t v) const {
+    return arith::ConstantIndexOp::create(b, loc, v);
+  }
+  Value add(Value x, Value y) const {
+    return arith::AddIOp::create(b, loc, x, y);
+  }
+  Value mul(Value x, Value y) const {
+    return arith::MulIOp::create(b, loc, x, y);
+  }
+};
 } // namespace
 
 HostVectorTarget quant_mlir::detectHostVectorTarget() {
@@ -78,24 +94,23 @@ void quant_mlir::buildGemmMicroKernel(ModuleOp module,
   const int64_t mr = target.mr, vl = target.vectorWidth,
                 nv = target.nr / target.vectorWidth;
   auto vt = VectorType::get({vl}, f32);
-  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(ob, loc, v);
-  };
+  IndexMath ix{b, loc};
   Value zero = arith::ConstantOp::create(b, loc, vt, b.getZeroAttr(vt));
   SmallVector<Value> init(mr * nv, zero);
   auto loop = scf::ForOp::create(
-      b, loc, cst(b, 0), kc, cst(b, 1), init,
+      b, loc, ix.cst(0), kc, ix.cst(1), init,
       [&](OpBuilder &lb, Location l, Value k, ValueRange acc) {
-        Value bRow = arith::MulIOp::create(lb, l, k, cst(lb, target.nr));
+        IndexMath lx{lb, l};
+        Value bRow = lx.mul(k, lx.cst(target.nr));
         SmallVector<Value> bv;
         for (int64_t j = 0; j < nv; ++j) {
-          Value off = arith::AddIOp::create(lb, l, bRow, cst(lb, j * vl));
+          Value off = lx.add(bRow, lx.cst(j * vl));
           bv.push_back(vector::LoadOp::create(lb, l, vt, bb, off));
         }
-        Value aRow = arith::MulIOp::create(lb, l, k, cst(lb, mr));
+        Value aRow = lx.mul(k, lx.cst(mr));
         SmallVector<Value> next;
         for (int64_t i = 0; i < mr; ++i) {
-          Value off = arith::AddIOp::create(lb, l, aRow, cst(lb, i));
+          Value off = lx.add(aRow, lx.cst(i));
           Value ai = memref::LoadOp::create(lb, l, a, off);
           Value splat = vector::BroadcastOp::create(lb, l, vt, ai);
           for (int64_t j = 0; j < nv; ++j)
@@ -105,10 +120,9 @@ void quant_mlir::buildGemmMicroKernel(ModuleOp module,
         scf::YieldOp::create(lb, l, next);
       });
   for (int64_t i = 0; i < mr; ++i) {
-    Value row = arith::AddIOp::create(
-        b, loc, cOff, arith::MulIOp::create(b, loc, ldc, cst(b, i)));
+    Value row = ix.add(cOff, ix.mul(ldc, ix.cst(i)));
     for (int64_t j = 0; j < nv; ++j) {
-      Value off = arith::AddIOp::create(b, loc, row, cst(b, j * vl));
+      Value off = ix.add(row, ix.cst(j * vl));
       Value old = vector::LoadOp::create(b, loc, vt, c, off);
       Value sum = arith::AddFOp::create(b, loc, old,
                                         loop.getResult(i * nv + j));
@@ -136,24 +150,17 @@ void quant_mlir::buildPackTransposeKernel(ModuleOp module,
         blocks = entry->getArgument(6);
   const int64_t vl = target.vectorWidth;
   auto vt = VectorType::get({vl}, f32);
-  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(ob, loc, v);
-  };
+  IndexMath ix{b, loc};
   scf::ForOp::create(
-      b, loc, cst(b, 0), blocks, cst(b, 1), ValueRange{},
+      b, loc, ix.cst(0), blocks, ix.cst(1), ValueRange{},
       [&](OpBuilder &lb, Location l, Value t, ValueRange) {
-        auto add = [&](Value x, Value y) {
-          return arith::AddIOp::create(lb, l, x, y).getResult();
-        };
-        auto mul = [&](Value x, Value y) {
-          return arith::MulIOp::create(lb, l, x, y).getResult();
-        };
-        Value k0 = mul(t, cst(lb, vl));
-        Value s0 = add(srcOff, k0);
+        IndexMath lx{lb, l};
+        Value k0 = lx.mul(t, lx.cst(vl));
+        Value s0 = lx.add(srcOff, k0);
         SmallVector<Value> v;
         for (int64_t i = 0; i < vl; ++i)
-          v.push_back(vector::LoadOp::create(lb, l, vt, src,
-                                             add(s0, mul(ld, cst(lb, i)))));
+          v.push_back(vector::LoadOp::create(
+              lb, l, vt, src, lx.add(s0, lx.mul(ld, lx.cst(i)))));
         // Round `bit` swaps bit `bit` of the row index with that of the
         // lane index: rows r and r | bit exchange the lanes where the two
         // differ. After log2(vl) rounds, row c holds column c.
@@ -171,10 +178,10 @@ void quant_mlir::buildPackTransposeKernel(ModuleOp module,
             v[r] = nlo;
             v[r | bit] = nhi;
           }
-        Value d0 = add(dstOff, mul(k0, dstLd));
+        Value d0 = lx.add(dstOff, lx.mul(k0, dstLd));
         for (int64_t c = 0; c < vl; ++c)
           vector::StoreOp::create(lb, l, v[c], dst,
-                                  add(d0, mul(dstLd, cst(lb, c))));
+                                  lx.add(d0, lx.mul(dstLd, lx.cst(c))));
         scf::YieldOp::create(lb, l);
       });
   func::ReturnOp::create(b, loc);
@@ -226,9 +233,7 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
   // Partial sums per row and lane vector: at least 4 independent FMA chains.
   const int64_t parts = std::max<int64_t>(1, 4 / (rows * nv));
   auto vf = VectorType::get({vl}, f32), vi = VectorType::get({vl}, i32);
-  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(ob, loc, v);
-  };
+  IndexMath ix{b, loc};
   auto accIndex = [&](int64_t r, int64_t j, int64_t p) {
     return (r * nv + j) * parts + p;
   };
@@ -244,38 +249,35 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
   // with xs the group's sum of x: the scale and zero cost nothing per k.
   SmallVector<Value> init(rows * nv * parts, zero);
   scf::ForOp::create(
-      b, loc, cst(b, 0), groups, cst(b, 1), ValueRange{},
+      b, loc, ix.cst(0), groups, ix.cst(1), ValueRange{},
       [&](OpBuilder &gb, Location l, Value g, ValueRange) {
-        Value w0 = arith::MulIOp::create(gb, l, g, wpg);
-        Value w1 = arith::AddIOp::create(gb, l, w0, wpg);
+        IndexMath gx{gb, l};
+        Value w0 = gx.mul(g, wpg);
+        Value w1 = gx.add(w0, wpg);
         auto wordLoop = scf::ForOp::create(
-            gb, l, w0, w1, cst(gb, 1), init,
+            gb, l, w0, w1, gx.cst(1), init,
             [&](OpBuilder &wb, Location wl, Value w, ValueRange wacc) {
+              IndexMath wx{wb, wl};
               SmallVector<Value> acc(wacc.begin(), wacc.end());
-              Value qrow = arith::MulIOp::create(wb, wl, w, ldq);
+              Value qrow = wx.mul(w, ldq);
               // Prefetch what a later call reads, pf codes past this row's
               // (the next chunk's columns), one per 64-byte line; past the
               // end is harmless: a prefetch never faults.
-              Value ahead = arith::AddIOp::create(wb, wl, qrow, pf);
+              Value ahead = wx.add(qrow, pf);
               for (int64_t j = 0; j < nv * vl; j += 16)
                 memref::PrefetchOp::create(
-                    wb, wl, q,
-                    ValueRange{arith::AddIOp::create(wb, wl, ahead,
-                                                     cst(wb, j))},
+                    wb, wl, q, ValueRange{wx.add(ahead, wx.cst(j))},
                     /*isWrite=*/false, /*localityHint=*/3,
                     /*isDataCache=*/true);
               SmallVector<Value> qv;
               for (int64_t j = 0; j < nv; ++j) {
-                Value off =
-                    arith::AddIOp::create(wb, wl, qrow, cst(wb, j * vl));
+                Value off = wx.add(qrow, wx.cst(j * vl));
                 qv.push_back(vector::LoadOp::create(wb, wl, vi, q, off));
               }
-              Value k0 = arith::MulIOp::create(wb, wl, w, cst(wb, per));
+              Value k0 = wx.mul(w, wx.cst(per));
               SmallVector<Value> xrow;
               for (int64_t r = 0; r < rows; ++r)
-                xrow.push_back(arith::AddIOp::create(
-                    wb, wl, k0,
-                    arith::MulIOp::create(wb, wl, ldx, cst(wb, r))));
+                xrow.push_back(wx.add(k0, wx.mul(ldx, wx.cst(r))));
               for (int64_t f = 0; f < per; ++f) {
                 SmallVector<Value> wv;
                 for (int64_t j = 0; j < nv; ++j) {
@@ -288,8 +290,7 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
                   wv.push_back(arith::UIToFPOp::create(wb, wl, vf, field));
                 }
                 for (int64_t r = 0; r < rows; ++r) {
-                  Value off =
-                      arith::AddIOp::create(wb, wl, xrow[r], cst(wb, f));
+                  Value off = wx.add(xrow[r], wx.cst(f));
                   Value xv = memref::LoadOp::create(wb, wl, x, off);
                   Value splat = vector::BroadcastOp::create(wb, wl, vf, xv);
                   for (int64_t j = 0; j < nv; ++j) {
@@ -300,9 +301,9 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
               }
               scf::YieldOp::create(wb, wl, acc);
             });
-        Value srow = arith::MulIOp::create(gb, l, g, ldq);
+        Value srow = gx.mul(g, ldq);
         for (int64_t j = 0; j < nv; ++j) {
-          Value soff = arith::AddIOp::create(gb, l, srow, cst(gb, j * vl));
+          Value soff = gx.add(srow, gx.cst(j * vl));
           Value sv = vector::LoadOp::create(gb, l, vf, s, soff);
           Value zv = vector::LoadOp::create(gb, l, vf, nz, soff);
           for (int64_t r = 0; r < rows; ++r) {
@@ -310,13 +311,10 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
             for (int64_t p = 1; p < parts; ++p)
               total = arith::AddFOp::create(
                   gb, l, total, wordLoop.getResult(accIndex(r, j, p)));
-            Value xoff = arith::AddIOp::create(
-                gb, l, arith::MulIOp::create(gb, l, groups, cst(gb, r)), g);
+            Value xoff = gx.add(gx.mul(groups, gx.cst(r)), g);
             Value xsum = vector::BroadcastOp::create(
                 gb, l, vf, memref::LoadOp::create(gb, l, xs, xoff));
-            Value yoff = arith::AddIOp::create(
-                gb, l, arith::MulIOp::create(gb, l, ldq, cst(gb, r)),
-                cst(gb, j * vl));
+            Value yoff = gx.add(gx.mul(ldq, gx.cst(r)), gx.cst(j * vl));
             Value yv = vector::LoadOp::create(gb, l, vf, y, yoff);
             yv = vector::FMAOp::create(gb, l, sv, total, yv);
             yv = vector::FMAOp::create(gb, l, zv, xsum, yv);
@@ -374,30 +372,23 @@ void quant_mlir::buildF32GemvDotKernel(ModuleOp module,
         pf = entry->getArgument(6);
   const int64_t vl = target.vectorWidth;
   auto vt = VectorType::get({vl}, b.getF32Type());
-  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(ob, loc, v);
-  };
+  IndexMath ix{b, loc};
   Value zero = arith::ConstantOp::create(b, loc, vt, b.getZeroAttr(vt));
   SmallVector<Value> init(rows * wrows, zero);
   // One weight row per accumulator column: wrows sequential streams, each
   // element loaded once and used by every row of x (no packing: the weight
   // is read where it lies, which for M = 1 is all the work there is).
   auto loop = scf::ForOp::create(
-      b, loc, cst(b, 0), steps, cst(b, 1), init,
+      b, loc, ix.cst(0), steps, ix.cst(1), init,
       [&](OpBuilder &lb, Location l, Value t, ValueRange acc) {
-        auto add = [&](Value x, Value y) {
-          return arith::AddIOp::create(lb, l, x, y).getResult();
-        };
-        auto mul = [&](Value x, Value y) {
-          return arith::MulIOp::create(lb, l, x, y).getResult();
-        };
-        Value k = mul(t, cst(lb, vl));
+        IndexMath lx{lb, l};
+        Value k = lx.mul(t, lx.cst(vl));
         SmallVector<Value> wv;
         for (int64_t j = 0; j < wrows; ++j) {
-          Value off = add(mul(ldb, cst(lb, j)), k);
+          Value off = lx.add(lx.mul(ldb, lx.cst(j)), k);
           // Software prefetch pf floats ahead along the row: the hardware
           // prefetcher follows few streams this far apart.
-          memref::PrefetchOp::create(lb, l, w, ValueRange{add(off, pf)},
+          memref::PrefetchOp::create(lb, l, w, ValueRange{lx.add(off, pf)},
                                      /*isWrite=*/false, /*localityHint=*/3,
                                      /*isDataCache=*/true);
           wv.push_back(vector::LoadOp::create(lb, l, vt, w, off));
@@ -405,7 +396,7 @@ void quant_mlir::buildF32GemvDotKernel(ModuleOp module,
         SmallVector<Value> next(acc.begin(), acc.end());
         for (int64_t r = 0; r < rows; ++r) {
           Value xv = vector::LoadOp::create(lb, l, vt, a,
-                                            add(mul(lda, cst(lb, r)), k));
+                                            lx.add(lx.mul(lda, lx.cst(r)), k));
           for (int64_t j = 0; j < wrows; ++j)
             next[r * wrows + j] =
                 vector::FMAOp::create(lb, l, xv, wv[j], next[r * wrows + j]);
@@ -418,7 +409,7 @@ void quant_mlir::buildF32GemvDotKernel(ModuleOp module,
                                               vector::CombiningKind::ADD,
                                               loop.getResult(r * wrows + j));
       memref::StoreOp::create(b, loc, sum, out,
-                              ValueRange{cst(b, r * wrows + j)});
+                              ValueRange{ix.cst(r * wrows + j)});
     }
   func::ReturnOp::create(b, loc);
 }
@@ -436,29 +427,22 @@ void quant_mlir::buildF32GemvAxpyKernel(ModuleOp module,
         ldb = entry->getArgument(4), kn = entry->getArgument(5);
   const int64_t vl = target.vectorWidth, nv = cols / vl;
   auto vt = VectorType::get({vl}, b.getF32Type());
-  auto cst = [&](OpBuilder &ob, int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(ob, loc, v);
-  };
+  IndexMath ix{b, loc};
   Value zero = arith::ConstantOp::create(b, loc, vt, b.getZeroAttr(vt));
   SmallVector<Value> init(rows * nv, zero);
   auto loop = scf::ForOp::create(
-      b, loc, cst(b, 0), kn, cst(b, 1), init,
+      b, loc, ix.cst(0), kn, ix.cst(1), init,
       [&](OpBuilder &lb, Location l, Value k, ValueRange acc) {
-        auto add = [&](Value x, Value y) {
-          return arith::AddIOp::create(lb, l, x, y).getResult();
-        };
-        auto mul = [&](Value x, Value y) {
-          return arith::MulIOp::create(lb, l, x, y).getResult();
-        };
-        Value row = mul(k, ldb);
+        IndexMath lx{lb, l};
+        Value row = lx.mul(k, ldb);
         SmallVector<Value> wv;
         for (int64_t j = 0; j < nv; ++j)
-          wv.push_back(
-              vector::LoadOp::create(lb, l, vt, w, add(row, cst(lb, j * vl))));
+          wv.push_back(vector::LoadOp::create(lb, l, vt, w,
+                                              lx.add(row, lx.cst(j * vl))));
         SmallVector<Value> next(acc.begin(), acc.end());
         for (int64_t r = 0; r < rows; ++r) {
           Value xs = memref::LoadOp::create(lb, l, a,
-                                            add(mul(lda, cst(lb, r)), k));
+                                            lx.add(lx.mul(lda, lx.cst(r)), k));
           Value splat = vector::BroadcastOp::create(lb, l, vt, xs);
           for (int64_t j = 0; j < nv; ++j)
             next[r * nv + j] =
@@ -469,7 +453,7 @@ void quant_mlir::buildF32GemvAxpyKernel(ModuleOp module,
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < nv; ++j)
       vector::StoreOp::create(b, loc, loop.getResult(r * nv + j), out,
-                              ValueRange{cst(b, r * cols + j * vl)});
+                              ValueRange{ix.cst(r * cols + j * vl)});
   func::ReturnOp::create(b, loc);
 }
 

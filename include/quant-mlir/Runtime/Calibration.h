@@ -95,9 +95,6 @@ private:
 
 namespace quant_mlir {
 struct FunctionSignature;
-namespace wq {
-class LayerQuantizer;
-} // namespace wq
 
 struct CalibrateOptions {
   int64_t samples = 128, seqLen = 512, sampleRows = 512;
@@ -123,23 +120,6 @@ llvm::Expected<CalibrateResult> calibrateModel(mlir::ModuleOp module,
                                                llvm::StringRef modelDir,
                                                llvm::ArrayRef<int64_t> tokens,
                                                const CalibrateOptions &options);
-
-/// Calibration with quantization in the loop (GPTQ's true-sequential mode,
-/// as AutoGPTQ/GPTQModel run it): the model is split into blocks
-/// (wq-outline-blocks) and run one block at a time over all samples. In
-/// each block the linears are taken group by group (those sharing an input:
-/// [q, k, v], [o], [gate, up], [down]); a group's statistics are recorded
-/// with every earlier group of the block already quantized by `quantizer`,
-/// and the next block's inputs are the outputs of the fully quantized
-/// block. Writes the statistics like calibrateModel, with the quantizer's
-/// fingerprint as metadata "true_sequential", so that the quantization pass
-/// run afterwards reproduces exactly the weights used in the loop. Peak
-/// memory: one block's activations for all samples plus one block's code.
-llvm::Expected<CalibrateResult>
-calibrateSequential(mlir::ModuleOp module, llvm::StringRef modelDir,
-                    llvm::ArrayRef<int64_t> tokens,
-                    const CalibrateOptions &options,
-                    const wq::LayerQuantizer &quantizer);
 
 namespace wq {
 struct AWQPlan;

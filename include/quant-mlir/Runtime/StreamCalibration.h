@@ -15,6 +15,9 @@
 #include <limits>
 
 namespace quant_mlir {
+namespace wq {
+class LayerQuantizer;
+} // namespace wq
 
 struct StreamOptions {
   /// The inputs of block b+1 are the outputs of block b with its layers

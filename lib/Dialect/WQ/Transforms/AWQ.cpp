@@ -9,6 +9,7 @@
 
 #include "QuantizeCommon.h"
 
+#include "quant-mlir/Dialect/WQ/IR/WQBuilders.h"
 #include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
@@ -211,34 +212,11 @@ bool avoidsClipping(StringRef layer) {
 /// archive tensor `name` [K], computed right after the activation x.
 void insertActivationScale(ScaleGroup &g, StringRef name) {
   LinearOp first = g.consumers.front();
-  auto type = cast<RankedTensorType>(g.input.getType());
-  Type elem = type.getElementType();
-  int64_t rank = type.getRank(), k = type.getShape().back();
   OpBuilder b(first);
   b.setInsertionPointAfterValue(g.input);
-  Location loc = first.getLoc();
-  Value scales =
-      WeightOp::create(b, loc, RankedTensorType::get({k}, elem), name);
-  SmallVector<Value> dynamic;
-  for (int64_t d = 0; d < rank; ++d)
-    if (type.isDynamicDim(d))
-      dynamic.push_back(tensor::DimOp::create(b, loc, g.input, d));
-  Value empty = tensor::EmptyOp::create(b, loc, type.getShape(), elem, dynamic);
-  AffineMap id = b.getMultiDimIdentityMap(rank);
-  AffineMap last =
-      AffineMap::get(rank, 0, b.getAffineDimExpr(rank - 1), b.getContext());
-  auto div = linalg::GenericOp::create(
-      b, loc, TypeRange{type}, ValueRange{g.input, scales}, ValueRange{empty},
-      ArrayRef<AffineMap>{id, last, id},
-      SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
-      [](OpBuilder &nb, Location l, ValueRange args) {
-        linalg::YieldOp::create(
-            nb, l,
-            ValueRange{
-                arith::DivFOp::create(nb, l, args[0], args[1]).getResult()});
-      });
+  Value div = buildActivationScale(b, first.getLoc(), g.input, name);
   for (LinearOp op : g.consumers)
-    op.getInputMutable().assign(div.getResult(0));
+    op.getInputMutable().assign(div);
 }
 
 /// The scaling groups of `module` in program order, every layer's scheme
