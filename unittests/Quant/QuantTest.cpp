@@ -360,9 +360,11 @@ TEST(GPTQ, OwnOutputErrorMatchesDirectTraces) {
                                           << staticGroups);
           Scheme scheme{4, gs, false, actOrder};
           GPTQOutputError own;
-          auto qw = quantizeGPTQ(l.w, l.n, l.k, l.h, scheme,
-                                 GPTQOptions{damp, 64, staticGroups}, "own",
-                                 &own);
+          // Chunks of 20 rows: two full ones and a partial one.
+          GPTQOptions options{damp, 64, staticGroups};
+          options.errorChunkBytes = 20 * 8 * l.k;
+          auto qw =
+              quantizeGPTQ(l.w, l.n, l.k, l.h, scheme, options, "own", &own);
           ASSERT_TRUE(bool(qw));
           ASSERT_TRUE(own.valid);
           ASSERT_EQ(own.gridScales.size(), qw->scales.size());

@@ -26,6 +26,10 @@ struct GPTQOptions {
   /// (AutoGPTQ's static_groups; applies with or without act-order). Under
   /// act-order g_idx is then k / group_size. Ignored per channel.
   bool staticGroups = false;
+  /// Scratch for GPTQOutputError's product W0 L, done over chunks of rows
+  /// of this many bytes (at least one row): each chunk reads all of L, so
+  /// small chunks make it memory-bound.
+  int64_t errorChunkBytes = int64_t(64) << 20;
 };
 
 /// GPTQ's own measure of its output error (the report's output_rel_err

@@ -28,6 +28,7 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/xxhash.h"
 
 #include <map>
 
@@ -258,6 +259,96 @@ std::vector<float> effectiveWeights(quant::QuantizedWeight q,
   return dequantizeAs(q, scaleType.value_or(weightType));
 }
 
+/// The identity of a GPTQ result: the quantizer's options, the layer's
+/// scheme and the exact bytes of the Hessian and weight it was computed
+/// from. GPTQ is deterministic (and independent of the BLAS thread count),
+/// so equal keys mean equal results.
+std::string resultKey(StringRef fingerprint, const quant::Scheme &qs,
+                      ArrayRef<double> hessian, ArrayRef<float> w) {
+  auto hash = [](const auto &v) {
+    return llvm::utohexstr(llvm::xxh3_64bits(ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(v.data()),
+        v.size() * sizeof(v[0]))));
+  };
+  return llvm::formatv("{0} scheme={1},{2},{3},{4} hessian={5} weight={6}",
+                       fingerprint, qs.bits, qs.groupSize, int(qs.symmetric),
+                       int(qs.actOrder), hash(hessian), hash(w))
+      .str();
+}
+
+/// One GPTQ result in a precomputed-results archive: tensors
+/// `<layer>.gptq.{q,scales,zeros,g_idx,error}` and metadata `<layer>` = key.
+llvm::Error addResult(safetensors::Writer &out, StringRef layer,
+                      const quant::QuantizedWeight &q,
+                      const quant::GPTQOutputError &own, StringRef key) {
+  std::string prefix = (layer + ".gptq.").str();
+  int64_t groups = q.numGroups();
+  if (llvm::Error e = out.addOwned(prefix + "q", DType::U8, {q.k, q.n}, q.q))
+    return e;
+  if (llvm::Error e = out.addOwned(prefix + "scales", DType::F32,
+                                   {groups, q.n}, bytesOf(q.scales)))
+    return e;
+  if (llvm::Error e = out.addOwned(prefix + "zeros", DType::I32,
+                                   {groups, q.n}, bytesOf(q.zeros)))
+    return e;
+  if (!q.gIdx.empty())
+    if (llvm::Error e = out.addOwned(prefix + "g_idx", DType::I32, {q.k},
+                                     bytesOf(q.gIdx)))
+      return e;
+  std::vector<double> error{own.valid ? 1.0 : 0.0, own.error, own.reference};
+  if (llvm::Error e =
+          out.addOwned(prefix + "error", DType::F64, {3}, bytesOf(error)))
+    return e;
+  out.setMetadata(layer, key);
+  return llvm::Error::success();
+}
+
+/// The result addResult stored for `layer` if its key is `key` and its
+/// tensors have the shapes of an [n][k] layer under `qs`.
+std::optional<std::pair<quant::QuantizedWeight, quant::GPTQOutputError>>
+findResult(const safetensors::Reader &in, StringRef layer, StringRef key,
+           int64_t n, int64_t k, const quant::Scheme &qs) {
+  auto it = in.metadata().find(layer.str());
+  if (it == in.metadata().end() || it->second != key)
+    return std::nullopt;
+  std::string prefix = (layer + ".gptq.").str();
+  auto tensor = [&](StringRef name, DType dtype,
+                    ArrayRef<int64_t> shape) -> const safetensors::TensorInfo * {
+    const safetensors::TensorInfo *t = in.lookup(prefix + name.str());
+    return t && t->dtype == dtype && ArrayRef<int64_t>(t->shape) == shape
+               ? t
+               : nullptr;
+  };
+  int64_t groups = qs.numGroups(k);
+  const auto *codes = tensor("q", DType::U8, {k, n});
+  const auto *scales = tensor("scales", DType::F32, {groups, n});
+  const auto *zeros = tensor("zeros", DType::I32, {groups, n});
+  const auto *error = tensor("error", DType::F64, {3});
+  const auto *gIdx = qs.actOrder ? tensor("g_idx", DType::I32, {k}) : nullptr;
+  if (!codes || !scales || !zeros || !error || (qs.actOrder && !gIdx))
+    return std::nullopt;
+  std::pair<quant::QuantizedWeight, quant::GPTQOutputError> r;
+  quant::QuantizedWeight &q = r.first;
+  q.n = n;
+  q.k = k;
+  q.scheme = qs;
+  auto c = in.as<uint8_t>(*codes);
+  q.q.assign(c.begin(), c.end());
+  auto sc = in.as<float>(*scales);
+  q.scales.assign(sc.begin(), sc.end());
+  auto z = in.as<int32_t>(*zeros);
+  q.zeros.assign(z.begin(), z.end());
+  if (gIdx) {
+    auto g = in.as<int32_t>(*gIdx);
+    q.gIdx.assign(g.begin(), g.end());
+  }
+  auto e = in.as<double>(*error);
+  r.second.valid = e[0] != 0;
+  r.second.error = e[1];
+  r.second.reference = e[2];
+  return r;
+}
+
 /// The layer's statistics in `stats` (none: an empty view), checked against
 /// its K.
 LogicalResult viewStats(LinearOp op, const safetensors::Reader *stats,
@@ -316,6 +407,15 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
       stats = std::move(*reader);
     }
   }
+  std::unique_ptr<safetensors::Reader> precomputed;
+  if (cfg.gptq && !cfg.precomputed.empty()) {
+    auto reader =
+        safetensors::Reader::open(resolve(cfg.baseDir, cfg.precomputed));
+    if (!reader)
+      return module.emitError() << llvm::toString(reader.takeError());
+    precomputed = std::move(*reader);
+  }
+  const std::string fingerprint = cfg.fingerprint();
   std::optional<DType> scaleType;
   if (failed(parseScaleType(cfg.scaleType, scaleType)))
     return module.emitError() << "scale-dtype must be f16, bf16, f32 or auto, "
@@ -327,7 +427,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
              << passName << " true-sequential=1 needs statistics (the "
                             "module names no wq.stats_archive)";
     auto it = stats->metadata().find("true_sequential");
-    std::string expected = cfg.fingerprint();
+    const std::string &expected = fingerprint;
     if (it == stats->metadata().end() || it->second != expected)
       return module.emitError()
              << passName
@@ -460,8 +560,22 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     }
     quant::GPTQOutputError gptqError;
     bool ownError = cfg.gptq && cfg.custom.empty() && !rewritten;
-    auto quantized = quantizeLayer(cfg, qs, *loaded, hessian, layer, statsView,
-                                   ownError ? &gptqError : nullptr);
+    // The calibration loop's result for the same inputs, else GPTQ now.
+    std::optional<std::pair<quant::QuantizedWeight, quant::GPTQOutputError>>
+        found;
+    if (ownError && precomputed) {
+      if (llvm::Error e = quant::verifyScheme(qs, n, k, layer))
+        return op.emitError() << llvm::toString(std::move(e));
+      found = findResult(*precomputed, layer,
+                         resultKey(fingerprint, qs, hessian, loaded->w), n, k,
+                         qs);
+    }
+    llvm::Expected<quant::QuantizedWeight> quantized =
+        found ? llvm::Expected<quant::QuantizedWeight>(std::move(found->first))
+              : quantizeLayer(cfg, qs, *loaded, hessian, layer, statsView,
+                              ownError ? &gptqError : nullptr);
+    if (found)
+      gptqError = found->second;
     if (!quantized)
       return op.emitError() << llvm::toString(quantized.takeError());
     std::vector<float> deq =
@@ -669,7 +783,8 @@ bool LayerQuantizer::selects(StringRef name) const {
 }
 
 llvm::Expected<std::pair<std::string, std::vector<uint8_t>>>
-LayerQuantizer::quantize(StringRef name, ArrayRef<double> hessian) const {
+LayerQuantizer::quantize(StringRef name, ArrayRef<double> hessian,
+                         safetensors::Writer *results) const {
   auto it = impl->layers.find(name.str());
   if (it == impl->layers.end() || !it->second.second)
     return fail("layer '" + name + "' is not quantized");
@@ -681,10 +796,18 @@ LayerQuantizer::quantize(StringRef name, ArrayRef<double> hessian) const {
   if (impl->cfg.gptq &&
       hessian.size() != size_t(loaded->k) * size_t(loaded->k))
     return fail("layer '" + name + "': the Hessian is not [K, K]");
-  auto quantized =
-      quantizeLayer(impl->cfg, toScheme(scheme), *loaded, hessian, name);
+  quant::Scheme qs = toScheme(scheme);
+  const bool keep = results && impl->cfg.gptq && impl->cfg.custom.empty();
+  quant::GPTQOutputError own;
+  auto quantized = quantizeLayer(impl->cfg, qs, *loaded, hessian, name, {},
+                                 keep ? &own : nullptr);
   if (!quantized)
     return quantized.takeError();
+  if (keep)
+    if (llvm::Error e =
+            addResult(*results, name, *quantized, own,
+                      resultKey(impl->fingerprint, qs, hessian, loaded->w)))
+      return std::move(e);
   std::vector<float> w = effectiveWeights(std::move(*quantized),
                                           impl->scaleType, loaded->info->dtype);
   return std::make_pair(weightOp.getName().str(),

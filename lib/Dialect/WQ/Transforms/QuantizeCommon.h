@@ -34,6 +34,9 @@ struct QuantizeConfig {
   /// The registered custom quantizer to call instead (wq-rtn custom=NAME).
   std::string custom;
   quant::GPTQOptions gptqOptions;
+  /// wq-gptq precomputed=FILE: GPTQ results of the calibration loop
+  /// (LayerQuantizer::quantize), used where their key matches.
+  std::string precomputed;
 
   /// The options that determine the quantized weights.
   std::string fingerprint() const;
