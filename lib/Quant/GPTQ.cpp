@@ -109,12 +109,10 @@ std::vector<int64_t> actOrderPermutation(ArrayRef<double> diag) {
   return perm;
 }
 
-Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
-                                       ArrayRef<double> hessian,
-                                       const Scheme &scheme,
-                                       const GPTQOptions &options,
-                                       StringRef layerName,
-                                       GPTQOutputError *outputError) {
+Expected<QuantizedWeight>
+quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k, ArrayRef<double> hessian,
+             const Scheme &scheme, const GPTQOptions &options,
+             StringRef layerName, GPTQOutputError *outputError) {
   if (Error err = verifyScheme(scheme, n, k, layerName))
     return std::move(err);
   if (int64_t(w.size()) != n * k)
@@ -237,9 +235,9 @@ Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
       for (size_t i = 0; i < size_t(m) * uk; ++i)
         refDamped += rows[i] * rows[i];
     }
-    refSeconds = std::chrono::duration<double>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
+    refSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
   };
   const bool measure = outputError && identityHolds;
   if (Error err = dampedCholeskyInverse(

@@ -336,8 +336,7 @@ archiveMetadata(const CalibrateOptions &options,
           {"sample_rows", std::to_string(options.sampleRows)}};
 }
 
-/// Merges the per-stage statistics files into one archive, streaming from
-/// their mappings (the writer drops each page behind it).
+/// The GPTQ results of the layers quantized in stage s.
 static std::string gptqResultsName(int64_t s) {
   return "gptq-" + std::to_string(s) + ".safetensors";
 }
@@ -372,6 +371,8 @@ static llvm::Expected<bool> mergeResults(llvm::StringRef stateDir,
   return true;
 }
 
+/// Merges the per-stage statistics files into one archive, streaming from
+/// their mappings (the writer drops each page behind it).
 static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
                                    llvm::StringRef out,
                                    const std::map<std::string, std::string> &meta,

@@ -354,10 +354,9 @@ TEST(GPTQ, OwnOutputErrorMatchesDirectTraces) {
         for (bool staticGroups : {false, true}) {
           if (staticGroups && gs < 0)
             continue;
-          SCOPED_TRACE(testing::Message() << "act-order " << actOrder
-                                          << " group " << gs << " damp "
-                                          << damp << " static "
-                                          << staticGroups);
+          SCOPED_TRACE(testing::Message()
+                       << "act-order " << actOrder << " group " << gs
+                       << " damp " << damp << " static " << staticGroups);
           Scheme scheme{4, gs, false, actOrder};
           GPTQOutputError own;
           // Chunks of 20 rows: two full ones and a partial one.

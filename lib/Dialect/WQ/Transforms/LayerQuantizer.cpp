@@ -28,7 +28,6 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/xxhash.h"
 
 #include <map>
 
@@ -189,8 +188,8 @@ struct LayerStatsView {
 /// caller needs.
 llvm::Expected<quant::QuantizedWeight>
 quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
-              const LayerWeight &lw, ArrayRef<double> hessian,
-              StringRef layer, const LayerStatsView &statsView = {},
+              const LayerWeight &lw, ArrayRef<double> hessian, StringRef layer,
+              const LayerStatsView &statsView = {},
               quant::GPTQOutputError *outputError = nullptr) {
   if (llvm::Error e = quant::verifyScheme(qs, lw.n, lw.k, layer))
     return std::move(e);
@@ -217,8 +216,8 @@ quantizeLayer(const QuantizeConfig &cfg, const quant::Scheme &qs,
     return quant::runCustomQuantizer(cfg.custom, in);
   }
   if (cfg.gptq)
-    return quant::quantizeGPTQ(lw.w, n, k, hessian, qs, cfg.gptqOptions,
-                               layer, outputError);
+    return quant::quantizeGPTQ(lw.w, n, k, hessian, qs, cfg.gptqOptions, layer,
+                               outputError);
   return cfg.awq ? quant::quantizeAWQRTN(lw.w, n, k, qs)
                  : quant::quantizeRTN(lw.w, n, k, qs);
 }
@@ -257,96 +256,6 @@ std::vector<float> effectiveWeights(quant::QuantizedWeight q,
                                     std::optional<DType> scaleType,
                                     DType weightType) {
   return dequantizeAs(q, scaleType.value_or(weightType));
-}
-
-/// The identity of a GPTQ result: the quantizer's options, the layer's
-/// scheme and the exact bytes of the Hessian and weight it was computed
-/// from. GPTQ is deterministic (and independent of the BLAS thread count),
-/// so equal keys mean equal results.
-std::string resultKey(StringRef fingerprint, const quant::Scheme &qs,
-                      ArrayRef<double> hessian, ArrayRef<float> w) {
-  auto hash = [](const auto &v) {
-    return llvm::utohexstr(llvm::xxh3_64bits(ArrayRef<uint8_t>(
-        reinterpret_cast<const uint8_t *>(v.data()),
-        v.size() * sizeof(v[0]))));
-  };
-  return llvm::formatv("{0} scheme={1},{2},{3},{4} hessian={5} weight={6}",
-                       fingerprint, qs.bits, qs.groupSize, int(qs.symmetric),
-                       int(qs.actOrder), hash(hessian), hash(w))
-      .str();
-}
-
-/// One GPTQ result in a precomputed-results archive: tensors
-/// `<layer>.gptq.{q,scales,zeros,g_idx,error}` and metadata `<layer>` = key.
-llvm::Error addResult(safetensors::Writer &out, StringRef layer,
-                      const quant::QuantizedWeight &q,
-                      const quant::GPTQOutputError &own, StringRef key) {
-  std::string prefix = (layer + ".gptq.").str();
-  int64_t groups = q.numGroups();
-  if (llvm::Error e = out.addOwned(prefix + "q", DType::U8, {q.k, q.n}, q.q))
-    return e;
-  if (llvm::Error e = out.addOwned(prefix + "scales", DType::F32,
-                                   {groups, q.n}, bytesOf(q.scales)))
-    return e;
-  if (llvm::Error e = out.addOwned(prefix + "zeros", DType::I32,
-                                   {groups, q.n}, bytesOf(q.zeros)))
-    return e;
-  if (!q.gIdx.empty())
-    if (llvm::Error e = out.addOwned(prefix + "g_idx", DType::I32, {q.k},
-                                     bytesOf(q.gIdx)))
-      return e;
-  std::vector<double> error{own.valid ? 1.0 : 0.0, own.error, own.reference};
-  if (llvm::Error e =
-          out.addOwned(prefix + "error", DType::F64, {3}, bytesOf(error)))
-    return e;
-  out.setMetadata(layer, key);
-  return llvm::Error::success();
-}
-
-/// The result addResult stored for `layer` if its key is `key` and its
-/// tensors have the shapes of an [n][k] layer under `qs`.
-std::optional<std::pair<quant::QuantizedWeight, quant::GPTQOutputError>>
-findResult(const safetensors::Reader &in, StringRef layer, StringRef key,
-           int64_t n, int64_t k, const quant::Scheme &qs) {
-  auto it = in.metadata().find(layer.str());
-  if (it == in.metadata().end() || it->second != key)
-    return std::nullopt;
-  std::string prefix = (layer + ".gptq.").str();
-  auto tensor = [&](StringRef name, DType dtype,
-                    ArrayRef<int64_t> shape) -> const safetensors::TensorInfo * {
-    const safetensors::TensorInfo *t = in.lookup(prefix + name.str());
-    return t && t->dtype == dtype && ArrayRef<int64_t>(t->shape) == shape
-               ? t
-               : nullptr;
-  };
-  int64_t groups = qs.numGroups(k);
-  const auto *codes = tensor("q", DType::U8, {k, n});
-  const auto *scales = tensor("scales", DType::F32, {groups, n});
-  const auto *zeros = tensor("zeros", DType::I32, {groups, n});
-  const auto *error = tensor("error", DType::F64, {3});
-  const auto *gIdx = qs.actOrder ? tensor("g_idx", DType::I32, {k}) : nullptr;
-  if (!codes || !scales || !zeros || !error || (qs.actOrder && !gIdx))
-    return std::nullopt;
-  std::pair<quant::QuantizedWeight, quant::GPTQOutputError> r;
-  quant::QuantizedWeight &q = r.first;
-  q.n = n;
-  q.k = k;
-  q.scheme = qs;
-  auto c = in.as<uint8_t>(*codes);
-  q.q.assign(c.begin(), c.end());
-  auto sc = in.as<float>(*scales);
-  q.scales.assign(sc.begin(), sc.end());
-  auto z = in.as<int32_t>(*zeros);
-  q.zeros.assign(z.begin(), z.end());
-  if (gIdx) {
-    auto g = in.as<int32_t>(*gIdx);
-    q.gIdx.assign(g.begin(), g.end());
-  }
-  auto e = in.as<double>(*error);
-  r.second.valid = e[0] != 0;
-  r.second.error = e[1];
-  r.second.reference = e[2];
-  return r;
 }
 
 /// The layer's statistics in `stats` (none: an empty view), checked against
@@ -566,9 +475,9 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     if (ownError && precomputed) {
       if (llvm::Error e = quant::verifyScheme(qs, n, k, layer))
         return op.emitError() << llvm::toString(std::move(e));
-      found = findResult(*precomputed, layer,
-                         resultKey(fingerprint, qs, hessian, loaded->w), n, k,
-                         qs);
+      found =
+          findResult(*precomputed, layer,
+                     resultKey(fingerprint, qs, hessian, loaded->w), n, k, qs);
     }
     llvm::Expected<quant::QuantizedWeight> quantized =
         found ? llvm::Expected<quant::QuantizedWeight>(std::move(found->first))

@@ -111,6 +111,25 @@ template <typename PassT> QuantizeConfig commonConfig(const PassT &p) {
 QuantizeConfig configFromOptions(const WQRTNOptions &options);
 QuantizeConfig configFromOptions(const WQGPTQOptions &options);
 
+/// The identity of a GPTQ result: the quantizer's options, the layer's
+/// scheme and the exact bytes of the Hessian and weight it was computed
+/// from. GPTQ is deterministic (and independent of the BLAS thread count),
+/// so equal keys mean equal results (GPTQResults.cpp).
+std::string resultKey(llvm::StringRef fingerprint, const quant::Scheme &qs,
+                      llvm::ArrayRef<double> hessian, llvm::ArrayRef<float> w);
+
+/// Adds one GPTQ result to a precomputed-results archive: tensors
+/// `<layer>.gptq.{q,scales,zeros,g_idx,error}` and metadata `<layer>` = key.
+llvm::Error addResult(safetensors::Writer &out, llvm::StringRef layer,
+                      const quant::QuantizedWeight &q,
+                      const quant::GPTQOutputError &own, llvm::StringRef key);
+
+/// The result addResult stored for `layer` if its key is `key` and its
+/// tensors have the shapes of an [n][k] layer under `qs`.
+std::optional<std::pair<quant::QuantizedWeight, quant::GPTQOutputError>>
+findResult(const safetensors::Reader &in, llvm::StringRef layer,
+           llvm::StringRef key, int64_t n, int64_t k, const quant::Scheme &qs);
+
 } // namespace quant_mlir::wq::detail
 
 #endif // QUANT_MLIR_LIB_DIALECT_WQ_TRANSFORMS_QUANTIZECOMMON_H
