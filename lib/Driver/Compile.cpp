@@ -263,6 +263,9 @@ private:
   llvm::SmallString<256> work;
   CompileResult result;
   std::vector<double> stageSeconds;
+  /// The calibration state, kept until wq-gptq has read the GPTQ results of
+  /// the calibration loop in it (precomputed); empty when removed.
+  std::string keptStateDir, precomputed;
 };
 } // namespace
 
@@ -409,7 +412,15 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   result.phases.push_back({"calibrate", calibrated->seconds});
   result.phases.push_back({"merge statistics", calibrated->mergeSeconds});
   stageSeconds = calibrated->stageSeconds;
-  fs::remove_directories(so.stateDir);
+  // GPTQ's results from the loop save the pass a second GPTQ per layer; the
+  // state goes once the pass has read them (a failed pass leaves it for
+  // --resume, like a failed calibration).
+  if (o.quant.method == Method::GPTQ && !calibrated->precomputedPath.empty()) {
+    keptStateDir = so.stateDir;
+    precomputed = calibrated->precomputedPath;
+  } else {
+    fs::remove_directories(so.stateDir);
+  }
   if (!calibrated->wholeModelReason.empty())
     log << "      note: calibrating the whole model at once (float inputs): "
            "it does not split into blocks: "
@@ -437,11 +448,19 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
 
 llvm::Error Compiler::quantize(mlir::ModuleOp module) {
   mlir::PassManager pm(&context);
-  pm.addPass(createQuantizePass(o.quant, work));
+  if (!precomputed.empty()) {
+    wq::WQGPTQOptions p = gptqOptions(o.quant, work);
+    p.precomputed = precomputed;
+    pm.addPass(wq::createWQGPTQ(p));
+  } else {
+    pm.addPass(createQuantizePass(o.quant, work));
+  }
   // The passes report their errors as diagnostics naming the layer; they
   // reach the user through the context's handler (stderr).
   if (mlir::failed(pm.run(module)))
     return error("quantization failed (see the error above)");
+  if (!keptStateDir.empty())
+    fs::remove_directories(keptStateDir);
   log << "[3/3] " << methodName(o.quant.method) << " " << o.quant.bits
       << "-bit, group " << o.quant.groupSize << " done at "
       << llvm::format("%.2f", lap()) << " s\n";

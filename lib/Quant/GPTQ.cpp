@@ -11,6 +11,7 @@
 
 #include "quant-mlir/Quant/GPTQ.h"
 
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
@@ -19,6 +20,7 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 #include <string>
 
@@ -48,13 +50,18 @@ std::string formatDamp(double damp) {
 /// never has to be applied. As the reference: cholesky, cholesky_inverse,
 /// cholesky(upper=True).
 /// `h` is [k][k] row-major; on success it holds U (strict lower part zero).
-Error dampedCholeskyInverse(std::vector<double> &h, int64_t k,
-                            double dampPercent, StringRef layer) {
+/// `lambda` receives the damping; `onFactor`, when set, sees the damped H's
+/// lower Cholesky factor L (H = L L^T, row-major lower triangle of its
+/// argument; the strict upper triangle is not L's) before H^-1 replaces it.
+Error dampedCholeskyInverse(
+    std::vector<double> &h, int64_t k, double dampPercent, StringRef layer,
+    double &lambda, function_ref<void(const double *)> onFactor = nullptr) {
   double mean = 0;
   for (int64_t i = 0; i < k; ++i)
     mean += h[size_t(i * k + i)];
   mean /= double(k);
   double damp = dampPercent * mean;
+  lambda = damp;
   for (int64_t i = 0; i < k; ++i)
     h[size_t(i * k + i)] += damp;
 
@@ -71,6 +78,8 @@ Error dampedCholeskyInverse(std::vector<double> &h, int64_t k,
   // triangle.
   if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', nk, h.data(), nk) != 0)
     return notPD();
+  if (onFactor)
+    onFactor(h.data());
   // H^-1 from the factor (torch.cholesky_inverse), row-major lower triangle.
   if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'U', nk, h.data(), nk) != 0)
     return notPD();
@@ -100,11 +109,10 @@ std::vector<int64_t> actOrderPermutation(ArrayRef<double> diag) {
   return perm;
 }
 
-Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
-                                       ArrayRef<double> hessian,
-                                       const Scheme &scheme,
-                                       const GPTQOptions &options,
-                                       StringRef layerName) {
+Expected<QuantizedWeight>
+quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k, ArrayRef<double> hessian,
+             const Scheme &scheme, const GPTQOptions &options,
+             StringRef layerName, GPTQOutputError *outputError) {
   if (Error err = verifyScheme(scheme, n, k, layerName))
     return std::move(err);
   if (int64_t(w.size()) != n * k)
@@ -158,10 +166,18 @@ Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
       params[size_t(row)] = rowGrid(W, row, 0, k);
 
   // Stage 2: dead inputs (a zero diagonal: the channel never fires) cannot
-  // affect the output; H_ii = 1 keeps H invertible, W[:, i] = 0.
+  // affect the output; H_ii = 1 keeps H invertible, W[:, i] = 0. The output
+  // error identity needs the dead rows of H to be zero (true of any Gram
+  // matrix: H_ii = 0 forces row i to 0), so that W's dead columns are free.
+  std::vector<uint8_t> dead(uk, 0);
+  bool identityHolds = true;
   for (int64_t i = 0; i < k; ++i) {
     if (H[size_t(i * k + i)] != 0)
       continue;
+    dead[size_t(i)] = 1;
+    for (int64_t j = 0; j < k; ++j)
+      if (H[size_t(i * k + j)] != 0)
+        identityHolds = false;
     H[size_t(i * k + i)] = 1;
     for (int64_t row = 0; row < n; ++row)
       W[size_t(row * k + i)] = 0;
@@ -196,8 +212,38 @@ Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
   }
 
   // Stage 5: dampening and Hinv (Cholesky reformulation). H becomes Hinv.
-  if (Error err =
-          dampedCholeskyInverse(H, k, options.dampPercent, layerName))
+  // For the output error, tr(W0 H' W0^T) = ||W0 L||_F^2 comes from the
+  // factor on the way: a dtrmm over chunks of rows of the (permuted,
+  // dead-zeroed) W0, which Algorithm 1 has not updated yet.
+  double lambda = 0, refDamped = 0, w0Squares = 0, refSeconds = 0;
+  auto referenceFromFactor = [&](const double *L) {
+    auto start = std::chrono::steady_clock::now();
+    // Each chunk streams all of L (K^2 doubles, 970 MB at K = 11008):
+    // 64 MiB chunks keep that to a few passes (64-row chunks made the dtrmm
+    // memory-bound, 20% of GPTQ at 4096 x 11008).
+    const int64_t chunk = std::max<int64_t>(
+        1, options.errorChunkBytes / int64_t(sizeof(double) * uk));
+    std::vector<double> rows(size_t(std::min(chunk, n)) * uk);
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+      const int64_t m = std::min(chunk, n - r0);
+      std::copy(&W[size_t(r0 * k)], &W[size_t((r0 + m) * k)], rows.begin());
+      for (size_t i = 0; i < size_t(m) * uk; ++i)
+        w0Squares += rows[i] * rows[i];
+      cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans,
+                  CblasNonUnit, blasint(m), blasint(k), 1.0, L, blasint(k),
+                  rows.data(), blasint(k));
+      for (size_t i = 0; i < size_t(m) * uk; ++i)
+        refDamped += rows[i] * rows[i];
+    }
+    refSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+  };
+  const bool measure = outputError && identityHolds;
+  if (Error err = dampedCholeskyInverse(
+          H, k, options.dampPercent, layerName, lambda,
+          measure ? function_ref<void(const double *)>(referenceFromFactor)
+                  : nullptr))
     return std::move(err);
   const std::vector<double> &Hinv = H;
 
@@ -217,7 +263,10 @@ Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
   qw.q.resize(uk * size_t(n));
 
   // Stage 6: Algorithm 1 (all rows in the same column order, Step 1), with
-  // lazy batch updates of B columns (Step 2, Eq. (4)).
+  // lazy batch updates of B columns (Step 2, Eq. (4)). For the output error:
+  // errSquares = sum E_ij^2 = tr(D0 H' D0^T) (D0 = W0 - Q) and the diagonal
+  // part of H' - H, sum_j (lambda + dead_j) ||D0_j||^2.
+  double errSquares = 0, errDiagonal = 0;
   const int64_t B = std::min(options.blockSize, k);
   std::vector<double> Err(size_t(n * B)); // [n][count], (w - q) / [Hinv]_qq
   for (int64_t i1 = 0; i1 < k; i1 += B) {
@@ -254,6 +303,14 @@ Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
         for (int64_t j = i + 1; j < count; ++j)
           wr[j] -= e * hrow[j];
         er[i] = e;
+        if (measure) {
+          const int64_t orig = perm[size_t(col)];
+          const double w0 =
+              dead[size_t(orig)] ? 0.0 : double(w[size_t(row * k + orig)]);
+          const double d0 = w0 - deq;
+          errSquares += e * e;
+          errDiagonal += (lambda + double(dead[size_t(orig)])) * d0 * d0;
+        }
         qw.q[size_t(perm[size_t(col)] * n + row)] = uint8_t(code);
       }
     }
@@ -272,6 +329,20 @@ Expected<QuantizedWeight> quantizeGPTQ(ArrayRef<float> w, int64_t n, int64_t k,
   for (size_t i = 0; i < params.size(); ++i) {
     qw.scales[i] = float(params[i].scale);
     qw.zeros[i] = params[i].zero;
+  }
+  if (outputError) {
+    *outputError = GPTQOutputError();
+    if (measure) {
+      outputError->valid = true;
+      // Both differences are >= 0 in exact arithmetic (H is PSD); rounding
+      // may not keep a zero error at zero.
+      outputError->error = std::max(0.0, errSquares - errDiagonal);
+      outputError->reference = std::max(0.0, refDamped - lambda * w0Squares);
+    }
+    outputError->referenceSeconds = refSeconds;
+    outputError->gridScales.resize(params.size());
+    for (size_t i = 0; i < params.size(); ++i)
+      outputError->gridScales[i] = params[i].scale;
   }
   // g_idx as AutoGPTQ/GPTQModel record it: g_idx[perm[i]] = i / group_size,
   // or the original k / group_size with static groups; 0 per channel.

@@ -6,7 +6,10 @@
 // leaves a manifest that names only complete files, so `resume` continues
 // after the last committed stage and produces the same bytes. A resumable
 // run syncs each file and the directory before the manifest names them, so
-// this holds after power loss too.
+// this holds after power loss too. The GPTQ results of the layers quantized
+// in the loop go with their block's statistics (gptq-<s>.safetensors) and
+// are merged into gptq-results.safetensors for wq-gptq, which then does not
+// run GPTQ on the same inputs again.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/StreamCalibration.h"
@@ -333,6 +336,41 @@ archiveMetadata(const CalibrateOptions &options,
           {"sample_rows", std::to_string(options.sampleRows)}};
 }
 
+/// The GPTQ results of the layers quantized in stage s.
+static std::string gptqResultsName(int64_t s) {
+  return "gptq-" + std::to_string(s) + ".safetensors";
+}
+
+/// Merges the per-stage GPTQ results (keys in the metadata) into `out`;
+/// false when there are none.
+static llvm::Expected<bool> mergeResults(llvm::StringRef stateDir,
+                                         int64_t stages, llvm::StringRef out) {
+  std::vector<std::unique_ptr<safetensors::Reader>> readers;
+  safetensors::Writer writer;
+  for (int64_t s = 0; s < stages; ++s) {
+    std::string path = join(stateDir, gptqResultsName(s));
+    if (!fs::exists(path))
+      continue;
+    auto reader = safetensors::Reader::open(path);
+    if (!reader)
+      return reader.takeError();
+    for (const safetensors::TensorInfo &t : (*reader)->tensors())
+      if (llvm::Error err = writer.add(
+              t.name, t.dtype, t.shape, (*reader)->bytes(t),
+              (*reader)->isMapped(t) ? safetensors::Writer::Source::FileMapping
+                                     : safetensors::Writer::Source::Memory))
+        return std::move(err);
+    for (const auto &[k, v] : (*reader)->metadata())
+      writer.setMetadata(k, v);
+    readers.push_back(std::move(*reader));
+  }
+  if (readers.empty())
+    return false;
+  if (llvm::Error err = writer.write(out))
+    return std::move(err);
+  return true;
+}
+
 /// Merges the per-stage statistics files into one archive, streaming from
 /// their mappings (the writer drops each page behind it).
 static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
@@ -614,6 +652,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
       }
 
       std::unique_ptr<ActivationStore> sink;
+      safetensors::Writer stageResults;
       for (auto [r, run] : llvm::enumerate(plan[s])) {
         bool final = r + 1 == plan[s].size();
         recorder.setActive(run.record);
@@ -671,7 +710,8 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
         }
         for (const std::string &name : run.quantize) {
           auto q = quantizer->quantize(
-              name, recorder.finalHessian(recorder.indexOf(name)));
+              name, recorder.finalHessian(recorder.indexOf(name)),
+              &stageResults);
           if (!q)
             return q.takeError();
           overlay[q->first] = std::move(q->second);
@@ -691,6 +731,14 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
           return std::move(err);
         if (durable)
           if (llvm::Error err = syncPath(blockPath))
+            return std::move(err);
+      }
+      if (stageResults.size()) {
+        std::string path = join(stream.stateDir, gptqResultsName(s));
+        if (llvm::Error err = stageResults.write(path))
+          return std::move(err);
+        if (durable)
+          if (llvm::Error err = syncPath(path))
             return std::move(err);
       }
       std::string oldActs = manifest.acts;
@@ -735,6 +783,13 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
                          "' saw no calibration data (is it reachable from "
                          "the entry function?)");
     manifest.tokens = std::move(tok);
+    std::string resultsPath = join(stream.stateDir, "gptq-results.safetensors");
+    auto merged = mergeResults(stream.stateDir, numStages, resultsPath);
+    if (!merged)
+      return merged.takeError();
+    if (durable && *merged)
+      if (llvm::Error err = syncPath(resultsPath))
+        return std::move(err);
     if (durable) {
       if (llvm::Error err = syncPath(statsPath.str().str()))
         return std::move(err);
@@ -744,9 +799,11 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     manifest.merged = true;
     if (llvm::Error err = manifest.write(manifestPath, durable))
       return std::move(err);
-    for (int64_t s = 0; s < numStages; ++s)
+    for (int64_t s = 0; s < numStages; ++s) {
       fs::remove(join(stream.stateDir,
                       "block-" + std::to_string(s) + ".safetensors"));
+      fs::remove(join(stream.stateDir, gptqResultsName(s)));
+    }
     result.mergeSeconds = seconds(mergeStart, clock());
   }
 
@@ -760,5 +817,8 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   result.layers = layers.size();
   result.samples = numSamples;
   result.statsPath = statsPath.str().str();
+  std::string resultsPath = join(stream.stateDir, "gptq-results.safetensors");
+  if (fs::exists(resultsPath))
+    result.precomputedPath = resultsPath;
   return result;
 }

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Quant/GPTQ.h"
+#include "quant-mlir/Quant/LayerError.h"
 #include "quant-mlir/Quant/Packing.h"
 #include "quant-mlir/Support/SafeTensors.h"
 #include "quant-mlir/Quant/BLASKernels.h"
@@ -78,6 +79,12 @@ static cl::opt<bool> printTime("print-time",
                                cl::desc("Print the quantization time (s) as "
                                         "'quantize_seconds=...' on stdout"),
                                cl::cat(category));
+static cl::opt<bool> reportError(
+    "report-error",
+    cl::desc("GPTQ: compute the quantization report's output error both "
+             "ways (GPTQ's own sums; the direct dsymm of measureLayerError) "
+             "and print both errors and their times"),
+    cl::cat(category));
 static cl::opt<std::string> outPath("o", cl::Required,
                                     cl::desc("Output .safetensors"),
                                     cl::value_desc("file"), cl::cat(category));
@@ -225,12 +232,13 @@ int main(int argc, char **argv) {
     h = std::move(*hd);
   }
 
+  quant::GPTQOutputError own;
   auto start = std::chrono::steady_clock::now();
   Expected<quant::QuantizedWeight> result =
       gptq ? quant::quantizeGPTQ(w, n, k, h, scheme,
                                  quant::GPTQOptions{dampPercent, blockSize,
                                                     staticGroups},
-                                 layer)
+                                 layer, reportError ? &own : nullptr)
            : quant::quantizeRTN(w, n, k, scheme);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -281,5 +289,24 @@ int main(int argc, char **argv) {
     return fail(std::move(err));
   if (printTime)
     outs() << "quantize_seconds=" << format("%.6f", seconds) << "\n";
+  if (reportError && gptq) {
+    std::vector<float> deq = qw.dequantize();
+    auto t0 = std::chrono::steady_clock::now();
+    quant::LayerError direct = quant::measureLayerError(w, deq, n, k, h);
+    double directSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+    outs() << "own_error_seconds=" << format("%.6f", own.referenceSeconds)
+           << "\n"
+           << "direct_error_seconds=" << format("%.6f", directSeconds) << "\n"
+           << "own_output_rel_err="
+           << format("%.9e", own.valid ? quant::relativeOutputError(
+                                             own.error, own.reference)
+                                       : -1.0)
+           << "\n"
+           << "direct_output_rel_err=" << format("%.9e", direct.output)
+           << "\n";
+  }
+
   return 0;
 }

@@ -324,6 +324,81 @@ TEST(GPTQ, DeadColumnsQuantizeToZero) {
   }
 }
 
+/// tr(A H A^T) by one dsymm, H [k][k] symmetric, A [n][k].
+double traceAHAt(const std::vector<double> &a, const std::vector<double> &h,
+                 int64_t n, int64_t k) {
+  std::vector<double> prod(a.size());
+  cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, int(n), int(k), 1.0,
+              h.data(), int(k), a.data(), int(k), 0.0, prod.data(), int(k));
+  double t = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    t += prod[i] * a[i];
+  return t;
+}
+
+// GPTQ's own output error (W0 - Q = E U, so the damped trace is sum E^2,
+// and ||W0 L||^2 for the reference) against tr(D H D^T) and tr(W H W^T)
+// evaluated directly, D = W - Q with Q rebuilt from the float64 grid.
+TEST(GPTQ, OwnOutputErrorMatchesDirectTraces) {
+  Layer l = randomLayer(48, 256, 13);
+  // Two dead inputs (H rows and columns zero), as a channel that never fires.
+  for (int64_t j : {5, 130})
+    for (int64_t i = 0; i < l.k; ++i)
+      l.h[size_t(i * l.k + j)] = l.h[size_t(j * l.k + i)] = 0;
+  std::vector<double> w(l.w.begin(), l.w.end());
+  const double reference = traceAHAt(w, l.h, l.n, l.k);
+  int cases = 0;
+  for (bool actOrder : {false, true})
+    for (int64_t gs : {int64_t(32), int64_t(128), int64_t(-1)})
+      for (double damp : {0.01, 0.1})
+        for (bool staticGroups : {false, true}) {
+          if (staticGroups && gs < 0)
+            continue;
+          SCOPED_TRACE(testing::Message()
+                       << "act-order " << actOrder << " group " << gs
+                       << " damp " << damp << " static " << staticGroups);
+          Scheme scheme{4, gs, false, actOrder};
+          GPTQOutputError own;
+          // Chunks of 20 rows: two full ones and a partial one.
+          GPTQOptions options{damp, 64, staticGroups};
+          options.errorChunkBytes = 20 * 8 * l.k;
+          auto qw =
+              quantizeGPTQ(l.w, l.n, l.k, l.h, scheme, options, "own", &own);
+          ASSERT_TRUE(bool(qw));
+          ASSERT_TRUE(own.valid);
+          ASSERT_EQ(own.gridScales.size(), qw->scales.size());
+          std::vector<double> d(w.size());
+          for (int64_t row = 0; row < l.n; ++row)
+            for (int64_t col = 0; col < l.k; ++col) {
+              size_t g = size_t(qw->groupOf(col) * l.n + row);
+              double q = own.gridScales[g] *
+                         double(int32_t(qw->q[size_t(col * l.n + row)]) -
+                                qw->zeros[g]);
+              d[size_t(row * l.k + col)] = w[size_t(row * l.k + col)] - q;
+            }
+          double error = traceAHAt(d, l.h, l.n, l.k);
+          ASSERT_GT(error, 0);
+          EXPECT_NEAR(own.error, error, 1e-9 * error);
+          EXPECT_NEAR(own.reference, reference, 1e-9 * reference);
+          ++cases;
+        }
+  EXPECT_EQ(cases, 20);
+}
+
+// A zero diagonal with a non-zero row is no Gram matrix: the identity needs
+// the dead rows to vanish, so GPTQ reports no error of its own.
+TEST(GPTQ, OwnOutputErrorInvalidForNonGramHessian) {
+  Layer l = randomLayer(8, 64, 17);
+  for (int64_t i = 0; i < l.k; ++i)
+    l.h[size_t(i * l.k + 3)] = l.h[size_t(3 * l.k + i)] = 0;
+  l.h[size_t(3 * l.k + 4)] = l.h[size_t(4 * l.k + 3)] = 0.01;
+  GPTQOutputError own;
+  auto qw = quantizeGPTQ(l.w, l.n, l.k, l.h, Scheme{4, 32, false, false},
+                         GPTQOptions{}, "nongram", &own);
+  ASSERT_TRUE(bool(qw));
+  EXPECT_FALSE(own.valid);
+}
+
 TEST(GPTQ, ActOrderPermutationIsStable) {
   std::vector<double> d = {1, 3, 2, 3, 1};
   EXPECT_EQ(actOrderPermutation(d), (std::vector<int64_t>{1, 3, 2, 0, 4}));

@@ -18,9 +18,16 @@ struct LayerError {
   double weight = 0, output = -1;
 };
 
+/// The report's output measure from its two traces: error / reference, 0
+/// when the reference is 0.
+inline double relativeOutputError(double error, double reference) {
+  return reference > 0 ? error / reference : 0;
+}
+
 /// `w` and `wq` are [N][K] row-major, `h` is [K][K] symmetric or empty. The
-/// output measure is one dsymm ([dW; W] H, 2N x K x K flops in BLAS) and two
-/// dot products, so it costs a fraction of the quantization itself.
+/// output measure is one dsymm ([dW; W] H, 2N x K x K multiply-adds in BLAS)
+/// and two dot products; without `h` only O(N K) sums. GPTQ computes its own
+/// output error for a fraction of that (GPTQOutputError).
 LayerError measureLayerError(llvm::ArrayRef<float> w, llvm::ArrayRef<float> wq,
                              int64_t n, int64_t k, llvm::ArrayRef<double> h);
 

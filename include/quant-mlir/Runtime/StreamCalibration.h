@@ -62,6 +62,9 @@ struct StreamResult : CalibrateResult {
   bool spilled = false;
   /// Why the model was calibrated whole (empty: block by block).
   std::string wholeModelReason;
+  /// The GPTQ results of the quantized-input loop (LayerQuantizer::quantize),
+  /// in stateDir, for wq-gptq precomputed=; empty when there are none.
+  std::string precomputedPath;
 };
 
 /// Calibrates `module` block by block (wq-outline-blocks) and writes

@@ -116,7 +116,9 @@ elif mode == "check":
     assert report[0].startswith("layer,n,k,bits") and len(report) == 3, report
     for line in report[1:]:
         name, *_, out_err = line.split(",")
-        assert abs(float(out_err) - objective["gptq", name]) < 1e-6 * max(1, objective["gptq", name]), (line, objective)
+        # GPTQ's own sums (its float64 grid) against the direct trace of the
+        # stored f32 scales: 7 printed digits, 1e-5 relative.
+        assert abs(float(out_err) - objective["gptq", name]) < 1e-5 * objective["gptq", name], (line, objective)
 else:
     fp, g, r = (json.load(open(os.path.join(tmp, f + ".json")))["perplexity"] for f in ("fp", "gptq", "rtn"))
     assert np.isfinite(g) and np.isfinite(r), (fp, g, r)

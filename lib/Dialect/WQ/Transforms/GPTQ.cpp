@@ -28,6 +28,7 @@ struct GPTQPass : public quant_mlir::wq::impl::WQGPTQBase<GPTQPass> {
     cfg.gptqOptions.blockSize = blockSize;
     cfg.gptqOptions.staticGroups = staticGroups;
     cfg.trueSequential = trueSequential;
+    cfg.precomputed = precomputed;
     return cfg;
   }
   void runOnOperation() override {

@@ -34,6 +34,9 @@ struct QuantizeConfig {
   /// The registered custom quantizer to call instead (wq-rtn custom=NAME).
   std::string custom;
   quant::GPTQOptions gptqOptions;
+  /// wq-gptq precomputed=FILE: GPTQ results of the calibration loop
+  /// (LayerQuantizer::quantize), used where their key matches.
+  std::string precomputed;
 
   /// The options that determine the quantized weights.
   std::string fingerprint() const;
@@ -107,6 +110,25 @@ template <typename PassT> QuantizeConfig commonConfig(const PassT &p) {
 /// GPTQ.cpp).
 QuantizeConfig configFromOptions(const WQRTNOptions &options);
 QuantizeConfig configFromOptions(const WQGPTQOptions &options);
+
+/// The identity of a GPTQ result: the quantizer's options, the layer's
+/// scheme and the exact bytes of the Hessian and weight it was computed
+/// from. GPTQ is deterministic (and independent of the BLAS thread count),
+/// so equal keys mean equal results (GPTQResults.cpp).
+std::string resultKey(llvm::StringRef fingerprint, const quant::Scheme &qs,
+                      llvm::ArrayRef<double> hessian, llvm::ArrayRef<float> w);
+
+/// Adds one GPTQ result to a precomputed-results archive: tensors
+/// `<layer>.gptq.{q,scales,zeros,g_idx,error}` and metadata `<layer>` = key.
+llvm::Error addResult(safetensors::Writer &out, llvm::StringRef layer,
+                      const quant::QuantizedWeight &q,
+                      const quant::GPTQOutputError &own, llvm::StringRef key);
+
+/// The result addResult stored for `layer` if its key is `key` and its
+/// tensors have the shapes of an [n][k] layer under `qs`.
+std::optional<std::pair<quant::QuantizedWeight, quant::GPTQOutputError>>
+findResult(const safetensors::Reader &in, llvm::StringRef layer,
+           llvm::StringRef key, int64_t n, int64_t k, const quant::Scheme &qs);
 
 } // namespace quant_mlir::wq::detail
 

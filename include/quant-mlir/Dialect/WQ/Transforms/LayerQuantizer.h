@@ -20,6 +20,10 @@
 #include <utility>
 #include <vector>
 
+namespace quant_mlir::safetensors {
+class Writer;
+} // namespace quant_mlir::safetensors
+
 namespace quant_mlir::wq {
 namespace detail {
 struct QuantizeConfig;
@@ -42,9 +46,14 @@ public:
   /// Quantizes layer `name` (GPTQ with `hessian`, [K, K]; RTN ignores it)
   /// and returns the weight the output model will compute with: dequantized
   /// (through scales of the stored dtype), in the archive's dtype and
-  /// shape, under the weight's archive name.
+  /// shape, under the weight's archive name. With `results`, a GPTQ result
+  /// (codes, grids, g_idx, GPTQ's output error) is also added there, keyed
+  /// by this quantizer's fingerprint, the scheme and hashes of the Hessian
+  /// and weight bytes: wq-gptq precomputed=FILE uses it instead of running
+  /// GPTQ again on the same inputs.
   llvm::Expected<std::pair<std::string, std::vector<uint8_t>>>
-  quantize(llvm::StringRef name, llvm::ArrayRef<double> hessian) const;
+  quantize(llvm::StringRef name, llvm::ArrayRef<double> hessian,
+           safetensors::Writer *results = nullptr) const;
 
   /// The options that determine the quantized weights; statistics recorded
   /// with quantization in the loop carry it (metadata "true_sequential"),

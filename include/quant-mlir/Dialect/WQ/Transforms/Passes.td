@@ -198,6 +198,11 @@ def WQGPTQ : Pass<"wq-gptq", "mlir::ModuleOp"> {
            "block's inputs from the quantized blocks before it, and within a "
            "block each group of linears sharing an input after the groups "
            "before it); checked against their metadata">,
+    Option<"precomputed", "precomputed", "std::string", "\"\"",
+           "GPTQ results of the calibration loop (quant-compile's quantized "
+           "block inputs), relative to base-dir: a layer whose entry has this "
+           "pass's options and scheme and the same Hessian and weight bytes "
+           "(xxh3) takes it instead of running GPTQ again; others run GPTQ">,
   ];
 }
 
