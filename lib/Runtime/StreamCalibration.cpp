@@ -341,47 +341,19 @@ static std::string gptqResultsName(int64_t s) {
   return "gptq-" + std::to_string(s) + ".safetensors";
 }
 
-/// Merges the per-stage GPTQ results (keys in the metadata) into `out`;
-/// false when there are none.
-static llvm::Expected<bool> mergeResults(llvm::StringRef stateDir,
-                                         int64_t stages, llvm::StringRef out) {
-  std::vector<std::unique_ptr<safetensors::Reader>> readers;
-  safetensors::Writer writer;
+/// Adds every tensor of the per-stage archives `nameOf(s)` in stateDir
+/// (stages without one are skipped) to `writer`, streaming from their
+/// mappings (the writer drops each page behind it); `readers` keeps them
+/// open until the write, `onMetadata` sees each archive's metadata.
+static llvm::Error addStageArchives(
+    llvm::StringRef stateDir, int64_t stages,
+    llvm::function_ref<std::string(int64_t)> nameOf,
+    safetensors::Writer &writer,
+    std::vector<std::unique_ptr<safetensors::Reader>> &readers,
+    llvm::function_ref<void(const std::string &, const std::string &)>
+        onMetadata) {
   for (int64_t s = 0; s < stages; ++s) {
-    std::string path = join(stateDir, gptqResultsName(s));
-    if (!fs::exists(path))
-      continue;
-    auto reader = safetensors::Reader::open(path);
-    if (!reader)
-      return reader.takeError();
-    for (const safetensors::TensorInfo &t : (*reader)->tensors())
-      if (llvm::Error err = writer.add(
-              t.name, t.dtype, t.shape, (*reader)->bytes(t),
-              (*reader)->isMapped(t) ? safetensors::Writer::Source::FileMapping
-                                     : safetensors::Writer::Source::Memory))
-        return std::move(err);
-    for (const auto &[k, v] : (*reader)->metadata())
-      writer.setMetadata(k, v);
-    readers.push_back(std::move(*reader));
-  }
-  if (readers.empty())
-    return false;
-  if (llvm::Error err = writer.write(out))
-    return std::move(err);
-  return true;
-}
-
-/// Merges the per-stage statistics files into one archive, streaming from
-/// their mappings (the writer drops each page behind it).
-static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
-                                   llvm::StringRef out,
-                                   const std::map<std::string, std::string> &meta,
-                                   std::map<std::string, int64_t> &tokens) {
-  std::vector<std::unique_ptr<safetensors::Reader>> readers;
-  safetensors::Writer writer;
-  for (int64_t s = 0; s < stages; ++s) {
-    std::string path = join(stateDir, "block-" + std::to_string(s) +
-                                          ".safetensors");
+    std::string path = join(stateDir, nameOf(s));
     if (!fs::exists(path))
       continue; // a stage without layers
     auto reader = safetensors::Reader::open(path);
@@ -394,10 +366,49 @@ static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
                                      : safetensors::Writer::Source::Memory))
         return err;
     for (const auto &[k, v] : (*reader)->metadata())
-      if (llvm::StringRef(k).starts_with("tokens."))
-        tokens[k.substr(7)] = std::stoll(v);
+      onMetadata(k, v);
     readers.push_back(std::move(*reader));
   }
+  return llvm::Error::success();
+}
+
+/// Merges the per-stage GPTQ results (keys in the metadata) into `out`;
+/// false when there are none.
+static llvm::Expected<bool> mergeResults(llvm::StringRef stateDir,
+                                         int64_t stages, llvm::StringRef out) {
+  std::vector<std::unique_ptr<safetensors::Reader>> readers;
+  safetensors::Writer writer;
+  if (llvm::Error err =
+          addStageArchives(stateDir, stages, gptqResultsName, writer, readers,
+                           [&](const std::string &k, const std::string &v) {
+                             writer.setMetadata(k, v);
+                           }))
+    return std::move(err);
+  if (readers.empty())
+    return false;
+  if (llvm::Error err = writer.write(out))
+    return std::move(err);
+  return true;
+}
+
+/// Merges the per-stage statistics files into one archive.
+static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
+                                   llvm::StringRef out,
+                                   const std::map<std::string, std::string> &meta,
+                                   std::map<std::string, int64_t> &tokens) {
+  std::vector<std::unique_ptr<safetensors::Reader>> readers;
+  safetensors::Writer writer;
+  if (llvm::Error err = addStageArchives(
+          stateDir, stages,
+          [](int64_t s) {
+            return "block-" + std::to_string(s) + ".safetensors";
+          },
+          writer, readers,
+          [&](const std::string &k, const std::string &v) {
+            if (llvm::StringRef(k).starts_with("tokens."))
+              tokens[k.substr(7)] = std::stoll(v);
+          }))
+    return err;
   for (const auto &[k, v] : meta)
     writer.setMetadata(k, v);
   return writer.write(out, "merge statistics");
