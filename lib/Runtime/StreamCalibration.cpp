@@ -337,6 +337,11 @@ archiveMetadata(const CalibrateOptions &options,
 }
 
 /// The GPTQ results of the layers quantized in stage s.
+/// The statistics of stage s in the state directory.
+static std::string blockStatsName(int64_t s) {
+  return "block-" + std::to_string(s) + ".safetensors";
+}
+
 static std::string gptqResultsName(int64_t s) {
   return "gptq-" + std::to_string(s) + ".safetensors";
 }
@@ -398,16 +403,12 @@ static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
                                    std::map<std::string, int64_t> &tokens) {
   std::vector<std::unique_ptr<safetensors::Reader>> readers;
   safetensors::Writer writer;
-  if (llvm::Error err = addStageArchives(
-          stateDir, stages,
-          [](int64_t s) {
-            return "block-" + std::to_string(s) + ".safetensors";
-          },
-          writer, readers,
-          [&](const std::string &k, const std::string &v) {
-            if (llvm::StringRef(k).starts_with("tokens."))
-              tokens[k.substr(7)] = std::stoll(v);
-          }))
+  if (llvm::Error err =
+          addStageArchives(stateDir, stages, blockStatsName, writer, readers,
+                           [&](const std::string &k, const std::string &v) {
+                             if (llvm::StringRef(k).starts_with("tokens."))
+                               tokens[k.substr(7)] = std::stoll(v);
+                           }))
     return err;
   for (const auto &[k, v] : meta)
     writer.setMetadata(k, v);
@@ -734,8 +735,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
 
       // Commit: statistics, activations, manifest, each synced before the
       // next; then the old files go.
-      std::string blockPath =
-          join(stream.stateDir, "block-" + std::to_string(s) + ".safetensors");
+      std::string blockPath = join(stream.stateDir, blockStatsName(s));
       if (!stageLayers[s].empty()) {
         if (llvm::Error err =
                 recorder.commitLayers(blockPath, stageLayers[s], {}))
@@ -811,8 +811,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     if (llvm::Error err = manifest.write(manifestPath, durable))
       return std::move(err);
     for (int64_t s = 0; s < numStages; ++s) {
-      fs::remove(join(stream.stateDir,
-                      "block-" + std::to_string(s) + ".safetensors"));
+      fs::remove(join(stream.stateDir, blockStatsName(s)));
       fs::remove(join(stream.stateDir, gptqResultsName(s)));
     }
     result.mergeSeconds = seconds(mergeStart, clock());
