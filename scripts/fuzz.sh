@@ -3,11 +3,16 @@
 # runs each for SECONDS (default 60); exits non-zero if any target crashes,
 # leaks, times out or runs out of memory.
 #
-#   scripts/fuzz.sh [--no-build | --build-only] [--keep-going] [SECONDS] [TARGET...]
+#   scripts/fuzz.sh [--no-build | --build-only] [--keep-going] [--seed N]
+#                   [SECONDS] [TARGET...]
 #
 # Seeds come from the test fixtures (fuzz/make_seeds.py) and are regenerated
 # on every run; what the fuzzers find is kept in build-fuzz/fuzz/<target>/
-# corpus, crash reproducers in build-fuzz/fuzz/<target>/artifacts.
+# corpus, crash reproducers in build-fuzz/fuzz/<target>/artifacts. Every
+# reproducer once fixed is committed under fuzz/regress/<target>/ and rerun
+# before each target fuzzes, so a fixed crash stays fixed whatever the
+# fuzzer's random walk reaches. --seed N fixes libFuzzer's random seed
+# (ctest's entry does, so CI walks the same path on every clean clone).
 # --no-build (ctest's `fuzz` entry): exit 77 (skipped) when build-fuzz/ holds
 # no fuzzers instead of building them. --build-only (scripts/test.sh, so CI's
 # ctest runs them): build, run nothing. --keep-going: fork mode that goes on
@@ -18,12 +23,13 @@ BUILD="${QUANT_MLIR_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 CLANG=/usr/lib/llvm-14/bin
 ALL=(safetensors-fuzzer onnx-fuzzer tokens-fuzzer wq-mlir-fuzzer)
 
-build=1 run=1 keep=()
+build=1 run=1 keep=() seed=()
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --no-build) build=0 ;;
     --build-only) run=0 ;;
     --keep-going) keep=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1) ;;
+    --seed) seed=(-seed="$2"); shift ;;
     *) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -73,10 +79,19 @@ for t in "${targets[@]}"; do
   dir="$BUILD/fuzz/$t"
   mkdir -p "$dir/corpus" "$dir/artifacts"
   log="$dir/last-run.log"
+  limits=(-timeout=20 -rss_limit_mb=2560 -malloc_limit_mb=2560)
+  regress=("$ROOT"/fuzz/regress/"$t"/*)
+  if [[ -e "${regress[0]}" ]] &&
+     ! "$BUILD/bin/$t" "${limits[@]}" "${regress[@]}" >"$dir/regress.log" 2>&1; then
+    status=1
+    echo "fuzz: $t: a committed reproducer crashes again (log: $dir/regress.log)"
+    grep -E "ERROR|SUMMARY|Running:" "$dir/regress.log" | tail -5 || true
+    continue
+  fi
   # One process (-jobs would need more cores); -timeout catches hangs,
   # -rss_limit_mb runaway allocations.
-  if "$BUILD/bin/$t" "$dir/corpus" "$SEEDS/$t" "${keep[@]}" -max_total_time="$seconds" \
-       -timeout=20 -rss_limit_mb=2560 -malloc_limit_mb=2560 -max_len=65536 \
+  if "$BUILD/bin/$t" "$dir/corpus" "$SEEDS/$t" "${keep[@]}" "${seed[@]}" \
+       -max_total_time="$seconds" "${limits[@]}" -max_len=65536 \
        -print_final_stats=1 -artifact_prefix="$dir/artifacts/" >"$log" 2>&1; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' ||
             grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || echo '?')

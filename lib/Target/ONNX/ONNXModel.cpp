@@ -143,32 +143,32 @@ static Error decodeTypedFields(const TensorProto &t, TensorData &out,
                              " elements but its shape " + "needs " +
                              Twine(numel));
   };
+  // int32, int8, uint8, bool, float16 and bfloat16 all live in int32_data
+  // (the 16-bit floats as their bit patterns).
+  int64_t have = t.data_type() == TensorProto::FLOAT    ? t.float_data_size()
+                 : t.data_type() == TensorProto::DOUBLE ? t.double_data_size()
+                 : t.data_type() == TensorProto::INT64  ? t.int64_data_size()
+                                                        : t.int32_data_size();
+  // Counted before allocating: the field's length is bounded by the file, a
+  // corrupt shape's element count is not.
+  if (have != numel)
+    return sizeError(have);
   out.owned.resize(size_t(numel) * elemSize);
   uint8_t *dst = out.owned.data();
   switch (t.data_type()) {
   case TensorProto::FLOAT:
-    if (t.float_data_size() != numel)
-      return sizeError(t.float_data_size());
     if (numel)
       std::memcpy(dst, t.float_data().data(), numel * 4);
     break;
   case TensorProto::DOUBLE:
-    if (t.double_data_size() != numel)
-      return sizeError(t.double_data_size());
     if (numel)
       std::memcpy(dst, t.double_data().data(), numel * 8);
     break;
   case TensorProto::INT64:
-    if (t.int64_data_size() != numel)
-      return sizeError(t.int64_data_size());
     if (numel)
       std::memcpy(dst, t.int64_data().data(), numel * 8);
     break;
   default: {
-    // int32, int8, uint8, bool, float16 and bfloat16 all live in int32_data
-    // (the 16-bit floats as their bit patterns).
-    if (t.int32_data_size() != numel)
-      return sizeError(t.int32_data_size());
     for (int64_t i = 0; i < numel; ++i) {
       uint32_t v = uint32_t(t.int32_data(int(i)));
       std::memcpy(dst + i * elemSize, &v, elemSize);

@@ -20,6 +20,7 @@
 #include "llvm/Support/Path.h"
 
 #include <cstring>
+#include <limits>
 
 using namespace mlir;
 using namespace llvm;
@@ -28,6 +29,24 @@ namespace quant_mlir::onnx_import {
 //===----------------------------------------------------------------------===//
 // Symbolic integers
 //===----------------------------------------------------------------------===//
+
+// Folded constants wrap as the index arithmetic they stand for would (two's
+// complement, as arith.addi/muli on i64): a corrupt model's huge dims then
+// reach the shape checks as wrong numbers instead of undefined behaviour.
+static int64_t wrapAdd(int64_t a, int64_t b) {
+  return int64_t(uint64_t(a) + uint64_t(b));
+}
+static int64_t wrapSub(int64_t a, int64_t b) {
+  return int64_t(uint64_t(a) - uint64_t(b));
+}
+static int64_t wrapMul(int64_t a, int64_t b) {
+  return int64_t(uint64_t(a) * uint64_t(b));
+}
+/// INT64_MIN / -1 is the one quotient that overflows; it wraps to INT64_MIN
+/// (and its remainder is 0).
+static bool divOverflows(int64_t a, int64_t b) {
+  return a == std::numeric_limits<int64_t>::min() && b == -1;
+}
 
 Value Importer::indexConst(int64_t c) {
   return arith::ConstantIndexOp::create(b, loc, c);
@@ -65,7 +84,7 @@ bool Importer::sameSym(const SymInt &a, const SymInt &b) {
 
 SymInt Importer::sAdd(SymInt x, SymInt y) {
   if (x.isConst() && y.isConst())
-    return SymInt::cst(x.c + y.c);
+    return SymInt::cst(wrapAdd(x.c, y.c));
   if (x.isConst() && x.c == 0)
     return y;
   if (y.isConst() && y.c == 0)
@@ -76,7 +95,7 @@ SymInt Importer::sAdd(SymInt x, SymInt y) {
 
 SymInt Importer::sSub(SymInt x, SymInt y) {
   if (x.isConst() && y.isConst())
-    return SymInt::cst(x.c - y.c);
+    return SymInt::cst(wrapSub(x.c, y.c));
   if (y.isConst() && y.c == 0)
     return x;
   if (sameSym(x, y))
@@ -87,7 +106,7 @@ SymInt Importer::sSub(SymInt x, SymInt y) {
 
 SymInt Importer::sMul(SymInt x, SymInt y) {
   if (x.isConst() && y.isConst())
-    return SymInt::cst(x.c * y.c);
+    return SymInt::cst(wrapMul(x.c, y.c));
   if ((x.isConst() && x.c == 0) || (y.isConst() && y.c == 0))
     return SymInt::cst(0);
   if (x.isConst() && x.c == 1)
@@ -100,7 +119,9 @@ SymInt Importer::sMul(SymInt x, SymInt y) {
 
 SymInt Importer::sDiv(SymInt x, SymInt y) {
   if (x.isConst() && y.isConst())
-    return SymInt::cst(y.c == 0 ? 0 : x.c / y.c);
+    return SymInt::cst(y.c == 0               ? 0
+                       : divOverflows(x.c, y.c) ? x.c
+                                                : x.c / y.c);
   if (y.isConst() && y.c == 1)
     return x;
   if (sameSym(x, y))
@@ -111,7 +132,7 @@ SymInt Importer::sDiv(SymInt x, SymInt y) {
 
 SymInt Importer::sMod(SymInt x, SymInt y) {
   if (x.isConst() && y.isConst()) {
-    if (y.c == 0)
+    if (y.c == 0 || divOverflows(x.c, y.c))
       return SymInt::cst(0);
     int64_t r = x.c % y.c;
     if (r != 0 && ((r < 0) != (y.c < 0))) // sign of the divisor, like numpy
@@ -128,6 +149,8 @@ SymInt Importer::sCeilDiv(SymInt x, SymInt y) {
   if (x.isConst() && y.isConst()) {
     if (y.c == 0)
       return SymInt::cst(0);
+    if (divOverflows(x.c, y.c))
+      return SymInt::cst(x.c);
     int64_t q = x.c / y.c, r = x.c % y.c;
     if (r != 0 && ((r > 0) == (y.c > 0)))
       ++q;

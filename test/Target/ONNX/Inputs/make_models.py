@@ -6,7 +6,7 @@
 Good: `linear` (MatMul + Add bias on a [?, 8] input), `ops` (a mix of
 operators with symbolic shapes).  Bad: truncated, garbage, missing-data,
 past-eof, length-mismatch, unsupported-op, complex-init, string-init,
-shape-mismatch, old-opset, broadcast.
+shape-mismatch, huge-constant, old-opset, broadcast.
 """
 import os
 import sys
@@ -82,6 +82,14 @@ def main():
     elif kind == "shape-mismatch":
         m = tiny()
         m.graph.initializer[0].raw_data = bytes(100)  # needs 8 * 4 * 4 = 128
+    elif kind == "huge-constant":
+        # 2^40 elements claimed, one given: refused before anything is
+        # allocated for the claimed shape.
+        value = helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])
+        value.dims[0] = 1 << 40  # onnx.helper checks the count; a file need not
+        nodes = [helper.make_node("Constant", [], ["c"], name="/big/Constant", value=value),
+                 helper.make_node("MatMul", ["x", "fc.weight"], ["y"], name="/fc/MatMul")]
+        m = tiny(nodes=nodes)
     elif kind == "old-opset":
         m = tiny(opset=12)
     elif kind == "broadcast":
