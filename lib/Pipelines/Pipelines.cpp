@@ -31,6 +31,8 @@ void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm,
   pm.addPass(kernels ? createQuantFuseElementwise()
                           : createLinalgElementwiseOpFusionPass());
   pm.addPass(createCanonicalizerPass());
+  if (kernels)
+    pm.addPass(createQuantCloneSharedFills());
 
   bufferization::OneShotBufferizePassOptions bufferizeOptions;
   bufferizeOptions.bufferizeFunctionBoundaries = true;
@@ -44,6 +46,8 @@ void quant_mlir::buildCPULoweringPipeline(OpPassManager &pm,
   bufferization::BufferDeallocationPipelineOptions deallocOptions;
   bufferization::buildBufferDeallocationPipeline(pm, deallocOptions);
   pm.addPass(createConvertBufferizationToMemRefPass());
+  if (kernels)
+    pm.addPass(createQuantStridedCopyToLinalg());
 
   if (kernels)
     pm.addPass(createQuantApproximateMath());

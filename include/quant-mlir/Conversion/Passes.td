@@ -135,4 +135,33 @@ def QuantApproximateMath : Pass<"quant-approximate-math", "mlir::ModuleOp"> {
   ];
 }
 
+def QuantCloneSharedFills : Pass<"quant-clone-shared-fills", "mlir::ModuleOp"> {
+  let summary = "Give every user of a shared tensor linalg.fill its own fill";
+  let description = [{
+    CSE merges the identical `tensor.empty` + `linalg.fill` that initialise
+    each layer's accumulators (the attention scores and outputs of every
+    layer share one), and one-shot bufferization then keeps the filled
+    buffer intact by copying it before each in-place write: eleven 3 MB
+    copies per 100M-model forward. Cloning the fill (and its empty tensor)
+    per use before bufferization lets each accumulator be filled in place.
+    Only fills of `tensor.empty` are cloned, so no real data is duplicated.
+  }];
+  let dependentDialects = [
+    "mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect"
+  ];
+}
+
+def QuantStridedCopyToLinalg : Pass<"quant-strided-copy-to-linalg", "mlir::ModuleOp"> {
+  let summary = "Rewrite memref.copy between non-contiguous memrefs as linalg.copy";
+  let description = [{
+    finalize-memref-to-llvm lowers a memref.copy whose operands are not
+    both contiguous into a call of the runtime's generic `memrefCopy`,
+    which walks the index space one element (one memcpy) at a time; RoPE's
+    rotate_half concatenation copies each layer's q and k that way. As a
+    linalg.copy it becomes loops that LLVM vectorizes along the contiguous
+    innermost dim. Copies of contiguous memrefs stay (they become memcpy).
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect"];
+}
+
 #endif // QUANT_MLIR_CONVERSION_PASSES_TD
