@@ -18,6 +18,7 @@
 #include "quant-mlir/Runtime/Calibration.h"
 #include "quant-mlir/Runtime/StreamCalibration.h"
 #include "quant-mlir/Support/OutputPaths.h"
+#include "quant-mlir/Support/SafeTensors.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -334,8 +335,12 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   llvm::SmallString<256> statsPath(work);
   llvm::sys::path::append(statsPath, opts.statsArchive);
   if (!st.stats.empty()) {
-    // Reused statistics: the pass reads them from the output directory.
-    if (llvm::Error err = copyAtomically(st.stats, statsPath))
+    // Reused statistics: the pass reads them from the output directory
+    // (one file, or an index and its shards, linked in).
+    if (llvm::Error err =
+            safetensors::isIndexPath(st.stats)
+                ? linkStatistics(st.stats, work, opts.statsArchive)
+                : copyAtomically(st.stats, statsPath))
       return err;
     auto count = useStatistics(module, statsPath, opts.statsArchive);
     if (!count)
@@ -374,6 +379,10 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   so.resumable = so.resume = st.resume;
   so.fingerprint = fingerprint(o);
   so.stopAfterStage = st.stopAfterBlock < 0 ? -1 : st.stopAfterBlock + 1;
+  llvm::SmallString<256> saveTarget(st.saveStats);
+  if (!saveTarget.empty())
+    fs::make_absolute(saveTarget);
+  so.mergedCopy = saveTarget.str().str();
   bool moduleLoss = isAWQ(o.quant.method) && o.quant.awqLoss == "module";
   std::unique_ptr<wq::LayerQuantizer> quantizer;
   if (!moduleLoss && (so.quantizedInputs || so.trueSequential)) {
@@ -410,17 +419,15 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   result.activationBytes = calibrated->activationBytes;
   result.spilledActivations = calibrated->spilled;
   result.phases.push_back({"calibrate", calibrated->seconds});
-  result.phases.push_back({"merge statistics", calibrated->mergeSeconds});
+  result.phases.push_back({"index statistics", calibrated->mergeSeconds});
   stageSeconds = calibrated->stageSeconds;
-  // GPTQ's results from the loop save the pass a second GPTQ per layer; the
-  // state goes once the pass has read them (a failed pass leaves it for
-  // --resume, like a failed calibration).
-  if (o.quant.method == Method::GPTQ && !calibrated->precomputedPath.empty()) {
-    keptStateDir = so.stateDir;
+  // GPTQ's results from the loop save the pass a second GPTQ per layer. The
+  // state goes once the pass has run, so a run killed during the pass
+  // resumes from the shards without calibrating again (a failed pass
+  // leaves it for --resume, like a failed calibration).
+  keptStateDir = so.stateDir;
+  if (o.quant.method == Method::GPTQ && !calibrated->precomputedPath.empty())
     precomputed = calibrated->precomputedPath;
-  } else {
-    fs::remove_directories(so.stateDir);
-  }
   if (!calibrated->wholeModelReason.empty())
     log << "      note: calibrating the whole model at once (float inputs): "
            "it does not split into blocks: "
@@ -437,12 +444,12 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
     log << " (" << calibrated->resumedStages << " of " << calibrated->stages
         << " stages from the interrupted run)";
   log << "\n";
-  if (!st.saveStats.empty()) {
-    llvm::SmallString<256> target(st.saveStats);
-    fs::make_absolute(target);
-    if (llvm::Error err = copyAtomically(statsPath, target))
+  // Block by block, calibrateStreaming wrote the copy from the shards; a
+  // whole-model calibration wrote one file, linked (or copied) here.
+  bool streamed = !moduleLoss && calibrated->wholeModelReason.empty();
+  if (!saveTarget.empty() && !streamed)
+    if (llvm::Error err = copyAtomically(statsPath, saveTarget))
       return err;
-  }
   return llvm::Error::success();
 }
 
@@ -526,7 +533,9 @@ llvm::Expected<CompileResult> Compiler::run() {
     std::vector<std::string> stale;
     for (fs::directory_iterator it(work, ec), e; it != e && !ec;
          it.increment(ec))
-      if (llvm::sys::path::filename(it->path()) != "calibration.state")
+      if (llvm::sys::path::filename(it->path()) != "calibration.state" &&
+          !isStatisticsFile(llvm::sys::path::filename(it->path()),
+                            CalibrateOptions().statsArchive))
         stale.push_back(it->path());
     for (const std::string &path : stale)
       if (fs::remove_directories(path))

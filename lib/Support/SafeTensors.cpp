@@ -305,6 +305,10 @@ ArrayRef<uint8_t> Reader::bytes(const TensorInfo &info) const {
 }
 
 bool Reader::isMapped(const TensorInfo &info) const {
+  if (!shards.empty()) {
+    auto [shard, own] = shardOf(indexOf(info));
+    return shard->isMapped(*own);
+  }
   if (buffer->getBufferKind() != MemoryBuffer::MemoryBuffer_MMap)
     return false;
   const uint8_t *p = bytes(info).data();
@@ -313,6 +317,10 @@ bool Reader::isMapped(const TensorInfo &info) const {
 }
 
 void Reader::releasePages(const TensorInfo &info) const {
+  if (!shards.empty()) {
+    auto [shard, own] = shardOf(indexOf(info));
+    return shard->releasePages(*own);
+  }
 #if LLVM_ON_UNIX
   if (!isMapped(info))
     return;
