@@ -579,6 +579,13 @@ void Writer::writeTransposed(raw_fd_ostream &os, const Entry &entry,
     releaseMapped(src, srcEnd, src, srcEnd);
 }
 
+uint64_t Writer::totalBytes() const {
+  uint64_t total = 0;
+  for (const auto &item : entries)
+    total += item.second.bytes.size();
+  return total;
+}
+
 void Writer::setMetadata(StringRef key, StringRef value) {
   meta[key.str()] = value.str();
 }

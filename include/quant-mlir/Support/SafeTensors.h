@@ -205,6 +205,8 @@ public:
   static constexpr size_t kChunkBytes = size_t(4) << 20;
 
   size_t size() const { return entries.size(); }
+  /// The tensor bytes write() will store (without the header).
+  uint64_t totalBytes() const;
 
 private:
   struct Entry {
