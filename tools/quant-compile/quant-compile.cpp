@@ -1,6 +1,7 @@
 //===- quant-compile.cpp - ONNX model to quantized model directory ----------===//
 // The tool users run: import, calibrate, quantize (RTN, GPTQ, AWQ) and write
-// OUTDIR (model.mlir, model.safetensors, stats.safetensors, quant-report.csv)
+// OUTDIR (model.mlir, model.safetensors, the statistics' shards and
+// stats.safetensors.index.json, quant-report.csv)
 // atomically, with the flags AutoGPTQ/GPTQModel users know; the flags map
 // onto the typed driver API (quant-mlir/Driver/Compile.h).
 //===----------------------------------------------------------------------===//
