@@ -25,6 +25,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
@@ -333,6 +334,7 @@ llvm::Error Compiler::checkDiskSpace(mlir::ModuleOp module,
   }
   std::vector<DiskLayer> layers;
   DiskPlan plan;
+  llvm::DenseSet<mlir::Value> inputs;
   if (calibrates) {
     module.walk([&](wq::LinearOp op) {
       auto type = llvm::dyn_cast<mlir::RankedTensorType>(op.getWeight().getType());
@@ -342,6 +344,7 @@ llvm::Error Compiler::checkDiskSpace(mlir::ModuleOp module,
       l.name = op.getName()->str();
       l.n = type.getDimSize(0);
       l.k = type.getDimSize(1);
+      l.sharesInput = !inputs.insert(op.getInput()).second;
       if (loop) {
         mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &) {
           return mlir::success();

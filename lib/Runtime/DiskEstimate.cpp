@@ -23,8 +23,9 @@ DiskEstimate quant_mlir::estimateDisk(llvm::ArrayRef<DiskLayer> layers,
       int64_t(plan.samples) * plan.seqLen, plan.sampleRows));
   for (const DiskLayer &l : layers) {
     uint64_t k = l.k, n = l.n;
-    e.statistics += k * k * 8 + k * 4 + rows * k * 4 +
-                    3 * headerEntry(l.name) + 32 + l.name.size();
+    e.statistics += (l.sharesInput ? 2 * l.name.size() + 40 : k * k * 8) +
+                    k * 4 + rows * k * 4 + 3 * headerEntry(l.name) + 32 +
+                    l.name.size();
     if (l.quantizedInLoop) {
       uint64_t groups = l.groupSize > 0 ? (k + l.groupSize - 1) / l.groupSize
                                         : 1;

@@ -46,6 +46,11 @@ def load(path):
         begin, end = info["data_offsets"]
         out[name] = np.frombuffer(data[base + begin:base + end],
                                   dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+    # Aliases ("__alias__.<name>": "<tensor>"): another name for a stored
+    # tensor (one Hessian for the layers that read the same activations).
+    for key, target in header.get("__metadata__", {}).items():
+        if key.startswith("__alias__."):
+            out[key[len("__alias__."):]] = out[target]
     return out
 
 
@@ -69,7 +74,8 @@ def read_metadata(path):
         return {k: v for k, v in meta.items() if k != "total_size"}
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n)).get("__metadata__", {})
+        meta = json.loads(f.read(n)).get("__metadata__", {})
+        return {k: v for k, v in meta.items() if not k.startswith("__alias__.")}
 
 
 def load_archive(path):

@@ -646,3 +646,45 @@ TEST_F(SafeTensorsTest, ShardedArchiveReadsAsOne) {
   ASSERT_FALSE(bool(notIndex));
   EXPECT_TRUE(contains(toString(notIndex.takeError()), "no \"weight_map\""));
 }
+
+// An alias is stored once (a metadata entry) and reads as a tensor of its
+// own with the target's bytes; readers see no "__alias__." metadata; an
+// alias of nothing, or one shadowing a tensor, is refused.
+TEST_F(SafeTensorsTest, AliasesReadAsTensors) {
+  std::vector<uint8_t> h = pattern(4096, 4);
+  Writer writer;
+  ASSERT_FALSE(errorToBool(writer.add("q.hessian", DType::F64, {64, 8}, h)));
+  ASSERT_FALSE(errorToBool(writer.addAlias("k.hessian", "q.hessian")));
+  writer.setMetadata("seed", "1");
+  EXPECT_TRUE(contains(toString(writer.addAlias("v.hessian", "x.hessian")),
+                       "alias 'v.hessian' names no tensor 'x.hessian'"));
+  EXPECT_TRUE(contains(toString(writer.addAlias("q.hessian", "q.hessian")),
+                       "duplicate tensor name 'q.hessian'"));
+  std::string path = file("alias.safetensors");
+  ASSERT_FALSE(errorToBool(writer.write(path)));
+  // The bytes are in the file once.
+  uint64_t size = 0;
+  ASSERT_FALSE(sys::fs::file_size(path, size));
+  EXPECT_LT(size, 4096u + 512);
+  auto reader = Reader::open(path);
+  ASSERT_TRUE(bool(reader)) << toString(reader.takeError());
+  ASSERT_EQ((*reader)->tensors().size(), 2u);
+  const TensorInfo *k = (*reader)->lookup("k.hessian");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->shape, (SmallVector<int64_t>{64, 8}));
+  EXPECT_EQ((*reader)->bytes(*k), ArrayRef<uint8_t>(h));
+  EXPECT_EQ((*reader)->metadata().size(), 1u);
+  EXPECT_EQ((*reader)->metadata().at("seed"), "1");
+  // Hand-written bad aliases.
+  auto bad = [&](StringRef meta) {
+    return openError(encode("{\"__metadata__\":{" + meta.str() +
+                            "},\"a\":{\"dtype\":\"U8\",\"shape\":[1],"
+                            "\"data_offsets\":[0,1]}}",
+                            "x"));
+  };
+  EXPECT_TRUE(contains(bad("\"__alias__.b\":\"c\""),
+                       "alias 'b' names no stored tensor 'c'"));
+  EXPECT_TRUE(contains(bad("\"__alias__.a\":\"a\""),
+                       "alias 'a' is also a tensor"));
+  EXPECT_TRUE(contains(bad("\"__alias__.b\":\"a\""), "<opened successfully>"));
+}

@@ -20,6 +20,9 @@ namespace quant_mlir {
 struct DiskLayer {
   std::string name;
   int64_t n = 0, k = 0; // weight [N, K]
+  /// It reads the activations an earlier layer reads (k/v after q, up after
+  /// gate): its Hessian is that layer's, stored once.
+  bool sharesInput = false;
   /// GPTQ runs on it inside the calibration loop (its results are kept).
   bool quantizedInLoop = false;
   int64_t groupSize = 128; // -1: one group
@@ -57,7 +60,8 @@ struct DiskEstimate {
 std::string formatBytes(uint64_t bytes);
 
 /// What a block-streaming calibration and quantization of `layers` writes
-/// at its peak: each layer's f64 Hessian (K * K * 8), mean |x| (K * 4) and
+/// at its peak: each layer's f64 Hessian (K * K * 8; once per shared
+/// input), mean |x| (K * 4) and
 /// sampled rows (min(samples * seqLen, sampleRows) * K * 4), with their
 /// header entries; the GPTQ results of the layers quantized in the loop
 /// (u8 codes, f32 scales, i32 zeros, g_idx); two stage boundaries of

@@ -187,6 +187,12 @@ public:
                        llvm::ArrayRef<int64_t> shape,
                        std::vector<uint8_t> bytes);
   void setMetadata(llvm::StringRef key, llvm::StringRef value);
+  /// `name` stands for the bytes of the tensor `target` (added before):
+  /// stored once, as the metadata entry "__alias__.<name>": "<target>". A
+  /// Reader lists and looks the alias up like a tensor of its own (and
+  /// keeps the entry out of metadata()); readers without alias support see
+  /// only `target` and one more metadata string.
+  llvm::Error addAlias(llvm::StringRef name, llvm::StringRef target);
 
   /// Writes to a unique temp file beside `path` and renames it over `path`.
   /// On failure the temp file is removed and `path` is left untouched.
