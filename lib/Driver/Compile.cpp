@@ -16,13 +16,16 @@
 #include "quant-mlir/InitAllDialects.h"
 #include "quant-mlir/Quant/CustomQuantizer.h"
 #include "quant-mlir/Runtime/Calibration.h"
+#include "quant-mlir/Runtime/DiskEstimate.h"
 #include "quant-mlir/Runtime/StreamCalibration.h"
 #include "quant-mlir/Support/OutputPaths.h"
+#include "quant-mlir/Support/SafeTensors.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
@@ -247,6 +250,7 @@ private:
                                          start)
         .count();
   }
+  llvm::Error checkDiskSpace(mlir::ModuleOp module, uint64_t modelBytes);
   llvm::Error calibrate(mlir::ModuleOp module);
   llvm::Error quantize(mlir::ModuleOp module);
   llvm::Error moveIntoPlace(llvm::StringRef absOut);
@@ -266,6 +270,8 @@ private:
   /// The calibration state, kept until wq-gptq has read the GPTQ results of
   /// the calibration loop in it (precomputed); empty when removed.
   std::string keptStateDir, precomputed;
+  /// The disk estimate, logged after the import.
+  std::string diskLine;
 };
 } // namespace
 
@@ -277,6 +283,114 @@ static uint64_t physicalMemory() {
     return uint64_t(pages) * uint64_t(size);
 #endif
   return 0;
+}
+
+/// The activation bytes held in memory before they go to a file.
+static uint64_t maxActivationMemory(const StreamingOptions &st) {
+  if (st.maxMemory)
+    return st.maxMemory;
+  uint64_t half = physicalMemory() / 2;
+  return half ? half : uint64_t(4) << 30;
+}
+
+/// The bytes under `dir` (what an interrupted run left for --resume).
+static uint64_t bytesUnder(llvm::StringRef dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), e; it != e && !ec;
+       it.increment(ec)) {
+    fs::file_status st;
+    if (!fs::status(it->path(), st, /*follow=*/false) &&
+        fs::is_regular_file(st))
+      total += st.getSize();
+  }
+  return total;
+}
+
+llvm::Error Compiler::checkDiskSpace(mlir::ModuleOp module,
+                                     uint64_t modelBytes) {
+  const QuantizeOptions &q = o.quant;
+  bool calibrates = !o.calib.data.empty() && q.method != Method::None;
+  bool loop = q.method == Method::GPTQ &&
+              (quantizedBlockInputs(o) || q.trueSequential);
+  wq::SchemeSelector::Options so;
+  so.bits = q.bits;
+  so.groupSize = q.groupSize;
+  so.zeroPoint = q.effectiveZeroPoint();
+  so.actOrder = q.descAct;
+  if (!q.skip.empty())
+    so.skip.emplace(q.skip.begin(), q.skip.end());
+  so.overrides.assign(q.overrides.begin(), q.overrides.end());
+  // A bad skip or override list is reported by the pass, naming it.
+  std::unique_ptr<wq::SchemeSelector> selector;
+  if (loop) {
+    mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &) {
+      return mlir::success();
+    });
+    auto created =
+        wq::SchemeSelector::create(so, [&] { return module.emitError(); });
+    if (mlir::succeeded(created))
+      selector = std::move(*created);
+  }
+  std::vector<DiskLayer> layers;
+  DiskPlan plan;
+  llvm::DenseSet<mlir::Value> inputs;
+  if (calibrates) {
+    module.walk([&](wq::LinearOp op) {
+      auto type = llvm::dyn_cast<mlir::RankedTensorType>(op.getWeight().getType());
+      if (!op.getName() || !type || type.getRank() != 2)
+        return;
+      DiskLayer l;
+      l.name = op.getName()->str();
+      l.n = type.getDimSize(0);
+      l.k = type.getDimSize(1);
+      l.sharesInput = !inputs.insert(op.getInput()).second;
+      if (loop) {
+        mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &) {
+          return mlir::success();
+        });
+        auto scheme = selector ? selector->select(op)
+                               : mlir::FailureOr<wq::SchemeAttr>();
+        l.quantizedInLoop = mlir::failed(scheme) || bool(*scheme);
+        if (mlir::succeeded(scheme) && *scheme) {
+          l.groupSize = scheme->getGroupSize();
+          l.actOrder = scheme->getActOrder();
+        }
+      }
+      if (!plan.hidden)
+        plan.hidden = l.k; // the first layer reads the residual stream
+      layers.push_back(std::move(l));
+    });
+    plan.samples = o.calib.samples;
+    plan.seqLen = o.calib.seqLen;
+    plan.sampleRows = CalibrateOptions().sampleRows;
+    plan.f16Activations = o.stream.f16Activations;
+    plan.resumable = o.stream.resume;
+    plan.maxMemory = maxActivationMemory(o.stream);
+    plan.saveStats = !o.stream.saveStats.empty();
+  }
+  plan.modelBytes = modelBytes;
+  DiskEstimate e = estimateDisk(layers, plan);
+  // What an interrupted run already wrote is on the disk (and in use).
+  uint64_t present = o.stream.resume ? bytesUnder(work) : 0;
+  uint64_t need = e.total() > present ? e.total() - present : 0;
+  auto space = fs::disk_space(work);
+  if (!space)
+    return llvm::Error::success(); // unknown: nothing to check against
+  uint64_t reserve = o.stream.diskReserve;
+  diskLine = "      disk: this run writes about " + formatBytes(e.total()) +
+             " (" + e.describe() + "); " + formatBytes(space->available) +
+             " free\n";
+  if (need <= space->available && space->available - need >= reserve)
+    return llvm::Error::success();
+  std::string dir = llvm::sys::path::parent_path(work).str();
+  return error("not enough free disk space in '" + dir + "': this run "
+               "writes about " + formatBytes(need) + " (" + e.describe() +
+               "; the largest part: " + e.largest() + ")" +
+               (reserve ? " and --disk-reserve keeps " + formatBytes(reserve) +
+                              " free"
+                        : std::string()) +
+               ", but " + formatBytes(space->available) + " are free");
 }
 
 /// What a resumed run must share with the interrupted one: the inputs (by
@@ -334,8 +448,12 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   llvm::SmallString<256> statsPath(work);
   llvm::sys::path::append(statsPath, opts.statsArchive);
   if (!st.stats.empty()) {
-    // Reused statistics: the pass reads them from the output directory.
-    if (llvm::Error err = copyAtomically(st.stats, statsPath))
+    // Reused statistics: the pass reads them from the output directory
+    // (one file, or an index and its shards, linked in).
+    if (llvm::Error err =
+            safetensors::isIndexPath(st.stats)
+                ? linkStatistics(st.stats, work, opts.statsArchive)
+                : copyAtomically(st.stats, statsPath))
       return err;
     auto count = useStatistics(module, statsPath, opts.statsArchive);
     if (!count)
@@ -365,15 +483,17 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   so.trueSequential = o.quant.trueSequential;
   so.quantizedInputs = quantizedBlockInputs(o);
   so.f16Activations = st.f16Activations;
-  so.maxMemory = st.maxMemory ? st.maxMemory : physicalMemory() / 2;
-  if (!so.maxMemory)
-    so.maxMemory = uint64_t(4) << 30;
+  so.maxMemory = maxActivationMemory(st);
   llvm::SmallString<256> stateDir(work);
   llvm::sys::path::append(stateDir, "calibration.state");
   so.stateDir = stateDir.str().str();
   so.resumable = so.resume = st.resume;
   so.fingerprint = fingerprint(o);
   so.stopAfterStage = st.stopAfterBlock < 0 ? -1 : st.stopAfterBlock + 1;
+  llvm::SmallString<256> saveTarget(st.saveStats);
+  if (!saveTarget.empty())
+    fs::make_absolute(saveTarget);
+  so.mergedCopy = saveTarget.str().str();
   bool moduleLoss = isAWQ(o.quant.method) && o.quant.awqLoss == "module";
   std::unique_ptr<wq::LayerQuantizer> quantizer;
   if (!moduleLoss && (so.quantizedInputs || so.trueSequential)) {
@@ -410,17 +530,15 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   result.activationBytes = calibrated->activationBytes;
   result.spilledActivations = calibrated->spilled;
   result.phases.push_back({"calibrate", calibrated->seconds});
-  result.phases.push_back({"merge statistics", calibrated->mergeSeconds});
+  result.phases.push_back({"index statistics", calibrated->mergeSeconds});
   stageSeconds = calibrated->stageSeconds;
-  // GPTQ's results from the loop save the pass a second GPTQ per layer; the
-  // state goes once the pass has read them (a failed pass leaves it for
-  // --resume, like a failed calibration).
-  if (o.quant.method == Method::GPTQ && !calibrated->precomputedPath.empty()) {
-    keptStateDir = so.stateDir;
+  // GPTQ's results from the loop save the pass a second GPTQ per layer. The
+  // state goes once the pass has run, so a run killed during the pass
+  // resumes from the shards without calibrating again (a failed pass
+  // leaves it for --resume, like a failed calibration).
+  keptStateDir = so.stateDir;
+  if (o.quant.method == Method::GPTQ && !calibrated->precomputedPath.empty())
     precomputed = calibrated->precomputedPath;
-  } else {
-    fs::remove_directories(so.stateDir);
-  }
   if (!calibrated->wholeModelReason.empty())
     log << "      note: calibrating the whole model at once (float inputs): "
            "it does not split into blocks: "
@@ -437,12 +555,12 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
     log << " (" << calibrated->resumedStages << " of " << calibrated->stages
         << " stages from the interrupted run)";
   log << "\n";
-  if (!st.saveStats.empty()) {
-    llvm::SmallString<256> target(st.saveStats);
-    fs::make_absolute(target);
-    if (llvm::Error err = copyAtomically(statsPath, target))
+  // Block by block, calibrateStreaming wrote the copy from the shards; a
+  // whole-model calibration wrote one file, linked (or copied) here.
+  bool streamed = !moduleLoss && calibrated->wholeModelReason.empty();
+  if (!saveTarget.empty() && !streamed)
+    if (llvm::Error err = copyAtomically(statsPath, saveTarget))
       return err;
-  }
   return llvm::Error::success();
 }
 
@@ -513,6 +631,7 @@ llvm::Expected<CompileResult> Compiler::run() {
   llvm::SmallString<256> absOut(o.outDir);
   fs::make_absolute(absOut);
   std::optional<TempDir> tempDir;
+  bool hadState = false; // an interrupted run's, kept whatever happens
   if (o.stream.resume) {
     // A fixed name, kept on errors and signals: the calibration state in it
     // is what the next --resume continues from; everything else in it is
@@ -520,13 +639,18 @@ llvm::Expected<CompileResult> Compiler::run() {
     work = llvm::sys::path::parent_path(absOut);
     llvm::sys::path::append(work, "." + llvm::sys::path::filename(absOut) +
                                       ".resume");
+    llvm::SmallString<256> state(work);
+    llvm::sys::path::append(state, "calibration.state");
+    hadState = fs::exists(state);
     if (std::error_code ec = fs::create_directories(work))
       return error("cannot create '" + work + "': " + ec.message());
     std::error_code ec;
     std::vector<std::string> stale;
     for (fs::directory_iterator it(work, ec), e; it != e && !ec;
          it.increment(ec))
-      if (llvm::sys::path::filename(it->path()) != "calibration.state")
+      if (llvm::sys::path::filename(it->path()) != "calibration.state" &&
+          !isStatisticsFile(llvm::sys::path::filename(it->path()),
+                            CalibrateOptions().statsArchive))
         stale.push_back(it->path());
     for (const std::string &path : stale)
       if (fs::remove_directories(path))
@@ -558,6 +682,14 @@ llvm::Expected<CompileResult> Compiler::run() {
   auto imported = onnx_import::importONNXModel(o.input, &context);
   if (!imported)
     return fail(imported.takeError());
+  // Before anything is written: refused, the run leaves nothing behind
+  // (but the state of an interrupted run).
+  if (llvm::Error err = checkDiskSpace((*imported)->getModule(),
+                                       (*imported)->getArchive().totalBytes())) {
+    if (!hadState)
+      fs::remove_directories(work);
+    return std::move(err);
+  }
   llvm::SmallString<256> archivePath(work), mlirPath(work);
   llvm::sys::path::append(archivePath, "model.safetensors");
   llvm::sys::path::append(mlirPath, "model.mlir");
@@ -571,6 +703,7 @@ llvm::Expected<CompileResult> Compiler::run() {
       << stats.tensors << " tensors ("
       << llvm::format("%.1f", stats.bytes / 1048576.0) << " MiB) in "
       << llvm::format("%.2f", lap()) << " s\n";
+  log << diskLine;
   phase("import");
 
   // 2. Calibrate; 3. quantize.

@@ -177,6 +177,7 @@ llvm::Error CalibrationRecorder::commitLayers(
   safetensors::Writer writer;
   std::vector<std::vector<float>> absMeans;
   absMeans.reserve(layers.size());
+  std::vector<std::pair<int64_t, llvm::ArrayRef<double>>> hessians;
   auto asBytes = [](const auto *p, size_t n) {
     return llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(p),
                                    n * sizeof(*p));
@@ -192,10 +193,22 @@ llvm::Error CalibrationRecorder::commitLayers(
     for (int64_t c = 0; c < s.k; ++c)
       absMean[c] = static_cast<float>(s.absSum[c] / double(s.n));
     int64_t rows = std::min<int64_t>(s.seen, sampleRows);
+    // Layers that read the same activations (q/k/v, gate/up) have the same
+    // Hessian bit for bit: stored once, the others are aliases of it.
+    auto same = llvm::find_if(hessians, [&](const auto &earlier) {
+      return earlier.second.size() == h.size() &&
+             std::memcmp(earlier.second.data(), h.data(),
+                         h.size() * sizeof(double)) == 0;
+    });
     if (llvm::Error err =
-            writer.add(names[i] + ".hessian", safetensors::DType::F64,
-                       {s.k, s.k}, asBytes(h.data(), h.size())))
+            same != hessians.end()
+                ? writer.addAlias(names[i] + ".hessian",
+                                  names[same->first] + ".hessian")
+                : writer.add(names[i] + ".hessian", safetensors::DType::F64,
+                             {s.k, s.k}, asBytes(h.data(), h.size())))
       return err;
+    if (same == hessians.end())
+      hessians.emplace_back(i, h);
     if (llvm::Error err =
             writer.add(names[i] + ".absmean", safetensors::DType::F32, {s.k},
                        asBytes(absMean.data(), absMean.size())))

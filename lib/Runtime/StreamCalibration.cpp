@@ -6,10 +6,13 @@
 // leaves a manifest that names only complete files, so `resume` continues
 // after the last committed stage and produces the same bytes. A resumable
 // run syncs each file and the directory before the manifest names them, so
-// this holds after power loss too. The GPTQ results of the layers quantized
-// in the loop go with their block's statistics (gptq-<s>.safetensors) and
-// are merged into gptq-results.safetensors for wq-gptq, which then does not
-// run GPTQ on the same inputs again.
+// this holds after power loss too. The statistics files are the shards of
+// the statistics archive (stats-<i>-of-<n>.safetensors in the model
+// directory): at the end an index (stats.safetensors.index.json) names
+// them, nothing is copied, so the disk holds each Hessian once. The GPTQ
+// results of the layers quantized in the loop go with their block's
+// statistics (gptq-<s>.safetensors in the state) under their own index,
+// for wq-gptq, which then does not run GPTQ on the same inputs again.
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/StreamCalibration.h"
@@ -20,6 +23,7 @@
 #include "quant-mlir/Dialect/WQ/Transforms/LayerQuantizer.h"
 #include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/LanguageModel.h"
+#include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Support/Progress.h"
 #include "quant-mlir/Support/SafeTensors.h"
 
@@ -58,24 +62,8 @@ static std::string join(llvm::StringRef dir, llvm::StringRef name) {
   return p.str().str();
 }
 
-/// Flushes a file's data, or a directory's entries (the renames into it),
-/// to the disk: a stage is recorded as done only after what it names is
-/// durable, so power loss cannot leave a committed stage without its data.
 static llvm::Error syncPath(const std::string &path) {
-#if LLVM_ON_UNIX
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return makeError("cannot open '" + path + "' to sync it: " +
-                     std::strerror(errno));
-  int rc = ::fsync(fd), err = errno;
-  ::close(fd);
-  // Some file systems cannot sync a directory (EINVAL): nothing to flush.
-  if (rc != 0 && err != EINVAL)
-    return makeError("cannot sync '" + path + "': " + std::strerror(err));
-#else
-  (void)path;
-#endif
-  return llvm::Error::success();
+  return syncToDisk(path);
 }
 
 namespace {
@@ -237,13 +225,16 @@ private:
 /// What the manifest records: the stages committed and where their
 /// results are.
 struct Manifest {
+  /// 2: the statistics are shards in the model directory.
+  static constexpr int64_t kVersion = 2;
   std::string fingerprint;
   int64_t stages = 0; // committed
   std::string acts;   // the activations after the last committed stage
   bool actsF16 = false;
   std::vector<int64_t> actsShape;
   int64_t samples = 0;
-  bool merged = false; // the statistics archive is complete
+  /// The index (and the tokens) of the complete statistics are written.
+  bool indexed = false;
   std::map<std::string, int64_t> tokens;
 
   /// With `durable`, synced to disk before and after the rename.
@@ -257,7 +248,8 @@ struct Manifest {
                          {"acts_f16", actsF16},
                          {"acts_shape", llvm::json::Array(actsShape)},
                          {"samples", samples},
-                         {"merged", merged},
+                         {"version", kVersion},
+                         {"indexed", indexed},
                          {"tokens", std::move(tok)}};
     // A synced temporary renamed into place, then the directory synced:
     // the manifest on disk is the old one or the complete new one.
@@ -308,7 +300,9 @@ struct Manifest {
     m.acts = acts->str();
     m.samples = *samples;
     m.actsF16 = o->getBoolean("acts_f16").value_or(false);
-    m.merged = o->getBoolean("merged").value_or(false);
+    if (o->getInteger("version").value_or(0) != kVersion)
+      return std::nullopt; // another layout of the state: start afresh
+    m.indexed = o->getBoolean("indexed").value_or(false);
     if (const llvm::json::Array *shape = o->getArray("acts_shape"))
       for (const llvm::json::Value &d : *shape)
         m.actsShape.push_back(d.getAsInteger().value_or(0));
@@ -336,34 +330,131 @@ archiveMetadata(const CalibrateOptions &options,
           {"sample_rows", std::to_string(options.sampleRows)}};
 }
 
-/// The GPTQ results of the layers quantized in stage s.
-/// The statistics of stage s in the state directory.
-static std::string blockStatsName(int64_t s) {
-  return "block-" + std::to_string(s) + ".safetensors";
-}
-
+/// The GPTQ results of the layers quantized in stage s (state files).
 static std::string gptqResultsName(int64_t s) {
   return "gptq-" + std::to_string(s) + ".safetensors";
 }
 
-/// Adds every tensor of the per-stage archives `nameOf(s)` in stateDir
-/// (stages without one are skipped) to `writer`, streaming from their
-/// mappings (the writer drops each page behind it); `readers` keeps them
-/// open until the write, `onMetadata` sees each archive's metadata.
-static llvm::Error addStageArchives(
-    llvm::StringRef stateDir, int64_t stages,
-    llvm::function_ref<std::string(int64_t)> nameOf,
-    safetensors::Writer &writer,
-    std::vector<std::unique_ptr<safetensors::Reader>> &readers,
-    llvm::function_ref<void(const std::string &, const std::string &)>
-        onMetadata) {
+/// The shards of the statistics, as Hugging Face names a checkpoint's:
+/// `stats-00002-of-00006.safetensors` for the second of six stages with
+/// layers (archive "stats.safetensors").
+static std::string shardName(llvm::StringRef archive, int64_t i, int64_t n) {
+  return llvm::formatv("{0}-{1:5}-of-{2:5}.safetensors",
+                       llvm::sys::path::stem(archive), i + 1, n)
+      .str();
+}
+
+bool quant_mlir::isStatisticsFile(llvm::StringRef name,
+                                  llvm::StringRef archive) {
+  if (name.contains(".tmp-"))
+    return false; // a temporary of a killed write
+  if (name == archive || name == (archive + safetensors::kIndexSuffix).str())
+    return true;
+  llvm::StringRef rest = name;
+  return rest.consume_front(llvm::sys::path::stem(archive)) &&
+         rest.consume_front("-") && rest.consume_back(".safetensors") &&
+         rest.contains("-of-");
+}
+
+namespace {
+/// The index over per-stage archives and what their metadata says.
+struct StageShards {
+  safetensors::ShardIndex index;
+  std::map<std::string, std::string> shardMetadata;
+};
+} // namespace
+
+/// Collects the per-stage archives `pathOf(s)` that exist (stages without
+/// layers have none) into one index (shard names relative to the index's
+/// directory, which must be theirs); each shard's header is validated.
+static llvm::Expected<StageShards>
+collectShards(int64_t stages, llvm::function_ref<std::string(int64_t)> pathOf) {
+  StageShards out;
   for (int64_t s = 0; s < stages; ++s) {
-    std::string path = join(stateDir, nameOf(s));
-    if (!fs::exists(path))
-      continue; // a stage without layers
+    std::string path = pathOf(s);
+    if (path.empty() || !fs::exists(path))
+      continue;
     auto reader = safetensors::Reader::open(path);
     if (!reader)
       return reader.takeError();
+    std::string name = llvm::sys::path::filename(path).str();
+    for (const safetensors::TensorInfo &t : (*reader)->tensors()) {
+      if (!out.index.weightMap.emplace(t.name, name).second)
+        return makeError("tensor '" + t.name + "' is in two shards ('" +
+                         out.index.weightMap[t.name] + "' and '" + name +
+                         "')");
+      out.index.totalSize += t.numBytes();
+    }
+    for (const auto &[k, v] : (*reader)->metadata())
+      out.shardMetadata[k] = v;
+  }
+  return out;
+}
+
+/// The index of the GPTQ results in the state directory.
+static constexpr llvm::StringLiteral gptqIndexName =
+    "gptq-results.safetensors.index.json";
+
+/// Completes the statistics of a run whose stages are all committed: the
+/// index over the shards (and over the GPTQ results in the state), the
+/// tokens per layer in the manifest, and, when asked for, the merged copy
+/// written straight from the shards, which then replaces them (a hard link
+/// in the model directory: the disk holds the statistics once, as a single
+/// file). Each step is atomic and repeatable, so a run killed during any of
+/// them resumes to the same files.
+static llvm::Error indexStatistics(
+    const StreamOptions &stream, Manifest &manifest,
+    const std::string &manifestPath, llvm::StringRef statsPath,
+    const std::string &indexPath, llvm::ArrayRef<std::string> shardPaths,
+    const std::map<std::string, std::string> &metadata,
+    llvm::ArrayRef<std::string> layers) {
+  bool durable = stream.resumable;
+  int64_t stages = shardPaths.size();
+  // A link of the merged copy made by an interrupted run before it removed
+  // the index: the swap below is redone.
+  if (fs::exists(statsPath))
+    fs::remove(statsPath);
+  auto shards =
+      collectShards(stages, [&](int64_t s) { return shardPaths[s]; });
+  if (!shards)
+    return shards.takeError();
+  std::map<std::string, int64_t> tok;
+  for (const auto &[k, v] : shards->shardMetadata)
+    if (llvm::StringRef(k).starts_with("tokens."))
+      tok[k.substr(7)] = std::stoll(v);
+  for (const std::string &name : layers)
+    if (!tok.count(name))
+      return makeError("layer '" + name +
+                       "' saw no calibration data (is it reachable from "
+                       "the entry function?)");
+  shards->index.metadata = metadata;
+  if (llvm::Error err = safetensors::writeIndex(indexPath, shards->index,
+                                                durable))
+    return err;
+  auto results = collectShards(stages, [&](int64_t s) {
+    return ::join(stream.stateDir, gptqResultsName(s));
+  });
+  if (!results)
+    return results.takeError();
+  if (!results->index.weightMap.empty()) {
+    results->index.metadata = std::move(results->shardMetadata);
+    if (llvm::Error err = safetensors::writeIndex(
+            ::join(stream.stateDir, gptqIndexName), results->index, durable))
+      return err;
+  }
+  manifest.tokens = std::move(tok);
+  manifest.indexed = true;
+  if (llvm::Error err = manifest.write(manifestPath, durable))
+    return err;
+  if (stream.mergedCopy.empty())
+    return llvm::Error::success();
+
+  // The merged copy, streamed from the shards' mappings.
+  {
+    auto reader = safetensors::Reader::openIndex(indexPath);
+    if (!reader)
+      return reader.takeError();
+    safetensors::Writer writer;
     for (const safetensors::TensorInfo &t : (*reader)->tensors())
       if (llvm::Error err = writer.add(
               t.name, t.dtype, t.shape, (*reader)->bytes(t),
@@ -371,48 +462,32 @@ static llvm::Error addStageArchives(
                                      : safetensors::Writer::Source::Memory))
         return err;
     for (const auto &[k, v] : (*reader)->metadata())
-      onMetadata(k, v);
-    readers.push_back(std::move(*reader));
+      writer.setMetadata(k, v);
+    if (llvm::Error err = writer.write(stream.mergedCopy, "write statistics"))
+      return err;
+    if (durable)
+      if (llvm::Error err = syncPath(stream.mergedCopy))
+        return err;
   }
+  // Swap: link the copy in, then drop the index, then the shards. Another
+  // file system cannot link: the shards stay (nothing is copied twice).
+  std::string tmp = (statsPath + ".link").str();
+  fs::remove(tmp);
+  if (fs::create_hard_link(stream.mergedCopy, tmp))
+    return llvm::Error::success();
+  if (std::error_code ec = fs::rename(tmp, statsPath)) {
+    fs::remove(tmp);
+    return makeError("cannot rename '" + tmp + "': " + ec.message());
+  }
+  if (durable)
+    if (llvm::Error err =
+            syncPath(llvm::sys::path::parent_path(statsPath).str()))
+      return err;
+  fs::remove(indexPath);
+  for (const std::string &path : shardPaths)
+    if (!path.empty())
+      fs::remove(path);
   return llvm::Error::success();
-}
-
-/// Merges the per-stage GPTQ results (keys in the metadata) into `out`;
-/// false when there are none.
-static llvm::Expected<bool> mergeResults(llvm::StringRef stateDir,
-                                         int64_t stages, llvm::StringRef out) {
-  std::vector<std::unique_ptr<safetensors::Reader>> readers;
-  safetensors::Writer writer;
-  if (llvm::Error err =
-          addStageArchives(stateDir, stages, gptqResultsName, writer, readers,
-                           [&](const std::string &k, const std::string &v) {
-                             writer.setMetadata(k, v);
-                           }))
-    return std::move(err);
-  if (readers.empty())
-    return false;
-  if (llvm::Error err = writer.write(out))
-    return std::move(err);
-  return true;
-}
-
-/// Merges the per-stage statistics files into one archive.
-static llvm::Error mergeStatistics(llvm::StringRef stateDir, int64_t stages,
-                                   llvm::StringRef out,
-                                   const std::map<std::string, std::string> &meta,
-                                   std::map<std::string, int64_t> &tokens) {
-  std::vector<std::unique_ptr<safetensors::Reader>> readers;
-  safetensors::Writer writer;
-  if (llvm::Error err =
-          addStageArchives(stateDir, stages, blockStatsName, writer, readers,
-                           [&](const std::string &k, const std::string &v) {
-                             if (llvm::StringRef(k).starts_with("tokens."))
-                               tokens[k.substr(7)] = std::stoll(v);
-                           }))
-    return err;
-  for (const auto &[k, v] : meta)
-    writer.setMetadata(k, v);
-  return writer.write(out, "merge statistics");
 }
 
 static llvm::Expected<int64_t>
@@ -437,10 +512,55 @@ annotate(mlir::ModuleOp module, const safetensors::Reader &stats,
   return count;
 }
 
+/// `to` as a hard link of `from`, or a copy on another file system;
+/// atomic (a temporary renamed into place).
+static llvm::Error linkOrCopy(llvm::StringRef from, llvm::StringRef to) {
+  std::string tmp = (to + ".link").str();
+  fs::remove(tmp);
+  if (fs::create_hard_link(from, tmp))
+    if (std::error_code ec = fs::copy_file(from, tmp)) {
+      fs::remove(tmp);
+      return makeError("cannot copy '" + from + "' to '" + to +
+                       "': " + ec.message());
+    }
+  if (std::error_code ec = fs::rename(tmp, to)) {
+    fs::remove(tmp);
+    return makeError("cannot write '" + to + "': " + ec.message());
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error quant_mlir::linkStatistics(llvm::StringRef indexPath,
+                                       llvm::StringRef modelDir,
+                                       llvm::StringRef archive) {
+  // Opened first: a missing or corrupt shard fails here, naming it.
+  auto reader = safetensors::Reader::openIndex(indexPath);
+  if (!reader)
+    return reader.takeError();
+  auto index = safetensors::readIndex(indexPath);
+  if (!index)
+    return index.takeError();
+  std::map<std::string, std::string> renamed;
+  for (const auto &[tensor, shard] : index->weightMap)
+    renamed.emplace(shard, "");
+  int64_t i = 0, n = renamed.size();
+  llvm::StringRef dir = llvm::sys::path::parent_path(indexPath);
+  for (auto &[shard, name] : renamed) {
+    name = shardName(archive, i++, n);
+    if (llvm::Error err = linkOrCopy(join(dir, shard), join(modelDir, name)))
+      return err;
+  }
+  for (auto &[tensor, shard] : index->weightMap)
+    shard = renamed[shard];
+  return safetensors::writeIndex(
+      join(modelDir, (archive + safetensors::kIndexSuffix).str()), *index,
+      /*durable=*/false);
+}
+
 llvm::Expected<int64_t> quant_mlir::useStatistics(mlir::ModuleOp module,
                                                   llvm::StringRef path,
                                                   llvm::StringRef archiveName) {
-  auto stats = safetensors::Reader::open(path);
+  auto stats = safetensors::openArchive(path);
   if (!stats)
     return stats.takeError();
   const auto &meta = (*stats)->metadata();
@@ -540,20 +660,54 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     plan[s].push_back(std::move(pending));
   }
 
+  // Where each stage's statistics go: a shard of the archive, in the model
+  // directory (the output), so they never need to be copied.
+  llvm::SmallString<256> statsPath(modelDir);
+  llvm::sys::path::append(statsPath, options.statsArchive);
+  std::string indexPath = (statsPath + safetensors::kIndexSuffix).str();
+  std::vector<std::string> shardPaths(numStages);
+  int64_t numShards = llvm::count_if(
+      stageLayers, [](const auto &l) { return !l.empty(); });
+  for (int64_t s = 0, i = 0; s < numStages; ++s)
+    if (!stageLayers[s].empty())
+      shardPaths[s] =
+          join(modelDir, shardName(options.statsArchive, i++, numShards));
+
   // The state: resumed or fresh.
   std::string manifestPath = join(stream.stateDir, "manifest.json");
   bool durable = stream.resumable; // otherwise the state dies with the run
   Manifest manifest;
+  // The merged copy (mergedCopy) replaced the index and shards: a complete
+  // archive, linked in by the interrupted run.
+  bool swapped = false;
   if (stream.resume) {
     if (std::optional<Manifest> m = Manifest::read(manifestPath)) {
       if (m->fingerprint == stream.fingerprint && m->samples == numSamples)
         manifest = std::move(*m);
+      swapped = manifest.indexed && !fs::exists(indexPath) &&
+                fs::exists(statsPath);
+      // Every committed stage's shard must be there (they were synced
+      // before the manifest named them); otherwise start afresh.
+      for (int64_t s = 0; s < manifest.stages && !swapped; ++s)
+        if (!shardPaths[s].empty() && !fs::exists(shardPaths[s]))
+          manifest = Manifest();
     }
   }
   if (manifest.fingerprint.empty()) {
     fs::remove_directories(stream.stateDir);
+    // The statistics of another run (the resume directory is reused).
+    std::error_code ec;
+    std::vector<std::string> old;
+    for (fs::directory_iterator it(modelDir, ec), e; it != e && !ec;
+         it.increment(ec))
+      if (isStatisticsFile(llvm::sys::path::filename(it->path()),
+                           options.statsArchive))
+        old.push_back(it->path());
+    for (const std::string &path : old)
+      fs::remove(path);
     manifest.fingerprint = stream.fingerprint;
     manifest.samples = numSamples;
+    swapped = false;
   }
   if (std::error_code ec = fs::create_directories(stream.stateDir))
     return makeError("cannot create '" + stream.stateDir + "': " +
@@ -571,8 +725,6 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   std::map<std::string, std::string> metadata =
       archiveMetadata(options, starts);
   metadata.insert(extra.begin(), extra.end());
-  llvm::SmallString<256> statsPath(modelDir);
-  llvm::sys::path::append(statsPath, options.statsArchive);
 
   auto clock = [] { return std::chrono::steady_clock::now(); };
   auto seconds = [](auto a, auto b) {
@@ -580,7 +732,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   };
   auto begin = clock();
 
-  if (!manifest.merged || !fs::exists(statsPath)) {
+  if (manifest.stages < numStages) {
     int64_t totalRuns = 0;
     for (int64_t s = manifest.stages; s < numStages; ++s)
       totalRuns += plan[s].size();
@@ -735,7 +887,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
 
       // Commit: statistics, activations, manifest, each synced before the
       // next; then the old files go.
-      std::string blockPath = join(stream.stateDir, blockStatsName(s));
+      const std::string &blockPath = shardPaths[s];
       if (!stageLayers[s].empty()) {
         if (llvm::Error err =
                 recorder.commitLayers(blockPath, stageLayers[s], {}))
@@ -766,9 +918,12 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
         manifest.acts = "";
       }
       // The renames of the statistics and activation files.
-      if (durable)
+      if (durable) {
         if (llvm::Error err = syncPath(stream.stateDir))
           return std::move(err);
+        if (llvm::Error err = syncPath(modelDir.str()))
+          return std::move(err);
+      }
       manifest.stages = s + 1;
       if (llvm::Error err = manifest.write(manifestPath, durable))
         return std::move(err);
@@ -783,41 +938,22 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     progress.finish();
     result.seconds = seconds(begin, clock());
 
-    auto mergeStart = clock();
-    std::map<std::string, int64_t> tok;
-    if (llvm::Error err = mergeStatistics(stream.stateDir, numStages,
-                                          statsPath, metadata, tok))
-      return std::move(err);
-    for (const std::string &name : layers)
-      if (!tok.count(name))
-        return makeError("layer '" + name +
-                         "' saw no calibration data (is it reachable from "
-                         "the entry function?)");
-    manifest.tokens = std::move(tok);
-    std::string resultsPath = join(stream.stateDir, "gptq-results.safetensors");
-    auto merged = mergeResults(stream.stateDir, numStages, resultsPath);
-    if (!merged)
-      return merged.takeError();
-    if (durable && *merged)
-      if (llvm::Error err = syncPath(resultsPath))
-        return std::move(err);
-    if (durable) {
-      if (llvm::Error err = syncPath(statsPath.str().str()))
-        return std::move(err);
-      if (llvm::Error err = syncPath(modelDir.str()))
-        return std::move(err);
-    }
-    manifest.merged = true;
-    if (llvm::Error err = manifest.write(manifestPath, durable))
-      return std::move(err);
-    for (int64_t s = 0; s < numStages; ++s) {
-      fs::remove(join(stream.stateDir, blockStatsName(s)));
-      fs::remove(join(stream.stateDir, gptqResultsName(s)));
-    }
-    result.mergeSeconds = seconds(mergeStart, clock());
   }
 
-  auto stats = safetensors::Reader::open(statsPath);
+  auto indexStart = clock();
+  if (!swapped) {
+    if (llvm::Error err = indexStatistics(stream, manifest, manifestPath,
+                                          statsPath, indexPath, shardPaths,
+                                          metadata, layers))
+      return std::move(err);
+  } else {
+    for (const std::string &path : shardPaths)
+      if (!path.empty())
+        fs::remove(path);
+  }
+  result.mergeSeconds = seconds(indexStart, clock());
+
+  auto stats = safetensors::openArchive(statsPath);
   if (!stats)
     return stats.takeError();
   auto count = annotate(module, **stats, options.statsArchive, manifest.tokens,
@@ -826,8 +962,8 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     return count.takeError();
   result.layers = layers.size();
   result.samples = numSamples;
-  result.statsPath = statsPath.str().str();
-  std::string resultsPath = join(stream.stateDir, "gptq-results.safetensors");
+  result.statsPath = safetensors::resolveArchive(statsPath);
+  std::string resultsPath = ::join(stream.stateDir, gptqIndexName);
   if (fs::exists(resultsPath))
     result.precomputedPath = resultsPath;
   return result;

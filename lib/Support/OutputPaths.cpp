@@ -61,6 +61,20 @@ Error checkNotAnInput(StringRef output, ArrayRef<std::string> inputs,
   return Error::success();
 }
 
+Error syncToDisk(StringRef path) {
+  std::string p = path.str();
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail("cannot open '" + path + "' to sync it: " +
+                std::strerror(errno));
+  int rc = ::fsync(fd), err = errno;
+  ::close(fd);
+  // Some file systems cannot sync a directory (EINVAL): nothing to flush.
+  if (rc != 0 && err != EINVAL)
+    return fail("cannot sync '" + path + "': " + std::strerror(err));
+  return Error::success();
+}
+
 // The start time of process `pid` in clock ticks since boot (field 22 of
 // /proc/PID/stat), or 0 when it cannot be read. A pid and its start time
 // name a process uniquely, even after the pid is reused.

@@ -43,6 +43,7 @@ static_assert(sys::IsLittleEndianHost,
 // parsing gigabytes because of a corrupt length field.
 static constexpr uint64_t kMaxHeaderSize = 100'000'000;
 static constexpr StringLiteral kMetadataKey = "__metadata__";
+static constexpr StringLiteral kAliasPrefix = "__alias__.";
 
 namespace {
 struct DTypeDesc {
@@ -258,6 +259,34 @@ Expected<std::unique_ptr<Reader>> Reader::open(StringRef path) {
                   Twine(byOffset[i]->begin) + ", " + Twine(byOffset[i]->end) +
                   "]) overlaps tensor '" + byOffset[i - 1]->name + "'");
 
+  // Aliases (Writer::addAlias): another name for a stored tensor's bytes.
+  std::map<std::string, std::string> aliases;
+  for (auto it = reader->meta.begin(); it != reader->meta.end();) {
+    StringRef key = it->first;
+    if (!key.consume_front(kAliasPrefix)) {
+      ++it;
+      continue;
+    }
+    aliases[key.str()] = it->second;
+    it = reader->meta.erase(it);
+  }
+  if (!aliases.empty()) {
+    std::map<StringRef, size_t> stored;
+    for (auto [i, t] : llvm::enumerate(list))
+      stored[t.name] = i;
+    for (const auto &[alias, target] : aliases) {
+      if (stored.count(alias))
+        return fail("alias '" + alias + "' is also a tensor");
+      auto it = stored.find(target);
+      if (it == stored.end())
+        return fail("alias '" + alias + "' names no stored tensor '" + target +
+                    "'");
+      TensorInfo copy = list[it->second];
+      copy.name = alias;
+      list.push_back(std::move(copy));
+    }
+  }
+
   llvm::sort(list, [](const TensorInfo &a, const TensorInfo &b) {
     return StringRef(a.name) < StringRef(b.name);
   });
@@ -305,6 +334,10 @@ ArrayRef<uint8_t> Reader::bytes(const TensorInfo &info) const {
 }
 
 bool Reader::isMapped(const TensorInfo &info) const {
+  if (!shards.empty()) {
+    auto [shard, own] = shardOf(indexOf(info));
+    return shard->isMapped(*own);
+  }
   if (buffer->getBufferKind() != MemoryBuffer::MemoryBuffer_MMap)
     return false;
   const uint8_t *p = bytes(info).data();
@@ -313,6 +346,10 @@ bool Reader::isMapped(const TensorInfo &info) const {
 }
 
 void Reader::releasePages(const TensorInfo &info) const {
+  if (!shards.empty()) {
+    auto [shard, own] = shardOf(indexOf(info));
+    return shard->releasePages(*own);
+  }
 #if LLVM_ON_UNIX
   if (!isMapped(info))
     return;
@@ -569,6 +606,23 @@ void Writer::writeTransposed(raw_fd_ostream &os, const Entry &entry,
   }
   if (mapped) // the pages straddling tiles, left out above
     releaseMapped(src, srcEnd, src, srcEnd);
+}
+
+Error Writer::addAlias(StringRef name, StringRef target) {
+  if (entries.count(name.str()) || meta.count((kAliasPrefix + name).str()))
+    return createStringError("duplicate tensor name '" + name + "'");
+  if (!entries.count(target.str()))
+    return createStringError("alias '" + name + "' names no tensor '" +
+                             target + "'");
+  meta[(kAliasPrefix + name).str()] = target.str();
+  return Error::success();
+}
+
+uint64_t Writer::totalBytes() const {
+  uint64_t total = 0;
+  for (const auto &item : entries)
+    total += item.second.bytes.size();
+  return total;
 }
 
 void Writer::setMetadata(StringRef key, StringRef value) {

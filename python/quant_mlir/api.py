@@ -490,7 +490,9 @@ def load(dir: Union[str, os.PathLike], tokenizer: Union[None, str, os.PathLike] 
 class Stats:
     """A calibration statistics archive (stats.safetensors), mmapped.
 
-    ``Stats(dir)`` opens ``dir/stats.safetensors`` (or a file path). The
+    ``Stats(dir)`` opens ``dir/stats.safetensors`` (or a file path; a
+    sharded archive through its ``.index.json``, which stands in for the
+    file of that name when only the index exists). The
     arrays are read-only numpy views of the mapping, not copies; each keeps
     the mapping alive through its ``base``.
     """

@@ -301,7 +301,8 @@ Stats::Stats(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
 Stats::~Stats() = default;
 
 Result<std::shared_ptr<Stats>> Stats::open(const std::string &path) {
-  auto reader = safetensors::Reader::open(path);
+  // A single file, an index, or a name whose index holds the shards.
+  auto reader = safetensors::openArchive(path);
   if (!reader)
     return failed<std::shared_ptr<Stats>>(reader.takeError());
   auto impl = std::make_unique<Impl>();

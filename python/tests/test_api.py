@@ -18,8 +18,11 @@ from quant_mlir import safetensors_io  # the independent numpy reader
 
 def test_compile_report(gptq, llama):
     assert os.path.isdir(gptq.out_dir)
+    # The statistics stay in their per-block shards, under an index.
     assert sorted(os.listdir(gptq.out_dir)) == ["model.mlir", "model.safetensors",
-                                               "quant-report.csv", "stats.safetensors"]
+                                               "quant-report.csv"] + [
+        f"stats-0000{i}-of-00003.safetensors" for i in (1, 2, 3)] + [
+        "stats.safetensors.index.json"]
     assert gptq.linears == 15 and gptq.calibrated_layers == 15
     assert len(gptq.layers) == 14
     first = gptq.layers[0]
@@ -100,7 +103,8 @@ def test_text_io(text_model, tokenizer, work):
 def test_stats_are_views(gptq):
     s = quant_mlir.Stats(gptq.out_dir)
     assert len(s) == 15 and "model.layers.0.mlp.up_proj" in s and "lm_head" in s
-    ref = safetensors_io.load(os.path.join(gptq.out_dir, "stats.safetensors"))
+    assert s.path.endswith("stats.safetensors.index.json")
+    ref = safetensors_io.load_archive(os.path.join(gptq.out_dir, "stats.safetensors"))
     layer = "model.layers.1.mlp.down_proj"
     h = s.hessian(layer)
     assert h.dtype == np.float64 and h.shape == (128, 128)

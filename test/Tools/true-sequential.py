@@ -25,7 +25,6 @@
 # RTN: --true-sequential applies to --method gptq only
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -36,19 +35,13 @@ import torch  # noqa: E402
 from quant_mlir import models, safetensors_io  # noqa: E402
 
 
-def metadata(path):
-    data = open(path, "rb").read(1 << 20)
-    (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + n])["__metadata__"]
-
-
 cfg = json.load(open(os.path.join(fx, "config.json")))
 cfg.pop("export")
 model = models.build_model(models.DecoderConfig(**cfg)).double()
 fp = {k: v.detach().clone() for k, v in model.state_dict().items()}
 quantized = safetensors_io.load(os.path.join(fake, "model.safetensors"))
-stats = safetensors_io.load(os.path.join(fake, "stats.safetensors"))
-meta = metadata(os.path.join(fake, "stats.safetensors"))
+stats = safetensors_io.load_archive(os.path.join(fake, "stats.safetensors"))
+meta = safetensors_io.read_metadata(os.path.join(fake, "stats.safetensors"))
 assert "true_sequential" in meta, meta
 seq_len = int(meta["seq_len"])
 starts = [int(s) for s in meta["sample_starts"].split(",")]
@@ -107,6 +100,6 @@ if worst_control < 1e-2:
 print(f"{count} layers match the sequential reference; plain fp statistics "
       f"differ by up to {worst_control:.2e}")
 
-other = safetensors_io.load(os.path.join(packed, "stats.safetensors"))
+other = safetensors_io.load_archive(os.path.join(packed, "stats.safetensors"))
 same = all(np.array_equal(other[k], stats[k]) for k in stats if k.endswith(".hessian"))
 print("packed run: same Hessians" if same else "packed run: Hessians differ")

@@ -1,6 +1,7 @@
 //===- quant-compile.cpp - ONNX model to quantized model directory ----------===//
 // The tool users run: import, calibrate, quantize (RTN, GPTQ, AWQ) and write
-// OUTDIR (model.mlir, model.safetensors, stats.safetensors, quant-report.csv)
+// OUTDIR (model.mlir, model.safetensors, the statistics' shards and
+// stats.safetensors.index.json, quant-report.csv)
 // atomically, with the flags AutoGPTQ/GPTQModel users know; the flags map
 // onto the typed driver API (quant-mlir/Driver/Compile.h).
 //===----------------------------------------------------------------------===//
@@ -166,6 +167,12 @@ static cl::opt<bool> resume(
     cl::desc("Keep completed blocks in .OUTDIR.resume beside OUTDIR and "
              "continue an interrupted run with the same inputs and options"),
     cl::cat(streamCategory));
+static cl::opt<std::string> diskReserve(
+    "disk-reserve",
+    cl::desc("Refuse to start unless this much (e.g. 10G) stays free on the "
+             "output's file system after the bytes the run will write "
+             "(default 0)"),
+    cl::cat(streamCategory));
 static cl::opt<int64_t> stopAfterBlock(
     "stop-after-block", cl::init(-1), cl::Hidden,
     cl::desc("Testing: fail after calibrating block N (0-based)"),
@@ -291,6 +298,13 @@ int main(int argc, char **argv) {
   st.stats = statsFile;
   st.resume = resume;
   st.stopAfterBlock = stopAfterBlock;
+  if (!diskReserve.empty()) {
+    std::optional<uint64_t> bytes = parseBytes(diskReserve);
+    if (!bytes)
+      return fail("--disk-reserve must be a size such as 10G or 512M, got '" +
+                  diskReserve + "'");
+    st.diskReserve = *bytes;
+  }
 
   // The passes draw their bars without knowing --quiet: a sink that drops
   // every line silences them too.

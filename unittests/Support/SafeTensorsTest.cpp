@@ -549,3 +549,142 @@ TEST_F(SafeTensorsTest, TransposedAndMappedSourcesMatchBruteForce) {
     EXPECT_TRUE(std::equal(mappedBytes.begin(), mappedBytes.end(), src.begin()));
   }
 }
+
+// A sharded archive (index + shards) reads as one file holding every
+// tensor; openArchive finds the index behind the archive's plain name; a
+// missing, corrupt or inconsistent shard is an error naming it.
+TEST_F(SafeTensorsTest, ShardedArchiveReadsAsOne) {
+  std::vector<uint8_t> a = pattern(24, 1), b = pattern(12, 2), c = pattern(8, 3);
+  Writer first, second;
+  ASSERT_FALSE(errorToBool(first.add("x.hessian", DType::F64, {3}, a)));
+  ASSERT_FALSE(errorToBool(first.add("z.rows", DType::F32, {3}, b)));
+  ASSERT_FALSE(errorToBool(second.add("y.hessian", DType::F64, {1}, c)));
+  ASSERT_FALSE(errorToBool(first.write(file("s-1.safetensors"))));
+  ASSERT_FALSE(errorToBool(second.write(file("s-2.safetensors"))));
+  ShardIndex index;
+  index.metadata = {{"seed", "3"}};
+  index.weightMap = {{"x.hessian", "s-1.safetensors"},
+                     {"y.hessian", "s-2.safetensors"},
+                     {"z.rows", "s-1.safetensors"}};
+  index.totalSize = 44;
+  std::string indexPath = file("stats.safetensors.index.json");
+  ASSERT_FALSE(errorToBool(writeIndex(indexPath, index, /*durable=*/true)));
+  // Written the same way twice: the index text is deterministic.
+  std::string text = readFile(indexPath);
+  ASSERT_FALSE(errorToBool(writeIndex(indexPath, index, false)));
+  EXPECT_EQ(text, readFile(indexPath));
+  EXPECT_TRUE(contains(text, "\"total_size\": 44"));
+
+  auto parsed = readIndex(indexPath);
+  ASSERT_TRUE(bool(parsed)) << toString(parsed.takeError());
+  EXPECT_EQ(parsed->weightMap, index.weightMap);
+  EXPECT_EQ(parsed->metadata, index.metadata);
+  EXPECT_EQ(parsed->totalSize, 44u);
+
+  // By its plain name: the index stands in for the missing single file.
+  auto reader = openArchive(file("stats.safetensors"));
+  ASSERT_TRUE(bool(reader)) << toString(reader.takeError());
+  EXPECT_EQ((*reader)->path(), indexPath);
+  ASSERT_EQ((*reader)->tensors().size(), 3u);
+  EXPECT_EQ((*reader)->tensors()[1].name, "y.hessian");
+  EXPECT_EQ((*reader)->metadata().at("seed"), "3");
+  EXPECT_EQ((*reader)->files().size(), 2u);
+  for (auto [name, bytes] : {std::pair{"x.hessian", &a}, {"y.hessian", &c},
+                             {"z.rows", &b}}) {
+    const TensorInfo *t = (*reader)->lookup(name);
+    ASSERT_TRUE(t) << name;
+    EXPECT_EQ((*reader)->bytes(*t), ArrayRef<uint8_t>(*bytes)) << name;
+    (*reader)->releasePages(*t); // the bytes stay valid
+    EXPECT_EQ((*reader)->bytes(*t), ArrayRef<uint8_t>(*bytes)) << name;
+  }
+  EXPECT_FALSE((*reader)->lookup("w.hessian"));
+  // A single file by that name wins over the index.
+  ASSERT_FALSE(errorToBool(first.write(file("stats.safetensors"))));
+  auto single = openArchive(file("stats.safetensors"));
+  ASSERT_TRUE(bool(single));
+  EXPECT_EQ((*single)->tensors().size(), 2u);
+  sys::fs::remove(file("stats.safetensors"));
+
+  auto indexError = [&](const ShardIndex &idx) -> std::string {
+    std::string path = file("bad.safetensors.index.json");
+    if (Error err = writeIndex(path, idx, false))
+      return toString(std::move(err));
+    auto r = openArchive(path);
+    if (r)
+      return "<opened successfully>";
+    std::string msg = toString(r.takeError());
+    EXPECT_TRUE(contains(msg, path));
+    return msg;
+  };
+  ShardIndex bad = index;
+  bad.weightMap.erase("z.rows"); // in its shard, not in the map
+  EXPECT_TRUE(contains(indexError(bad),
+                       "tensor 'z.rows' of shard 's-1.safetensors' is not in "
+                       "the weight_map"));
+  bad = index;
+  bad.weightMap["w.hessian"] = "s-2.safetensors";
+  EXPECT_TRUE(contains(indexError(bad),
+                       "tensor 'w.hessian' is not in its shard "
+                       "'s-2.safetensors'"));
+  bad = index;
+  bad.weightMap["y.hessian"] = "s-1.safetensors";
+  EXPECT_TRUE(contains(indexError(bad), "tensor 'y.hessian' is not in its "
+                                        "shard 's-1.safetensors'"));
+  bad = index;
+  bad.weightMap["y.hessian"] = "../s-2.safetensors";
+  EXPECT_TRUE(contains(indexError(bad), "is not a file name in the index's "
+                                        "directory"));
+  // A missing and a truncated shard: both named.
+  sys::fs::rename(file("s-2.safetensors"), file("moved.safetensors"));
+  EXPECT_TRUE(contains(indexError(index), "shard 's-2.safetensors'"));
+  EXPECT_TRUE(contains(indexError(index), "cannot open"));
+  writeFile(file("s-2.safetensors"), readFile(file("moved.safetensors")).substr(0, 20));
+  EXPECT_TRUE(contains(indexError(index), "shard 's-2.safetensors'"));
+  // Not an index at all.
+  writeFile(file("x.index.json"), "{\"weights\": {}}");
+  auto notIndex = openArchive(file("x.index.json"));
+  ASSERT_FALSE(bool(notIndex));
+  EXPECT_TRUE(contains(toString(notIndex.takeError()), "no \"weight_map\""));
+}
+
+// An alias is stored once (a metadata entry) and reads as a tensor of its
+// own with the target's bytes; readers see no "__alias__." metadata; an
+// alias of nothing, or one shadowing a tensor, is refused.
+TEST_F(SafeTensorsTest, AliasesReadAsTensors) {
+  std::vector<uint8_t> h = pattern(4096, 4);
+  Writer writer;
+  ASSERT_FALSE(errorToBool(writer.add("q.hessian", DType::F64, {64, 8}, h)));
+  ASSERT_FALSE(errorToBool(writer.addAlias("k.hessian", "q.hessian")));
+  writer.setMetadata("seed", "1");
+  EXPECT_TRUE(contains(toString(writer.addAlias("v.hessian", "x.hessian")),
+                       "alias 'v.hessian' names no tensor 'x.hessian'"));
+  EXPECT_TRUE(contains(toString(writer.addAlias("q.hessian", "q.hessian")),
+                       "duplicate tensor name 'q.hessian'"));
+  std::string path = file("alias.safetensors");
+  ASSERT_FALSE(errorToBool(writer.write(path)));
+  // The bytes are in the file once.
+  uint64_t size = 0;
+  ASSERT_FALSE(sys::fs::file_size(path, size));
+  EXPECT_LT(size, 4096u + 512);
+  auto reader = Reader::open(path);
+  ASSERT_TRUE(bool(reader)) << toString(reader.takeError());
+  ASSERT_EQ((*reader)->tensors().size(), 2u);
+  const TensorInfo *k = (*reader)->lookup("k.hessian");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->shape, (SmallVector<int64_t>{64, 8}));
+  EXPECT_EQ((*reader)->bytes(*k), ArrayRef<uint8_t>(h));
+  EXPECT_EQ((*reader)->metadata().size(), 1u);
+  EXPECT_EQ((*reader)->metadata().at("seed"), "1");
+  // Hand-written bad aliases.
+  auto bad = [&](StringRef meta) {
+    return openError(encode("{\"__metadata__\":{" + meta.str() +
+                            "},\"a\":{\"dtype\":\"U8\",\"shape\":[1],"
+                            "\"data_offsets\":[0,1]}}",
+                            "x"));
+  };
+  EXPECT_TRUE(contains(bad("\"__alias__.b\":\"c\""),
+                       "alias 'b' names no stored tensor 'c'"));
+  EXPECT_TRUE(contains(bad("\"__alias__.a\":\"a\""),
+                       "alias 'a' is also a tensor"));
+  EXPECT_TRUE(contains(bad("\"__alias__.b\":\"a\""), "<opened successfully>"));
+}

@@ -113,6 +113,10 @@ struct StreamingOptions {
   /// and continue from there if an earlier run with the same model, data
   /// and options was interrupted.
   bool resume = false;
+  /// Bytes to leave free on the output's file system: a run whose
+  /// estimated writes (DiskEstimate.h) plus this exceed the free space is
+  /// refused before it starts.
+  uint64_t diskReserve = 0;
   /// Test-only: fail after completing block N (0-based), as a crash would.
   int64_t stopAfterBlock = -1;
 };

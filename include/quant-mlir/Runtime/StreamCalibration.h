@@ -44,6 +44,11 @@ struct StreamOptions {
   /// The run's identity (model, data, options); a state with another one
   /// is discarded.
   std::string fingerprint;
+  /// When set, the statistics are also written to this file as one
+  /// safetensors archive (streamed from the shards), which then replaces
+  /// the index and shards in the model directory by a hard link (the
+  /// shards stay when the link cannot be made).
+  std::string mergedCopy;
   /// Test-only: fail right after committing this stage (a simulated crash).
   int64_t stopAfterStage = -1;
   /// A model that wq-outline-blocks cannot split is calibrated whole
@@ -67,10 +72,13 @@ struct StreamResult : CalibrateResult {
   std::string precomputedPath;
 };
 
-/// Calibrates `module` block by block (wq-outline-blocks) and writes
-/// `modelDir/<options.statsArchive>` (the same archive calibrateModel writes
-/// when the inputs are the float blocks'), then annotates `module` like
-/// calibrateModel. Peak memory: one block's statistics, one block's JIT
+/// Calibrates `module` block by block (wq-outline-blocks) and writes the
+/// statistics archive `modelDir/<options.statsArchive>` as shards, one per
+/// stage with layers (`stats-00001-of-00006.safetensors`, ...), and their
+/// index (`<statsArchive>.index.json`): the same tensors and metadata
+/// calibrateModel writes into one file when the inputs are the float
+/// blocks'; safetensors::openArchive reads either. Then annotates `module`
+/// like calibrateModel. Peak memory: one block's statistics, one block's JIT
 /// code and weights, and the activations of one stage boundary (unless
 /// spilled).
 llvm::Expected<StreamResult>
@@ -78,6 +86,19 @@ calibrateStreaming(mlir::ModuleOp module, llvm::StringRef modelDir,
                    llvm::ArrayRef<int64_t> tokens,
                    const CalibrateOptions &options, const StreamOptions &stream,
                    const wq::LayerQuantizer *quantizer);
+
+/// Whether `name` (a file name in the model directory) is part of the
+/// statistics archive `archive` as calibrateStreaming writes it: the single
+/// file, its index or one of its shards (not a temporary). A resumed run
+/// keeps these; they are checked against the manifest before use.
+bool isStatisticsFile(llvm::StringRef name, llvm::StringRef archive);
+
+/// Places the sharded statistics archive `indexPath` (an index and its
+/// shards, validated first) in `modelDir` as `archive`: its shards as hard
+/// links (copies across file systems) named as calibrateStreaming names
+/// them, and an index over them.
+llvm::Error linkStatistics(llvm::StringRef indexPath, llvm::StringRef modelDir,
+                           llvm::StringRef archive);
 
 /// Annotates `module` from an existing statistics archive (`path`, stored
 /// in the module as `archiveName` relative to its directory): `#wq.stats`

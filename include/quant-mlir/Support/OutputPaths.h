@@ -29,6 +29,12 @@ llvm::Error checkNotAnInput(llvm::StringRef output,
                             llvm::ArrayRef<std::string> inputs,
                             llvm::StringRef option);
 
+/// Flushes a file's data, or a directory's entries (the renames into it),
+/// to the disk (fsync; a file system that cannot sync a directory has
+/// nothing to flush). What a later step trusts after power loss is synced
+/// before that step names it.
+llvm::Error syncToDisk(llvm::StringRef path);
+
 /// Temporary names carry the creating process id and its start time,
 /// `<base>.tmp-<pid>.<start>-XXXXXX`, so that a later run can tell
 /// temporaries of dead processes from those of running ones, even when the

@@ -1,6 +1,8 @@
 //===- SafeTensors.h - safetensors weight archives --------------*- C++ -*-===//
 // Reads (mmapped, validated up front) and writes (atomic, deterministic)
-// safetensors weight files; also the f16/bf16 conversions all tools share.
+// safetensors weight files and sharded archives (Hugging Face's
+// `<name>.index.json` over its shard files); also the f16/bf16 conversions
+// all tools share.
 //===----------------------------------------------------------------------===//
 
 #ifndef QUANT_MLIR_SUPPORT_SAFETENSORS_H
@@ -41,11 +43,45 @@ struct TensorInfo {
   uint64_t numBytes() const { return end - begin; }
 };
 
+/// A sharded archive's index, as Hugging Face writes one
+/// (`model.safetensors.index.json`): {"metadata": {...}, "weight_map":
+/// {"<tensor>": "<shard file name>", ...}}, the shards in the index's
+/// directory. "metadata" holds the archive's string metadata (the
+/// "__metadata__" a single file would carry) and "total_size" (the tensor
+/// bytes, a number, as Hugging Face writes it).
+struct ShardIndex {
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, std::string> weightMap;
+  uint64_t totalSize = 0;
+};
+
+/// The suffix that marks an index: "<archive>.index.json".
+constexpr llvm::StringLiteral kIndexSuffix = ".index.json";
+
+/// Parses and checks an index: every shard name is a plain file name (no
+/// directory part, not "." or ".."), every value a string.
+llvm::Expected<ShardIndex> readIndex(llvm::StringRef path);
+/// Writes `index` to `path` atomically (a temporary renamed into place);
+/// with `durable`, the temporary and then the directory are synced, so
+/// after a crash `path` is the old file or the complete new one.
+/// Deterministic: keys sorted, no dependence on insertion order.
+llvm::Error writeIndex(llvm::StringRef path, const ShardIndex &index,
+                       bool durable);
+
 class Reader {
 public:
   /// Maps `path` and validates header, dtypes, shapes and offsets so that
   /// later accessors cannot fail.
   static llvm::Expected<std::unique_ptr<Reader>> open(llvm::StringRef path);
+  /// A sharded archive as one: opens and validates every shard the index
+  /// names (all mapped at once: a mapping costs address space, not memory,
+  /// and validating each shard here keeps the promise that no accessor can
+  /// fail later; an error names the shard). Every tensor of the map must be
+  /// in its shard and every tensor of a shard in the map. metadata() is the
+  /// index's; tensors(), lookup(), bytes(), isMapped() and releasePages()
+  /// behave as for one file holding every tensor.
+  static llvm::Expected<std::unique_ptr<Reader>>
+  openIndex(llvm::StringRef indexPath);
 
   /// Sorted by name.
   llvm::ArrayRef<TensorInfo> tensors() const { return tensorList; }
@@ -76,10 +112,14 @@ public:
   /// The "__metadata__" string map (empty if absent).
   const std::map<std::string, std::string> &metadata() const { return meta; }
   llvm::StringRef path() const { return filePath; }
+  /// The files the bytes come from: the index's shards, or path() alone.
+  std::vector<std::string> files() const;
 
 private:
   Reader() = default;
   size_t indexOf(const TensorInfo &info) const;
+  /// For an index: the shard holding tensor `index` and its entry there.
+  std::pair<const Reader *, const TensorInfo *> shardOf(size_t index) const;
 
   std::string filePath;
   std::unique_ptr<llvm::MemoryBuffer> buffer;
@@ -88,7 +128,23 @@ private:
   std::vector<const uint8_t *> payloads;
   std::vector<std::unique_ptr<uint64_t[]>> alignedCopies;
   std::map<std::string, std::string> meta;
+  /// An index's shards (buffer is null then) and, parallel to tensorList,
+  /// which shard holds each tensor.
+  std::vector<std::unique_ptr<Reader>> shards;
+  std::vector<uint32_t> shardIndex;
 };
+
+/// Opens the archive `path` names the way Hugging Face resolves a
+/// checkpoint: the file itself (an index if its name ends in .index.json,
+/// else one safetensors file), or, when no file has that name,
+/// `path`.index.json (so a module naming "stats.safetensors" reads the
+/// statistics whether they were merged or left in shards).
+llvm::Expected<std::unique_ptr<Reader>> openArchive(llvm::StringRef path);
+/// The file openArchive(path) reads: `path`, or `path`.index.json when only
+/// that exists (`path` again when neither does).
+std::string resolveArchive(llvm::StringRef path);
+/// Whether `path` names an index (ends in .index.json).
+bool isIndexPath(llvm::StringRef path);
 
 class Writer {
 public:
@@ -131,6 +187,12 @@ public:
                        llvm::ArrayRef<int64_t> shape,
                        std::vector<uint8_t> bytes);
   void setMetadata(llvm::StringRef key, llvm::StringRef value);
+  /// `name` stands for the bytes of the tensor `target` (added before):
+  /// stored once, as the metadata entry "__alias__.<name>": "<target>". A
+  /// Reader lists and looks the alias up like a tensor of its own (and
+  /// keeps the entry out of metadata()); readers without alias support see
+  /// only `target` and one more metadata string.
+  llvm::Error addAlias(llvm::StringRef name, llvm::StringRef target);
 
   /// Writes to a unique temp file beside `path` and renames it over `path`.
   /// On failure the temp file is removed and `path` is left untouched.
@@ -149,6 +211,8 @@ public:
   static constexpr size_t kChunkBytes = size_t(4) << 20;
 
   size_t size() const { return entries.size(); }
+  /// The tensor bytes write() will store (without the header).
+  uint64_t totalBytes() const;
 
 private:
   struct Entry {

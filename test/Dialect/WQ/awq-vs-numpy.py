@@ -40,7 +40,7 @@ if mode == "prepare":
     sys.exit(0)
 
 fp = safetensors_io.load(os.path.join(tmp, "fp", "model.safetensors"))
-stats = safetensors_io.load(os.path.join(tmp, "scale", "stats.safetensors"))
+stats = safetensors_io.load_archive(os.path.join(tmp, "scale", "stats.safetensors"))
 scaled = safetensors_io.load(os.path.join(tmp, "scale", "model.safetensors"))
 clipped = safetensors_io.load(os.path.join(tmp, "clip", "model.safetensors"))
 gemm = safetensors_io.load(os.path.join(tmp, "gemm", "model.safetensors"))

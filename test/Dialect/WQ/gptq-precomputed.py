@@ -3,7 +3,10 @@
 # their key (options, scheme, xxh3 of the Hessian and weight bytes) matches:
 # the same entries give quant-compile's own output and report; tampered codes
 # under a matching key show up in the output (so the entry is really used);
-# under a stale Hessian hash they are ignored and GPTQ runs.
+# under a stale Hessian hash they are ignored and GPTQ runs. The statistics
+# are quant-compile's shards and index (no stats.safetensors: the module's
+# "stats.safetensors" resolves to its index), and the results are read from
+# an index over two shards as from one file.
 # RUN: rm -rf %t && mkdir -p %t
 # RUN: %python %src_root/python/quant_mlir/export_fixtures.py --family llama --hidden 64 --intermediate 128 --layers 2 --vocab 128 -o %t/onnx > /dev/null
 # RUN: %python -c "import numpy as np; np.save('%t/ids.npy', np.random.default_rng(0).integers(0, 128, 4096))"
@@ -12,12 +15,14 @@
 # The float model with the statistics of the quantized-input run:
 # RUN: quant-import %t/onnx/model.onnx -o %t/fp > /dev/null
 # RUN: quant-run %t/fp --calibrate --calib-data %t/ids.npy --calib-samples 6 --seq-len 32 --quiet
-# RUN: cp %t/full/stats.safetensors %t/fp/stats.safetensors
+# RUN: rm %t/fp/stats.safetensors && cp %t/full/stats-*-of-*.safetensors %t/full/stats.safetensors.index.json %t/fp/
 # RUN: %python %s %t %src_root prepare
 # RUN: quant-opt %t/same/model.mlir --wq-gptq="group-size=32 output=model.safetensors base-dir=%t/same report=quant-report.csv precomputed=%t/same.safetensors" -o %t/same/q.mlir
 # RUN: quant-opt %t/tampered/model.mlir --wq-gptq="group-size=32 output=model.safetensors base-dir=%t/tampered report=quant-report.csv precomputed=%t/tampered.safetensors" -o %t/tampered/q.mlir
 # RUN: quant-opt %t/stale/model.mlir --wq-gptq="group-size=32 output=model.safetensors base-dir=%t/stale report=quant-report.csv precomputed=%t/stale.safetensors" -o %t/stale/q.mlir
+# RUN: quant-opt %t/sharded/model.mlir --wq-gptq="group-size=32 output=model.safetensors base-dir=%t/sharded report=quant-report.csv precomputed=%t/results/same.safetensors.index.json" -o %t/sharded/q.mlir
 # RUN: cmp %t/full/quant-report.csv %t/same/quant-report.csv
+# RUN: cmp %t/full/quant-report.csv %t/sharded/quant-report.csv
 # RUN: cmp %t/full/quant-report.csv %t/stale/quant-report.csv
 # RUN: %python %s %t %src_root check
 # RUN: not quant-opt %t/same/model.mlir --wq-gptq="group-size=32 output=x.safetensors base-dir=%t/same precomputed=%t/missing.safetensors" 2>&1 | FileCheck %s --check-prefix=MISSING
@@ -56,14 +61,22 @@ if mode == "prepare":
     safetensors_io.save(os.path.join(tmp, "same.safetensors"), tensors, meta)
     safetensors_io.save(os.path.join(tmp, "tampered.safetensors"), tampered, meta)
     safetensors_io.save(os.path.join(tmp, "stale.safetensors"), tampered, stale)
-    for d in ("same", "tampered", "stale"):
+    # The same results as an index over two shards.
+    os.makedirs(os.path.join(tmp, "results"))
+    names = sorted(tensors)
+    shards = {"a.safetensors": names[: len(names) // 2], "b.safetensors": names[len(names) // 2:]}
+    for shard, part in shards.items():
+        safetensors_io.save(os.path.join(tmp, "results", shard), {n: tensors[n] for n in part})
+    with open(os.path.join(tmp, "results", "same.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": meta, "weight_map": {n: s for s, p in shards.items() for n in p}}, f)
+    for d in ("same", "tampered", "stale", "sharded"):
         shutil.copytree(os.path.join(tmp, "fp"), os.path.join(tmp, d))
 else:
     full = safetensors_io.load(os.path.join(tmp, "full", "model.safetensors"))
     tensors = safetensors_io.load(os.path.join(tmp, "tampered.safetensors"))
     qnames = [n for n in full if n.endswith((".qweight", ".scales", ".qzeros", ".g_idx"))]
     assert len(qnames) == 28, qnames  # 14 layers, symmetric: qweight + scales
-    for d in ("same", "stale", "tampered"):
+    for d in ("same", "stale", "tampered", "sharded"):
         out = safetensors_io.load(os.path.join(tmp, d, "model.safetensors"))
         for n in qnames:
             if d == "tampered" and n == LAYER + ".qweight":

@@ -1,25 +1,21 @@
 """Compares the Hessians of two statistics archives layer by layer (same /
 differs) and prints the second archive's block_inputs metadata: checks that
 quantized block inputs change every block's statistics but the first."""
-import json
-import struct
+import os
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "python"))
+from quant_mlir import safetensors_io  # noqa: E402
+
 
 def read(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, e in header.items():
-        if name.endswith(".hessian"):
-            a, b = e["data_offsets"]
-            out[name[: -len(".hessian")]] = np.frombuffer(data[a:b], "<f8")
-    return out, meta
+    """Hessians by layer and metadata of one file or a sharded archive."""
+    tensors = safetensors_io.load_archive(path)
+    out = {name[: -len(".hessian")]: t.ravel() for name, t in tensors.items()
+           if name.endswith(".hessian")}
+    return out, safetensors_io.read_metadata(path)
 
 
 first, _ = read(sys.argv[1])

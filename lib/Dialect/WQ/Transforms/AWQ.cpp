@@ -394,7 +394,7 @@ LogicalResult AWQPass::run() {
   auto in = safetensors::Reader::open(resolve(cfg.baseDir, archive));
   if (!in)
     return module.emitError() << llvm::toString(in.takeError());
-  auto stats = safetensors::Reader::open(resolve(cfg.baseDir, statsPath));
+  auto stats = safetensors::openArchive(resolve(cfg.baseDir, statsPath));
   if (!stats)
     return module.emitError() << llvm::toString(stats.takeError());
   auto selector =

@@ -310,7 +310,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
   if (cfg.gptq || !cfg.custom.empty()) {
     if (auto path = module->getAttrOfType<StringAttr>(
             WQDialect::kStatsArchiveAttrName)) {
-      auto reader = safetensors::Reader::open(resolve(cfg.baseDir, path));
+      auto reader = safetensors::openArchive(resolve(cfg.baseDir, path));
       if (!reader)
         return module.emitError() << llvm::toString(reader.takeError());
       stats = std::move(*reader);
@@ -319,7 +319,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
   std::unique_ptr<safetensors::Reader> precomputed;
   if (cfg.gptq && !cfg.precomputed.empty()) {
     auto reader =
-        safetensors::Reader::open(resolve(cfg.baseDir, cfg.precomputed));
+        safetensors::openArchive(resolve(cfg.baseDir, cfg.precomputed));
     if (!reader)
       return module.emitError() << llvm::toString(reader.takeError());
     precomputed = std::move(*reader);
