@@ -271,10 +271,14 @@ Expected<std::unique_ptr<Reader>> Reader::open(StringRef path) {
     it = reader->meta.erase(it);
   }
   if (!aliases.empty()) {
+    // `stored` keys point into `list`'s names: no reallocation below.
+    list.reserve(list.size() + aliases.size());
     std::map<StringRef, size_t> stored;
     for (auto [i, t] : llvm::enumerate(list))
       stored[t.name] = i;
     for (const auto &[alias, target] : aliases) {
+      if (alias.empty())
+        return fail("an alias (metadata '" + kAliasPrefix + "') has no name");
       if (stored.count(alias))
         return fail("alias '" + alias + "' is also a tensor");
       auto it = stored.find(target);
