@@ -419,29 +419,6 @@ static std::string fingerprint(const CompileOptions &o) {
          std::to_string(text.size());
 }
 
-/// Copies `from` to `to` atomically (a hard link when possible).
-static llvm::Error copyAtomically(llvm::StringRef from, llvm::StringRef to) {
-  std::string tmp = temporaryModel(to);
-  llvm::SmallString<256> tmpPath;
-  int fd;
-  if (std::error_code ec = fs::createUniqueFile(tmp, fd, tmpPath))
-    return error("cannot create a temporary beside '" + to +
-                 "': " + ec.message());
-  fs::closeFile(fd);
-  fs::remove(tmpPath);
-  if (fs::create_hard_link(from, tmpPath))
-    if (std::error_code ec = fs::copy_file(from, tmpPath)) {
-      fs::remove(tmpPath);
-      return error("cannot copy '" + from + "' to '" + to +
-                   "': " + ec.message());
-    }
-  if (std::error_code ec = fs::rename(tmpPath, to)) {
-    fs::remove(tmpPath);
-    return error("cannot write '" + to + "': " + ec.message());
-  }
-  return llvm::Error::success();
-}
-
 llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   const StreamingOptions &st = o.stream;
   CalibrateOptions opts;
@@ -453,7 +430,7 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
     if (llvm::Error err =
             safetensors::isIndexPath(st.stats)
                 ? linkStatistics(st.stats, work, opts.statsArchive)
-                : copyAtomically(st.stats, statsPath))
+                : linkOrCopyAtomically(st.stats, statsPath))
       return err;
     auto count = useStatistics(module, statsPath, opts.statsArchive);
     if (!count)
@@ -559,7 +536,7 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   // whole-model calibration wrote one file, linked (or copied) here.
   bool streamed = !moduleLoss && calibrated->wholeModelReason.empty();
   if (!saveTarget.empty() && !streamed)
-    if (llvm::Error err = copyAtomically(statsPath, saveTarget))
+    if (llvm::Error err = linkOrCopyAtomically(statsPath, saveTarget))
       return err;
   return llvm::Error::success();
 }

@@ -512,24 +512,6 @@ annotate(mlir::ModuleOp module, const safetensors::Reader &stats,
   return count;
 }
 
-/// `to` as a hard link of `from`, or a copy on another file system;
-/// atomic (a temporary renamed into place).
-static llvm::Error linkOrCopy(llvm::StringRef from, llvm::StringRef to) {
-  std::string tmp = (to + ".link").str();
-  fs::remove(tmp);
-  if (fs::create_hard_link(from, tmp))
-    if (std::error_code ec = fs::copy_file(from, tmp)) {
-      fs::remove(tmp);
-      return makeError("cannot copy '" + from + "' to '" + to +
-                       "': " + ec.message());
-    }
-  if (std::error_code ec = fs::rename(tmp, to)) {
-    fs::remove(tmp);
-    return makeError("cannot write '" + to + "': " + ec.message());
-  }
-  return llvm::Error::success();
-}
-
 llvm::Error quant_mlir::linkStatistics(llvm::StringRef indexPath,
                                        llvm::StringRef modelDir,
                                        llvm::StringRef archive) {
@@ -547,7 +529,7 @@ llvm::Error quant_mlir::linkStatistics(llvm::StringRef indexPath,
   llvm::StringRef dir = llvm::sys::path::parent_path(indexPath);
   for (auto &[shard, name] : renamed) {
     name = shardName(archive, i++, n);
-    if (llvm::Error err = linkOrCopy(join(dir, shard), join(modelDir, name)))
+    if (llvm::Error err = linkOrCopyAtomically(join(dir, shard), join(modelDir, name)))
       return err;
   }
   for (auto &[tensor, shard] : index->weightMap)

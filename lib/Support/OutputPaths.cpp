@@ -321,4 +321,26 @@ void TempDir::keep() {
   dirPath.clear();
 }
 
+Error linkOrCopyAtomically(StringRef from, StringRef to) {
+  SmallString<256> tmpPath;
+  int fd;
+  if (std::error_code ec =
+          fs::createUniqueFile(temporaryModel(to), fd, tmpPath))
+    return createStringError("cannot create a temporary beside '" + to +
+                             "': " + ec.message());
+  fs::closeFile(fd);
+  fs::remove(tmpPath);
+  if (fs::create_hard_link(from, tmpPath))
+    if (std::error_code ec = fs::copy_file(from, tmpPath)) {
+      fs::remove(tmpPath);
+      return createStringError("cannot copy '" + from + "' to '" + to +
+                               "': " + ec.message());
+    }
+  if (std::error_code ec = fs::rename(tmpPath, to)) {
+    fs::remove(tmpPath);
+    return createStringError("cannot write '" + to + "': " + ec.message());
+  }
+  return Error::success();
+}
+
 } // namespace quant_mlir

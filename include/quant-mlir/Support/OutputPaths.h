@@ -35,6 +35,11 @@ llvm::Error checkNotAnInput(llvm::StringRef output,
 /// before that step names it.
 llvm::Error syncToDisk(llvm::StringRef path);
 
+/// Puts the file `from` at `to` atomically: a hard link when both are on
+/// one file system, else a copy; through a temporaryModel(to) renamed into
+/// place, so `to` is never half-written and a dead run's temporary is found.
+llvm::Error linkOrCopyAtomically(llvm::StringRef from, llvm::StringRef to);
+
 /// Temporary names carry the creating process id and its start time,
 /// `<base>.tmp-<pid>.<start>-XXXXXX`, so that a later run can tell
 /// temporaries of dead processes from those of running ones, even when the
