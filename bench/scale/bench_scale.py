@@ -61,7 +61,7 @@ def run_measured(cmd, log_path):
 
 def phases(text):
     out = {}
-    for m in re.finditer(r"^(import|calibrate|merge statistics|quantize|write)\s+([0-9.]+)", text, re.M):
+    for m in re.finditer(r"^(import|calibrate|merge statistics|index statistics|quantize|write)\s+([0-9.]+)", text, re.M):
         out[m.group(1)] = float(m.group(2))
     m = re.search(r"calibration: (\d+) blocks run, ([0-9.]+) s per block", text)
     out["per_block"] = float(m.group(2)) if m else float("nan")

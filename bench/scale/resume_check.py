@@ -5,12 +5,15 @@ Generates a Llama (gen_model.py; default 8 layers, hidden 512 so that it runs
 in minutes on 2 cores; --hidden 4096 --intermediate 11008 --heads 32 for the
 7B block shapes), quantizes it once uninterrupted, once with --resume killed
 (SIGKILL) as soon as its manifest names --kill-at committed stages, then
-resumes that run, and compares every output file byte for byte.
+resumes that run, and compares every output file byte for byte. The
+uninterrupted run is measured as bench_scale.py measures a depth (peak RSS
+from wait4, quant-compile's phases); --csv appends that row.
 
   python3 bench/scale/resume_check.py [--layers 8] [--kill-at 5] [--method gptq]
       [--samples 8] [--seq-len 128] [--work /tmp/quant-mlir-bench-scale/resume]
 """
 import argparse
+import csv
 import filecmp
 import json
 import os
@@ -21,6 +24,9 @@ import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_scale import phases, run_measured  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -39,22 +45,38 @@ def main():
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--work", default="/tmp/quant-mlir-bench-scale/resume")
     p.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "quant-compile"))
+    p.add_argument("--model", default=None,
+                   help="a directory gen_model.py wrote (model.onnx) to use instead of generating one; kept")
+    p.add_argument("--csv", default=None, help="append the uninterrupted run's row (bench_scale.py's columns)")
     a = p.parse_args()
+    if a.model and os.path.abspath(a.model).startswith(os.path.abspath(a.work) + os.sep):
+        sys.exit("--model must lie outside --work, which is emptied first")
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
-    model = os.path.join(a.work, "model")
-    subprocess.run([sys.executable, os.path.join(HERE, "gen_model.py"), "--layers", str(a.layers), "--hidden",
-                    str(a.hidden), "--intermediate", str(a.intermediate), "--heads", str(a.heads), "--vocab",
-                    str(a.vocab), "-o", model], check=True, stdout=subprocess.DEVNULL)
+    model = a.model or os.path.join(a.work, "model")
+    if not a.model:
+        subprocess.run([sys.executable, os.path.join(HERE, "gen_model.py"), "--layers", str(a.layers), "--hidden",
+                        str(a.hidden), "--intermediate", str(a.intermediate), "--heads", str(a.heads), "--vocab",
+                        str(a.vocab), "-o", model], check=True, stdout=subprocess.DEVNULL)
     ids = os.path.join(a.work, "ids.npy")
     np.save(ids, np.random.default_rng(0).integers(0, a.vocab, 65536))
     base = [a.bin, os.path.join(model, "model.onnx"), "--method", a.method, "--calib-data", ids, "--calib-samples",
             str(a.samples), "--seq-len", str(a.seq_len), "--quiet"]
     full, res = os.path.join(a.work, "full"), os.path.join(a.work, "res")
 
-    t = time.monotonic()
-    subprocess.run(base + ["-o", full], check=True, stdout=subprocess.DEVNULL)
-    full_s = time.monotonic() - t
+    full_s, rss, text = run_measured(base[:-1] + ["-o", full], os.path.join(a.work, "full.log"))
+    ph = phases(text)
+    row = dict(method=a.method, depth=a.layers, rss_mb=round(rss), wall_s=round(full_s, 1),
+               load=round(os.getloadavg()[0], 1), per_block_s=round(ph["per_block"], 1),
+               **{k.replace(" ", "_") + "_s": round(v, 1) for k, v in ph.items() if k != "per_block"})
+    print(row, flush=True)
+    if a.csv:
+        new = not os.path.exists(a.csv)
+        with open(a.csv, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
 
     manifest = os.path.join(a.work, ".res.resume", "calibration.state", "manifest.json")
     t = time.monotonic()
@@ -94,7 +116,10 @@ def main():
     print(f"byte-identical: {len(same)} of {len(files)} files ({', '.join(files)})")
     leftover = os.path.exists(os.path.join(a.work, ".res.resume"))
     print(f"resume state left after success: {leftover}")
-    shutil.rmtree(a.work, ignore_errors=True)
+    for d in (full, res):
+        shutil.rmtree(d, ignore_errors=True)
+    if not a.model:
+        shutil.rmtree(a.work, ignore_errors=True)
     sys.exit(0 if len(same) == len(files) and note and not leftover else 1)
 
 

@@ -33,6 +33,7 @@
 #include "llvm/Support/xxhash.h"
 
 #include <chrono>
+#include <optional>
 
 #include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
 #if LLVM_ON_UNIX
@@ -99,9 +100,6 @@ llvm::Error driver::validate(CompileOptions &o) {
       q.method != Method::RTN)
     return error("--block-inputs quantized applies to --method gptq and rtn "
                  "(AWQ's search runs on the float blocks' inputs)");
-  if (st.resume && isAWQ(q.method) && q.awqLoss == "module")
-    return error("--resume is not supported with --awq-loss module (its "
-                 "block loop keeps no resumable state); use --awq-loss linear");
   if (q.trueSequential && st.blockInputs == "float")
     return error("--true-sequential quantizes in the loop; it excludes "
                  "--block-inputs float");
@@ -483,22 +481,22 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
       return created.takeError();
     quantizer = std::move(*created);
   }
-  llvm::Expected<StreamResult> calibrated = StreamResult();
+  // AutoAWQ's module-output loss: the candidate scales are scored in the
+  // block loop, on each float block's inputs, and committed (and resumed)
+  // with the block's statistics.
+  std::optional<wq::AWQPlan> awqPlan;
   if (moduleLoss) {
-    // AutoAWQ's module-output loss runs its own block loop (candidate
-    // scales scored per block); it is neither resumable nor spilled yet.
     auto plan = wq::planAWQModuleLoss(module, awqOptions(o.quant, work));
     if (!plan)
       return plan.takeError();
-    auto awq = calibrateAWQ(module, work, *tokens, opts, *plan,
-                            o.quant.awqLossSamples);
-    if (!awq)
-      return awq.takeError();
-    static_cast<CalibrateResult &>(*calibrated) = *awq;
-  } else {
-    calibrated = calibrateStreaming(module, work, *tokens, opts, so,
-                                    quantizer.get());
+    awqPlan = std::move(*plan);
+    so.awqPlan = &*awqPlan;
+    so.awqLossSamples = o.quant.awqLossSamples;
+    so.fingerprint += " awq " + awqPlan->fingerprint + " " +
+                      std::to_string(o.quant.awqLossSamples);
   }
+  llvm::Expected<StreamResult> calibrated = calibrateStreaming(
+      module, work, *tokens, opts, so, quantizer.get());
   if (!calibrated)
     return calibrated.takeError();
   result.calibratedLayers = calibrated->layers;
@@ -534,7 +532,7 @@ llvm::Error Compiler::calibrate(mlir::ModuleOp module) {
   log << "\n";
   // Block by block, calibrateStreaming wrote the copy from the shards; a
   // whole-model calibration wrote one file, linked (or copied) here.
-  bool streamed = !moduleLoss && calibrated->wholeModelReason.empty();
+  bool streamed = calibrated->wholeModelReason.empty();
   if (!saveTarget.empty() && !streamed)
     if (llvm::Error err = linkOrCopyAtomically(statsPath, saveTarget))
       return err;

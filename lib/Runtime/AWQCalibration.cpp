@@ -1,20 +1,19 @@
-//===- AWQCalibration.cpp - calibration with AWQ's module-output loss -------===//
+//===- AWQCalibration.cpp - AWQ's module-output loss, one block at a time ---===//
 // AutoAWQ scores a scale candidate by the output of the module it inspects
-// (the attention for [q, k, v], the MLP for [gate, up]); this runs the
-// transformer block once per candidate with the group's weights replaced
-// (a WeightOverlay, no recompilation) and stores the losses beside the
-// statistics, which are recorded on the same float runs.
+// (the attention for [q, k, v], the MLP for [gate, up]); the block by block
+// calibration (StreamCalibration.cpp) hands each block to this scorer after
+// its float run, which reruns the block once per candidate with the group's
+// weights replaced (a WeightOverlay, no recompilation) and adds the losses
+// to the block's statistics, so they are committed (and resumed) with them.
 //===----------------------------------------------------------------------===//
 
 #include "CalibrationInternal.h"
 
-#include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Runtime/Blockwise.h"
 #include "quant-mlir/Runtime/CPURunner.h"
 #include "quant-mlir/Runtime/LanguageModel.h"
-#include "quant-mlir/Support/Progress.h"
 #include "quant-mlir/Support/SafeTensors.h"
 
 #include "llvm/ADT/SmallString.h"
@@ -68,11 +67,13 @@ std::vector<uint8_t> toArchiveBytes(llvm::ArrayRef<double> v, DType dtype) {
 }
 } // namespace
 
-llvm::Expected<CalibrateResult>
-quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
-                         llvm::ArrayRef<int64_t> tokens,
-                         const CalibrateOptions &options,
-                         const wq::AWQPlan &plan, int64_t lossSamples) {
+detail::AWQStageScorer::~AWQStageScorer() = default;
+
+llvm::Expected<std::unique_ptr<detail::AWQStageScorer>>
+detail::AWQStageScorer::create(mlir::ModuleOp module, llvm::StringRef modelDir,
+                               const BlockwiseModel &model,
+                               const wq::AWQPlan &plan, int64_t lossSamples,
+                               int64_t numSamples) {
   llvm::StringRef archiveName = wq::getArchivePath(module);
   if (archiveName.empty())
     return makeError("the model has no wq.archive");
@@ -84,176 +85,135 @@ quant_mlir::calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
   auto archive = safetensors::Reader::open(archivePath);
   if (!archive)
     return archive.takeError();
-
-  LanguageModelEntry entry;
-  auto scoring = specializeForScoring(module, options.func, entry);
-  if (!scoring)
-    return scoring.takeError();
-  auto model = BlockwiseModel::create(**scoring, modelDir, entry.name,
-                                      /*instrument=*/true);
-  if (!model)
-    return model.takeError();
-  auto drawn = detail::planCalibration(**model, tokens, options);
-  if (!drawn)
-    return drawn.takeError();
-  std::vector<std::string> &layers = drawn->layers;
-  const std::vector<int64_t> &starts = drawn->starts;
-  CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
-  int64_t numSamples = starts.size();
-  int64_t scored = lossSamples > 0 ? std::min(lossSamples, numSamples)
+  std::unique_ptr<AWQStageScorer> scorer(new AWQStageScorer());
+  scorer->plan = &plan;
+  scorer->archive = std::move(*archive);
+  scorer->scored = lossSamples > 0 ? std::min(lossSamples, numSamples)
                                    : numSamples;
-
   // Each group's block: the stage that holds all of its layers.
-  int64_t last = (*model)->numStages() - 1;
-  llvm::StringMap<int64_t> stageOf;
+  int64_t last = model.numStages() - 1;
   for (int64_t s = 0; s <= last; ++s)
-    for (const std::vector<std::string> &g : (*model)->layerGroups(s))
+    for (const std::vector<std::string> &g : model.layerGroups(s))
       for (const std::string &name : g)
-        stageOf[name] = s;
-  std::vector<std::vector<const wq::AWQPlanGroup *>> byStage(last + 1);
-  int64_t candidatesPerGroup =
-      plan.options.nGrid *
-      (plan.options.duo == quant::DuoScaling::Both ? 2 : 1);
-  int64_t totalRuns = last + 1;
+        scorer->stageOf[name] = s;
+  scorer->byStage.resize(last + 1);
   for (const wq::AWQPlanGroup &g : plan.groups) {
-    auto it = stageOf.find(g.layers.front().name);
-    int64_t s = it == stageOf.end() ? -1 : it->second;
+    auto it = scorer->stageOf.find(g.layers.front().name);
+    int64_t s = it == scorer->stageOf.end() ? -1 : it->second;
     for (const wq::AWQPlanLayer &l : g.layers)
-      if (stageOf.lookup(l.name) != s || s <= 0 || s == last)
+      if (scorer->stageOf.lookup(l.name) != s || s <= 0 || s == last)
         return makeError("awq group '" + g.layers.front().name +
                          "' is not inside one transformer block; the module "
                          "loss needs one (use --awq-loss linear)");
-    byStage[s].push_back(&g);
-    totalRuns += candidatesPerGroup + 1;
+    scorer->byStage[s].push_back(&g);
   }
-  totalRuns = (last + 1) * numSamples + (totalRuns - last - 1) * scored;
+  return std::move(scorer);
+}
 
-  std::vector<std::vector<HostTensor>> inputs;
-  for (int64_t start : starts)
-    inputs.push_back(
-        entry.inputs(tokens.slice(start, options.seqLen), 1, options.seqLen));
+int64_t detail::AWQStageScorer::sampleRuns(int64_t stage) const {
+  int64_t candidates = plan->options.nGrid *
+                       (plan->options.duo == quant::DuoScaling::Both ? 2 : 1);
+  int64_t runs = 0;
+  for (const wq::AWQPlanGroup *g : byStage[stage])
+    runs += (candidates + (cutsBranch(*g, stage) ? 1 : 0)) * scored;
+  return runs;
+}
 
-  Progress progress("awq module loss", totalRuns, !options.quiet);
-  auto tick = [&] { progress.advance(); };
-  BlockActivations acts;
-  for (int64_t s = 0; s <= last; ++s) {
-    if (llvm::Error err = (*model)->compileStage(
-            s, [&](CPUModule &m) { return recorder.attach(m); }))
-      return std::move(err);
-    recorder.setAllActive();
-    if (s == 0) {
-      auto out = (*model)->runPrologue(inputs, nullptr, tick);
-      if (!out)
-        return out.takeError();
-      acts = std::move(*out);
-      continue;
-    }
-    // The float block: statistics, reference outputs, next inputs.
-    std::vector<HostTensor> reference(numSamples);
-    if (llvm::Error err = (*model)->runStage(
-            s, acts, nullptr, /*replaceStream=*/false,
-            [&](int64_t i, std::vector<HostTensor> &out) {
-              if (s != last) // the epilogue's logits are not needed
-                reference[i] = std::move(out.front());
-              return llvm::Error::success();
-            },
-            tick))
-      return std::move(err);
-    recorder.setActive({});
-    // The candidates' runs: the first `scored` samples.
-    BlockActivations subset;
-    if (!byStage[s].empty() && scored < numSamples) {
-      subset.stream.assign(acts.stream.begin(), acts.stream.begin() + scored);
-      subset.sides.assign(acts.sides.begin(), acts.sides.begin() + scored);
-    }
-    BlockActivations &sub = scored < numSamples ? subset : acts;
-    for (const wq::AWQPlanGroup *g : byStage[s]) {
-      const std::string &first = g->layers.front().name;
-      // The next branch of the same block is cut off in every run.
-      WeightOverlay base;
-      for (const wq::AWQPlanGroup::Zeroed &z : g->zero)
-        if (stageOf.lookup(z.layer) == s)
-          if (const safetensors::TensorInfo *info = (*archive)->lookup(z.tensor))
-            base[z.tensor].assign(info->numBytes(), 0);
-      std::vector<HostTensor> cut;
-      const std::vector<HostTensor> *want = &reference;
-      if (!base.empty()) {
-        cut.resize(scored);
-        if (llvm::Error err = (*model)->runStage(
-                s, sub, &base, false,
-                [&](int64_t i, std::vector<HostTensor> &out) {
-                  cut[i] = std::move(out.front());
-                  return llvm::Error::success();
-                },
-                tick))
-          return std::move(err);
-        want = &cut;
-      } else {
-        progress.advance(scored);
+bool detail::AWQStageScorer::cutsBranch(const wq::AWQPlanGroup &g,
+                                        int64_t stage) const {
+  return llvm::any_of(g.zero, [&](const wq::AWQPlanGroup::Zeroed &z) {
+    return stageOf.lookup(z.layer) == stage && archive->lookup(z.tensor);
+  });
+}
+
+std::map<std::string, std::string> detail::AWQStageScorer::metadata() const {
+  return {{"awq_module_loss", plan->fingerprint},
+          {"awq_module_loss_samples", std::to_string(scored)}};
+}
+
+llvm::Error detail::AWQStageScorer::score(int64_t stage,
+                                          CalibrationRecorder &recorder,
+                                          RunSample run, Reference reference,
+                                          llvm::function_ref<void()> tick) {
+  for (const wq::AWQPlanGroup *g : byStage[stage]) {
+    const std::string &first = g->layers.front().name;
+    // The next branch of the same block is cut off in every run; the
+    // reference is then the float block without it.
+    WeightOverlay base;
+    for (const wq::AWQPlanGroup::Zeroed &z : g->zero)
+      if (stageOf.lookup(z.layer) == stage)
+        if (const safetensors::TensorInfo *info = archive->lookup(z.tensor))
+          base[z.tensor].assign(info->numBytes(), 0);
+    std::vector<HostTensor> cut;
+    if (!base.empty()) {
+      for (int64_t i = 0; i < scored; ++i) {
+        auto out = run(i, &base);
+        if (!out)
+          return out.takeError();
+        cut.push_back(std::move(*out));
+        tick();
       }
-      std::vector<std::vector<float>> weights;
-      std::vector<quant::AWQLinear> scored;
-      std::vector<const wq::AWQPlanLayer *> scoredLayers;
-      weights.reserve(g->layers.size());
-      for (const wq::AWQPlanLayer &l : g->layers) {
-        auto w = readFloats(**archive, l.weight);
-        if (!w)
-          return w.takeError();
-        if (int64_t(w->size()) != l.n * g->k)
-          return makeError("layer '" + l.name + "': the weight is not [" +
-                           llvm::Twine(l.n) + ", " + llvm::Twine(g->k) + "]");
-        weights.push_back(std::move(*w));
-        if (l.scheme) {
-          scored.push_back({weights.back(), l.n, *l.scheme});
-          scoredLayers.push_back(&l);
+    }
+    std::vector<std::vector<float>> weights;
+    std::vector<quant::AWQLinear> linears;
+    std::vector<const wq::AWQPlanLayer *> scoredLayers;
+    weights.reserve(g->layers.size());
+    for (const wq::AWQPlanLayer &l : g->layers) {
+      auto w = readFloats(*archive, l.weight);
+      if (!w)
+        return w.takeError();
+      if (int64_t(w->size()) != l.n * g->k)
+        return makeError("layer '" + l.name + "': the weight is not [" +
+                         llvm::Twine(l.n) + ", " + llvm::Twine(g->k) + "]");
+      weights.push_back(std::move(*w));
+      if (l.scheme) {
+        linears.push_back({weights.back(), l.n, *l.scheme});
+        scoredLayers.push_back(&l);
+      }
+    }
+    auto candidates = quant::awqCandidates(
+        recorder.absMean(recorder.indexOf(first)), g->k, linears,
+        plan->options, first);
+    if (!candidates)
+      return candidates.takeError();
+    std::vector<double> losses;
+    std::vector<double> fq;
+    for (const quant::AWQCandidate &c : *candidates) {
+      WeightOverlay overlay = base;
+      for (auto [l, layer] : llvm::zip(linears, scoredLayers)) {
+        fq.resize(l.w.size());
+        quant::awqScaledFakeQuant(l.w, l.n, g->k, c.scales, l.scheme, fq);
+        overlay[layer->weight] =
+            toArchiveBytes(fq, archive->lookup(layer->weight)->dtype);
+      }
+      // _compute_loss: mean over the output's elements of the squared
+      // difference (the block adds the same residual to both).
+      double sum = 0, count = 0;
+      for (int64_t i = 0; i < scored; ++i) {
+        auto got = run(i, &overlay);
+        if (!got)
+          return got.takeError();
+        HostTensor want;
+        if (cut.empty()) {
+          auto ref = reference(i);
+          if (!ref)
+            return ref.takeError();
+          want = std::move(*ref);
         }
-      }
-      auto candidates = quant::awqCandidates(
-          recorder.absMean(recorder.indexOf(first)), g->k, scored,
-          plan.options, first);
-      if (!candidates)
-        return candidates.takeError();
-      std::vector<double> losses;
-      std::vector<double> fq;
-      for (const quant::AWQCandidate &c : *candidates) {
-        WeightOverlay overlay = base;
-        for (auto [l, layer] : llvm::zip(scored, scoredLayers)) {
-          fq.resize(l.w.size());
-          quant::awqScaledFakeQuant(l.w, l.n, g->k, c.scales, l.scheme, fq);
-          overlay[layer->weight] =
-              toArchiveBytes(fq, (*archive)->lookup(layer->weight)->dtype);
+        auto a = got->as<float>();
+        auto b = (cut.empty() ? want : cut[i]).as<float>();
+        if (a.size() != b.size())
+          return makeError("block outputs changed shape");
+        for (size_t j = 0; j < a.size(); ++j) {
+          double d = double(a[j]) - double(b[j]);
+          sum += d * d;
         }
-        // _compute_loss: mean over the output's elements of the squared
-        // difference (the block adds the same residual to both).
-        double sum = 0, count = 0;
-        if (llvm::Error err = (*model)->runStage(
-                s, sub, &overlay, false,
-                [&](int64_t i, std::vector<HostTensor> &out) -> llvm::Error {
-                  auto got = out.front().as<float>();
-                  auto ref = (*want)[i].as<float>();
-                  if (got.size() != ref.size())
-                    return makeError("block outputs changed shape");
-                  for (size_t j = 0; j < got.size(); ++j) {
-                    double d = double(got[j]) - double(ref[j]);
-                    sum += d * d;
-                  }
-                  count += double(got.size());
-                  return llvm::Error::success();
-                },
-                tick))
-          return std::move(err);
-        losses.push_back(sum / count);
+        count += double(a.size());
+        tick();
       }
-      recorder.addTensor(first + ".awq_loss", std::move(losses));
+      losses.push_back(sum / count);
     }
-    if (s != last)
-      acts.stream = std::move(reference);
+    recorder.addTensor(first + ".awq_loss", std::move(losses));
   }
-  progress.finish();
-  recorder.setAllActive();
-  return detail::finishCalibration(
-      module, modelDir, recorder, layers, starts, options,
-      progress.elapsedSeconds(),
-      {{"awq_module_loss", plan.fingerprint},
-       {"awq_module_loss_samples", std::to_string(scored)}});
+  return llvm::Error::success();
 }

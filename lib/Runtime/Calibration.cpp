@@ -220,10 +220,16 @@ llvm::Error CalibrationRecorder::commitLayers(
         return err;
     writer.setMetadata("tokens." + names[i], std::to_string(s.n));
   }
+  for (const auto &[name, values] : extra)
+    if (llvm::Error err = writer.add(name, safetensors::DType::F64,
+                                     {int64_t(values.size())},
+                                     asBytes(values.data(), values.size())))
+      return err;
   for (const auto &[key, value] : metadata)
     writer.setMetadata(key, value);
   if (llvm::Error err = writer.write(path))
     return err;
+  extra.clear();
   for (int64_t i : layers) {
     LayerStats &s = stats[i];
     std::vector<double>().swap(s.xtx);
@@ -277,24 +283,29 @@ llvm::Error CalibrationRecorder::write(
   return writer.write(path);
 }
 
-/// Writes the statistics archive and annotates `module` (calibrateModel
-/// and calibrateAWQ).
+std::map<std::string, std::string>
+quant_mlir::detail::archiveMetadata(const CalibrateOptions &options,
+                                    llvm::ArrayRef<int64_t> starts) {
+  std::string startList;
+  for (auto [i, s] : llvm::enumerate(starts))
+    startList += (i ? "," : "") + std::to_string(s);
+  return {{"calib_data", options.dataName},
+          {"seed", std::to_string(options.seed)},
+          {"seq_len", std::to_string(options.seqLen)},
+          {"samples", std::to_string(options.samples)},
+          {"sample_starts", startList},
+          {"sample_rows", std::to_string(options.sampleRows)}};
+}
+
+/// Writes the statistics archive and annotates `module` (calibrateModel).
 llvm::Expected<CalibrateResult> quant_mlir::detail::finishCalibration(mlir::ModuleOp module, llvm::StringRef modelDir,
                   const CalibrationRecorder &recorder,
                   llvm::ArrayRef<std::string> layers,
                   llvm::ArrayRef<int64_t> starts,
                   const CalibrateOptions &options, double seconds,
                   std::map<std::string, std::string> extraMetadata) {
-  std::string startList;
-  for (auto [i, s] : llvm::enumerate(starts))
-    startList += (i ? "," : "") + std::to_string(s);
-  std::map<std::string, std::string> metadata = {
-      {"calib_data", options.dataName},
-      {"seed", std::to_string(options.seed)},
-      {"seq_len", std::to_string(options.seqLen)},
-      {"samples", std::to_string(options.samples)},
-      {"sample_starts", startList},
-      {"sample_rows", std::to_string(options.sampleRows)}};
+  std::map<std::string, std::string> metadata =
+      detail::archiveMetadata(options, starts);
   metadata.insert(extraMetadata.begin(), extraMetadata.end());
   CalibrateResult result;
   llvm::SmallString<256> statsPath(modelDir);

@@ -17,6 +17,7 @@
 
 #include "quant-mlir/Runtime/StreamCalibration.h"
 #include "CalibrationInternal.h"
+#include "StatisticsShards.h"
 
 #include "quant-mlir/Data/TokenData.h"
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
@@ -118,7 +119,7 @@ public:
   /// Completes a file-backed store: renamed into place (synced first when
   /// `durable`), then mapped.
   llvm::Error finish(bool durable) {
-    if (!toFile)
+    if (!toFile || finished)
       return llvm::Error::success();
     if (!os)
       return makeError("no activations to store");
@@ -132,6 +133,7 @@ public:
         return err;
     if (std::error_code ec = fs::rename(path + ".part", path))
       return makeError("cannot rename '" + path + "': " + ec.message());
+    finished = true;
     return map();
   }
 
@@ -213,7 +215,7 @@ private:
 #endif
   }
 
-  bool f16, toFile;
+  bool f16, toFile, finished = false;
   std::string path;
   llvm::SmallVector<int64_t> shape;
   int64_t numel = 0, count = 0;
@@ -314,252 +316,6 @@ struct Manifest {
 };
 } // namespace
 
-/// The shared metadata of a statistics archive (as finishCalibration writes
-/// it in Calibration.cpp).
-static std::map<std::string, std::string>
-archiveMetadata(const CalibrateOptions &options,
-                llvm::ArrayRef<int64_t> starts) {
-  std::string startList;
-  for (auto [i, s] : llvm::enumerate(starts))
-    startList += (i ? "," : "") + std::to_string(s);
-  return {{"calib_data", options.dataName},
-          {"seed", std::to_string(options.seed)},
-          {"seq_len", std::to_string(options.seqLen)},
-          {"samples", std::to_string(options.samples)},
-          {"sample_starts", startList},
-          {"sample_rows", std::to_string(options.sampleRows)}};
-}
-
-/// The GPTQ results of the layers quantized in stage s (state files).
-static std::string gptqResultsName(int64_t s) {
-  return "gptq-" + std::to_string(s) + ".safetensors";
-}
-
-/// The shards of the statistics, as Hugging Face names a checkpoint's:
-/// `stats-00002-of-00006.safetensors` for the second of six stages with
-/// layers (archive "stats.safetensors").
-static std::string shardName(llvm::StringRef archive, int64_t i, int64_t n) {
-  return llvm::formatv("{0}-{1:5}-of-{2:5}.safetensors",
-                       llvm::sys::path::stem(archive), i + 1, n)
-      .str();
-}
-
-bool quant_mlir::isStatisticsFile(llvm::StringRef name,
-                                  llvm::StringRef archive) {
-  if (name.contains(".tmp-"))
-    return false; // a temporary of a killed write
-  if (name == archive || name == (archive + safetensors::kIndexSuffix).str())
-    return true;
-  llvm::StringRef rest = name;
-  return rest.consume_front(llvm::sys::path::stem(archive)) &&
-         rest.consume_front("-") && rest.consume_back(".safetensors") &&
-         rest.contains("-of-");
-}
-
-namespace {
-/// The index over per-stage archives and what their metadata says.
-struct StageShards {
-  safetensors::ShardIndex index;
-  std::map<std::string, std::string> shardMetadata;
-};
-} // namespace
-
-/// Collects the per-stage archives `pathOf(s)` that exist (stages without
-/// layers have none) into one index (shard names relative to the index's
-/// directory, which must be theirs); each shard's header is validated.
-static llvm::Expected<StageShards>
-collectShards(int64_t stages, llvm::function_ref<std::string(int64_t)> pathOf) {
-  StageShards out;
-  for (int64_t s = 0; s < stages; ++s) {
-    std::string path = pathOf(s);
-    if (path.empty() || !fs::exists(path))
-      continue;
-    auto reader = safetensors::Reader::open(path);
-    if (!reader)
-      return reader.takeError();
-    std::string name = llvm::sys::path::filename(path).str();
-    for (const safetensors::TensorInfo &t : (*reader)->tensors()) {
-      if (!out.index.weightMap.emplace(t.name, name).second)
-        return makeError("tensor '" + t.name + "' is in two shards ('" +
-                         out.index.weightMap[t.name] + "' and '" + name +
-                         "')");
-      out.index.totalSize += t.numBytes();
-    }
-    for (const auto &[k, v] : (*reader)->metadata())
-      out.shardMetadata[k] = v;
-  }
-  return out;
-}
-
-/// The index of the GPTQ results in the state directory.
-static constexpr llvm::StringLiteral gptqIndexName =
-    "gptq-results.safetensors.index.json";
-
-/// Completes the statistics of a run whose stages are all committed: the
-/// index over the shards (and over the GPTQ results in the state), the
-/// tokens per layer in the manifest, and, when asked for, the merged copy
-/// written straight from the shards, which then replaces them (a hard link
-/// in the model directory: the disk holds the statistics once, as a single
-/// file). Each step is atomic and repeatable, so a run killed during any of
-/// them resumes to the same files.
-static llvm::Error indexStatistics(
-    const StreamOptions &stream, Manifest &manifest,
-    const std::string &manifestPath, llvm::StringRef statsPath,
-    const std::string &indexPath, llvm::ArrayRef<std::string> shardPaths,
-    const std::map<std::string, std::string> &metadata,
-    llvm::ArrayRef<std::string> layers) {
-  bool durable = stream.resumable;
-  int64_t stages = shardPaths.size();
-  // A link of the merged copy made by an interrupted run before it removed
-  // the index: the swap below is redone.
-  if (fs::exists(statsPath))
-    fs::remove(statsPath);
-  auto shards =
-      collectShards(stages, [&](int64_t s) { return shardPaths[s]; });
-  if (!shards)
-    return shards.takeError();
-  std::map<std::string, int64_t> tok;
-  for (const auto &[k, v] : shards->shardMetadata)
-    if (llvm::StringRef(k).starts_with("tokens."))
-      tok[k.substr(7)] = std::stoll(v);
-  for (const std::string &name : layers)
-    if (!tok.count(name))
-      return makeError("layer '" + name +
-                       "' saw no calibration data (is it reachable from "
-                       "the entry function?)");
-  shards->index.metadata = metadata;
-  if (llvm::Error err = safetensors::writeIndex(indexPath, shards->index,
-                                                durable))
-    return err;
-  auto results = collectShards(stages, [&](int64_t s) {
-    return ::join(stream.stateDir, gptqResultsName(s));
-  });
-  if (!results)
-    return results.takeError();
-  if (!results->index.weightMap.empty()) {
-    results->index.metadata = std::move(results->shardMetadata);
-    if (llvm::Error err = safetensors::writeIndex(
-            ::join(stream.stateDir, gptqIndexName), results->index, durable))
-      return err;
-  }
-  manifest.tokens = std::move(tok);
-  manifest.indexed = true;
-  if (llvm::Error err = manifest.write(manifestPath, durable))
-    return err;
-  if (stream.mergedCopy.empty())
-    return llvm::Error::success();
-
-  // The merged copy, streamed from the shards' mappings.
-  {
-    auto reader = safetensors::Reader::openIndex(indexPath);
-    if (!reader)
-      return reader.takeError();
-    safetensors::Writer writer;
-    for (const safetensors::TensorInfo &t : (*reader)->tensors())
-      if (llvm::Error err = writer.add(
-              t.name, t.dtype, t.shape, (*reader)->bytes(t),
-              (*reader)->isMapped(t) ? safetensors::Writer::Source::FileMapping
-                                     : safetensors::Writer::Source::Memory))
-        return err;
-    for (const auto &[k, v] : (*reader)->metadata())
-      writer.setMetadata(k, v);
-    if (llvm::Error err = writer.write(stream.mergedCopy, "write statistics"))
-      return err;
-    if (durable)
-      if (llvm::Error err = syncPath(stream.mergedCopy))
-        return err;
-  }
-  // Swap: link the copy in, then drop the index, then the shards. Another
-  // file system cannot link: the shards stay (nothing is copied twice).
-  std::string tmp = (statsPath + ".link").str();
-  fs::remove(tmp);
-  if (fs::create_hard_link(stream.mergedCopy, tmp))
-    return llvm::Error::success();
-  if (std::error_code ec = fs::rename(tmp, statsPath)) {
-    fs::remove(tmp);
-    return makeError("cannot rename '" + tmp + "': " + ec.message());
-  }
-  if (durable)
-    if (llvm::Error err =
-            syncPath(llvm::sys::path::parent_path(statsPath).str()))
-      return err;
-  fs::remove(indexPath);
-  for (const std::string &path : shardPaths)
-    if (!path.empty())
-      fs::remove(path);
-  return llvm::Error::success();
-}
-
-static llvm::Expected<int64_t>
-annotate(mlir::ModuleOp module, const safetensors::Reader &stats,
-         llvm::StringRef archiveName,
-         const std::map<std::string, int64_t> &tokens, int64_t defaultTokens) {
-  mlir::MLIRContext *ctx = module.getContext();
-  int64_t count = 0;
-  module.walk([&](wq::LinearOp op) {
-    std::string name = op.getName().value_or("").str();
-    if (name.empty() || !stats.lookup(name + ".hessian"))
-      return;
-    const safetensors::TensorInfo *rows = stats.lookup(name + ".inputs");
-    auto it = tokens.find(name);
-    op.setStatsAttr(wq::StatsAttr::get(
-        ctx, name, it != tokens.end() ? it->second : defaultTokens,
-        rows && !rows->shape.empty() ? rows->shape[0] : 0));
-    ++count;
-  });
-  module->setAttr(wq::WQDialect::kStatsArchiveAttrName,
-                  mlir::StringAttr::get(ctx, archiveName));
-  return count;
-}
-
-llvm::Error quant_mlir::linkStatistics(llvm::StringRef indexPath,
-                                       llvm::StringRef modelDir,
-                                       llvm::StringRef archive) {
-  // Opened first: a missing or corrupt shard fails here, naming it.
-  auto reader = safetensors::Reader::openIndex(indexPath);
-  if (!reader)
-    return reader.takeError();
-  auto index = safetensors::readIndex(indexPath);
-  if (!index)
-    return index.takeError();
-  std::map<std::string, std::string> renamed;
-  for (const auto &[tensor, shard] : index->weightMap)
-    renamed.emplace(shard, "");
-  int64_t i = 0, n = renamed.size();
-  llvm::StringRef dir = llvm::sys::path::parent_path(indexPath);
-  for (auto &[shard, name] : renamed) {
-    name = shardName(archive, i++, n);
-    if (llvm::Error err = linkOrCopyAtomically(join(dir, shard), join(modelDir, name)))
-      return err;
-  }
-  for (auto &[tensor, shard] : index->weightMap)
-    shard = renamed[shard];
-  return safetensors::writeIndex(
-      join(modelDir, (archive + safetensors::kIndexSuffix).str()), *index,
-      /*durable=*/false);
-}
-
-llvm::Expected<int64_t> quant_mlir::useStatistics(mlir::ModuleOp module,
-                                                  llvm::StringRef path,
-                                                  llvm::StringRef archiveName) {
-  auto stats = safetensors::openArchive(path);
-  if (!stats)
-    return stats.takeError();
-  const auto &meta = (*stats)->metadata();
-  auto num = [&](llvm::StringRef key) -> int64_t {
-    auto it = meta.find(key.str());
-    int64_t v = 0;
-    if (it != meta.end() && !llvm::StringRef(it->second).getAsInteger(10, v))
-      return v;
-    return 0;
-  };
-  auto count = annotate(module, **stats, archiveName, {},
-                        num("samples") * num("seq_len"));
-  if (count && *count == 0)
-    return makeError("'" + path + "' holds no Hessian of this model's layers");
-  return count;
-}
-
 namespace {
 /// The runs of one stage over all samples: each records `record` and then
 /// quantizes `quantize`; the last one's outputs are the next stage's inputs.
@@ -595,7 +351,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     std::string reason = llvm::toString(model.takeError());
     if (!splitDiagnostics.empty())
       reason += ": " + splitDiagnostics;
-    if (stream.trueSequential || !stream.wholeModelFallback)
+    if (stream.trueSequential || stream.awqPlan || !stream.wholeModelFallback)
       return makeError(reason);
     auto whole = calibrateModel(module, modelDir, tokens, options);
     if (!whole)
@@ -612,6 +368,17 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   const std::vector<int64_t> &starts = drawn->starts;
   int64_t numSamples = starts.size();
   CalibrationRecorder recorder(layers, options.sampleRows, options.seed);
+  std::unique_ptr<detail::AWQStageScorer> scorer;
+  if (stream.awqPlan) {
+    if (stream.quantizedInputs || stream.trueSequential)
+      return makeError("AWQ's module loss runs on the float blocks' inputs");
+    auto created = detail::AWQStageScorer::create(
+        module, modelDir, **model, *stream.awqPlan, stream.awqLossSamples,
+        numSamples);
+    if (!created)
+      return created.takeError();
+    scorer = std::move(*created);
+  }
 
   // The plan per stage.
   int64_t numStages = (*model)->numStages(), last = numStages - 1;
@@ -653,7 +420,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   for (int64_t s = 0, i = 0; s < numStages; ++s)
     if (!stageLayers[s].empty())
       shardPaths[s] =
-          join(modelDir, shardName(options.statsArchive, i++, numShards));
+          join(modelDir, detail::shardName(options.statsArchive, i++, numShards));
 
   // The state: resumed or fresh.
   std::string manifestPath = join(stream.stateDir, "manifest.json");
@@ -705,8 +472,11 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   else if (stream.quantizedInputs)
     extra["block_inputs"] = "quantized " + quantizer->fingerprint();
   std::map<std::string, std::string> metadata =
-      archiveMetadata(options, starts);
+      detail::archiveMetadata(options, starts);
   metadata.insert(extra.begin(), extra.end());
+  if (scorer)
+    for (const auto &[k, v] : scorer->metadata())
+      metadata[k] = v;
 
   auto clock = [] { return std::chrono::steady_clock::now(); };
   auto seconds = [](auto a, auto b) {
@@ -717,11 +487,12 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   if (manifest.stages < numStages) {
     int64_t totalRuns = 0;
     for (int64_t s = manifest.stages; s < numStages; ++s)
-      totalRuns += plan[s].size();
+      totalRuns += plan[s].size() * numSamples +
+                   (scorer ? scorer->sampleRuns(s) : 0);
     // Units are sample runs (a block runs twice when its quantized outputs
-    // feed the next); the detail counts committed blocks and the tokens
-    // per second through them.
-    Progress progress("calibrate", totalRuns * numSamples, !options.quiet);
+    // feed the next, once per AWQ candidate and sample scored); the detail
+    // counts committed blocks and the tokens per second through them.
+    Progress progress("calibrate", totalRuns, !options.quiet);
     int64_t numBlocks = (*model)->numBlocks(), runsDone = 0;
     auto blocksDone = [&](int64_t committedStages) {
       return std::clamp<int64_t>(committedStages - 1, 0, numBlocks);
@@ -867,6 +638,37 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
       // the prologue read it).
       overlay.clear();
 
+      // AWQ's candidates, scored against the float outputs just stored
+      // (completed first, so a file-backed store can be read back).
+      if (scorer && scorer->sampleRuns(s) > 0) {
+        if (!sink || !source)
+          return makeError("AWQ's module loss needs a block between two "
+                           "stages");
+        if (llvm::Error err = sink->finish(durable))
+          return std::move(err);
+        recorder.setActive({});
+        auto runOne = [&](int64_t i, const WeightOverlay *ov)
+            -> llvm::Expected<HostTensor> {
+          HostTensor x = source->get(i);
+          llvm::SmallVector<const HostTensor *> in{&x};
+          for (const auto &side : sides[i])
+            in.push_back(side.get());
+          auto out = (*model)->runSample(s, in, ov);
+          if (!out)
+            return out.takeError();
+          if (out->empty())
+            return makeError("stage '" + (*model)->stageName(s) +
+                             "' returned nothing");
+          return std::move(out->front());
+        };
+        auto reference = [&](int64_t i) -> llvm::Expected<HostTensor> {
+          return sink->get(i);
+        };
+        if (llvm::Error err =
+                scorer->score(s, recorder, runOne, reference, tick))
+          return std::move(err);
+      }
+
       // Commit: statistics, activations, manifest, each synced before the
       // next; then the old files go.
       const std::string &blockPath = shardPaths[s];
@@ -879,7 +681,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
             return std::move(err);
       }
       if (stageResults.size()) {
-        std::string path = join(stream.stateDir, gptqResultsName(s));
+        std::string path = join(stream.stateDir, detail::gptqResultsName(s));
         if (llvm::Error err = stageResults.write(path))
           return std::move(err);
         if (durable)
@@ -924,10 +726,19 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
 
   auto indexStart = clock();
   if (!swapped) {
-    if (llvm::Error err = indexStatistics(stream, manifest, manifestPath,
-                                          statsPath, indexPath, shardPaths,
-                                          metadata, layers))
+    auto tokensSeen = detail::writeStatisticsIndex(
+        stream.stateDir, statsPath, indexPath, shardPaths, metadata, layers,
+        durable);
+    if (!tokensSeen)
+      return tokensSeen.takeError();
+    manifest.tokens = std::move(*tokensSeen);
+    manifest.indexed = true;
+    if (llvm::Error err = manifest.write(manifestPath, durable))
       return std::move(err);
+    if (!stream.mergedCopy.empty())
+      if (llvm::Error err = detail::mergeStatisticsCopy(
+              stream.mergedCopy, statsPath, indexPath, shardPaths, durable))
+        return std::move(err);
   } else {
     for (const std::string &path : shardPaths)
       if (!path.empty())
@@ -938,14 +749,14 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   auto stats = safetensors::openArchive(statsPath);
   if (!stats)
     return stats.takeError();
-  auto count = annotate(module, **stats, options.statsArchive, manifest.tokens,
+  auto count = detail::annotateStatistics(module, **stats, options.statsArchive, manifest.tokens,
                         options.seqLen * numSamples);
   if (!count)
     return count.takeError();
   result.layers = layers.size();
   result.samples = numSamples;
   result.statsPath = safetensors::resolveArchive(statsPath);
-  std::string resultsPath = ::join(stream.stateDir, gptqIndexName);
+  std::string resultsPath = ::join(stream.stateDir, detail::gptqIndexName);
   if (fs::exists(resultsPath))
     result.precomputedPath = resultsPath;
   return result;

@@ -54,8 +54,9 @@ public:
   /// sums, which are not updated any more: recording stops for the layer.
   llvm::ArrayRef<double> finalHessian(int64_t layer);
   /// Writes the statistics of `layers` like write() (plus the metadata
-  /// "tokens.<layer>" per layer) and frees their buffers: the block by block
-  /// flow holds one block's statistics at a time.
+  /// "tokens.<layer>" per layer, and the tensors addTensor() added since the
+  /// last commit) and frees their buffers: the block by block flow holds one
+  /// block's statistics at a time.
   llvm::Error commitLayers(llvm::StringRef path, llvm::ArrayRef<int64_t> layers,
                            const std::map<std::string, std::string> &metadata);
 
@@ -67,7 +68,8 @@ public:
   std::vector<double> hessian(int64_t layer) const;
   /// Mean |x| per input channel, as write() stores it (`<layer>.absmean`).
   std::vector<float> absMean(int64_t layer) const;
-  /// A further F64 [N] tensor for write() (AWQ's module losses).
+  /// A further F64 [N] tensor (AWQ's module losses) for write(), or for the
+  /// next commitLayers(), which writes and drops every one added so far.
   void addTensor(const std::string &name, std::vector<double> values) {
     extra[name] = std::move(values);
   }
@@ -121,26 +123,6 @@ llvm::Expected<CalibrateResult> calibrateModel(mlir::ModuleOp module,
                                                llvm::ArrayRef<int64_t> tokens,
                                                const CalibrateOptions &options);
 
-namespace wq {
-struct AWQPlan;
-} // namespace wq
-
-/// Calibration that also measures AWQ's module-output loss (AutoAWQ
-/// _search_best_scale with module2inspect), block by block: every block
-/// runs in float on the float model's activations (the statistics equal
-/// calibrateModel's); then, for each of `plan`'s groups in the block and
-/// each scale candidate (quant::awqCandidates on the block's own x_mean),
-/// the block is rerun with the group's weights replaced by Q(W s) / s and
-/// the mean squared difference of its outputs from the float block's is
-/// stored as `<first layer>.awq_loss` (F64 [candidates]), with metadata
-/// "awq_module_loss" = the plan's fingerprint, for wq-awq{loss=module}.
-/// Costs (candidates x groups + 1) block runs per block; with
-/// `lossSamples` > 0 the candidate runs use only the first `lossSamples`
-/// calibration samples (the statistics still use all of them).
-llvm::Expected<CalibrateResult>
-calibrateAWQ(mlir::ModuleOp module, llvm::StringRef modelDir,
-             llvm::ArrayRef<int64_t> tokens, const CalibrateOptions &options,
-             const wq::AWQPlan &plan, int64_t lossSamples = 0);
 } // namespace quant_mlir
 
 #endif // QUANT_MLIR_RUNTIME_CALIBRATION_H

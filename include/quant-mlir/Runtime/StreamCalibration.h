@@ -17,6 +17,7 @@
 namespace quant_mlir {
 namespace wq {
 class LayerQuantizer;
+struct AWQPlan;
 } // namespace wq
 
 struct StreamOptions {
@@ -49,6 +50,13 @@ struct StreamOptions {
   /// the index and shards in the model directory by a hard link (the
   /// shards stay when the link cannot be made).
   std::string mergedCopy;
+  /// AutoAWQ's module-output loss: after each block's float run the plan's
+  /// groups in it have their scale candidates scored on the block's own
+  /// inputs (the float blocks' outputs; not with quantizedInputs or
+  /// trueSequential), on the first `awqLossSamples` samples (0: all), and
+  /// the losses are committed with the block's statistics.
+  const wq::AWQPlan *awqPlan = nullptr;
+  int64_t awqLossSamples = 0;
   /// Test-only: fail right after committing this stage (a simulated crash).
   int64_t stopAfterStage = -1;
   /// A model that wq-outline-blocks cannot split is calibrated whole

@@ -28,7 +28,7 @@
 # NONE: the statistics hold no module losses
 # The statistics serve quant-opt's pass run with the same options: the
 # driver spells out the default skip list, quant-opt leaves it out.
-# RUN: rm -rf %t/fp2 && cp -r %t/fp %t/fp2 && cp %t/mod/stats.safetensors %t/fp2/
+# RUN: rm -rf %t/fp2 && cp -r %t/fp %t/fp2 && rm %t/fp2/stats.safetensors && cp %t/mod/stats*.safetensors* %t/fp2/
 # RUN: quant-opt %t/fp2/model.mlir --wq-awq="bits=3 group-size=32 loss=module mode=scale output=s.safetensors base-dir=%t/fp2" -o /dev/null
 import csv
 import json
@@ -45,7 +45,7 @@ BITS, GROUP, ZP, SAMPLES, SEQ = 3, 32, True, 8, 64
 cfg = json.load(open(os.path.join(tmp, "onnx", "config.json")))
 w = {k: v.astype(np.float64) for k, v in
      safetensors_io.load(os.path.join(tmp, "fp", "model.safetensors")).items()}
-stats = safetensors_io.load(os.path.join(tmp, "mod", "stats.safetensors"))
+stats = safetensors_io.load_archive(os.path.join(tmp, "mod", "stats.safetensors"))
 with open(os.path.join(tmp, "mod", "awq-report.csv")) as f:
     report = {r["layers"].split(";")[0]: r for r in csv.DictReader(f)}
 hidden, heads = cfg["hidden_size"], cfg["num_heads"]
