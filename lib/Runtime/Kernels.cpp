@@ -15,12 +15,27 @@
 #include <cblas.h>
 #include <malloc.h>
 
+#include "llvm/Support/ThreadPool.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
 
 using namespace quant_mlir::kernels::detail;
+
+void quant_mlir::kernels::detail::runOnWorkers(
+    int threads, llvm::function_ref<void()> worker) {
+  // Never destroyed: kernels may run from static destructors' threads, and
+  // joining at exit would only cost time.
+  static llvm::DefaultThreadPool *pool = new llvm::DefaultThreadPool(
+      llvm::hardware_concurrency());
+  llvm::ThreadPoolTaskGroup group(*pool);
+  for (int t = 1; t < threads; ++t)
+    group.async([&] { worker(); });
+  worker();
+  group.wait();
+}
 
 namespace {
 

@@ -10,8 +10,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <thread>
 #include <vector>
+
+#include "llvm/ADT/STLFunctionalExtras.h"
 
 extern "C" {
 int openblas_get_num_threads(void);
@@ -31,6 +32,12 @@ constexpr i64 kSmallGemm = 4096;
 /// threads; calibration statistics must not depend on it).
 constexpr i64 kChunkN = 128;
 
+/// Runs `worker` on `threads` - 1 threads of a process-wide pool (started on
+/// first use, kept: a thread start costs ~20-40 us, as much as a decode
+/// GEMV of a 100M layer) and on the calling thread, and returns when all
+/// of them have returned.
+void runOnWorkers(int threads, llvm::function_ref<void()> worker);
+
 /// Runs task(chunk) for chunk in [0, chunks) on the BLAS thread count
 /// (OPENBLAS_NUM_THREADS / openblas_set_num_threads) with OpenBLAS itself
 /// single-threaded meanwhile.
@@ -39,7 +46,7 @@ void parallelChunks(i64 chunks, i64 work, const Task &task) {
   int threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
   int useThreads = int(std::min<i64>(threads, chunks));
-  // Tiny problems are not worth a thread start (~20 us).
+  // Tiny problems are not worth waking a thread.
   if (work < (i64(1) << 21))
     useThreads = 1;
   if (useThreads <= 1) {
@@ -47,16 +54,10 @@ void parallelChunks(i64 chunks, i64 work, const Task &task) {
       task(c);
   } else {
     std::atomic<i64> next{0};
-    auto worker = [&] {
+    runOnWorkers(useThreads, [&] {
       for (i64 c = next++; c < chunks; c = next++)
         task(c);
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < useThreads; ++t)
-      pool.emplace_back(worker);
-    worker();
-    for (std::thread &t : pool)
-      t.join();
+    });
   }
   openblas_set_num_threads(threads);
 }
