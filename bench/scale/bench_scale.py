@@ -80,6 +80,9 @@ def main():
     p.add_argument("--bin", default=os.path.join(BIN, "quant-compile"),
                    help="the quant-compile to run (a copy, so that rebuilding does not change it mid-run)")
     p.add_argument("--keep-models", action="store_true", help="do not delete each depth's model after its runs")
+    p.add_argument("--onnx", default=None,
+                   help="quantize this model.onnx (e.g. bench/decode's generated 1B) instead of generating one; "
+                        "--depths then names its one depth; never deleted")
     p.add_argument("--hidden", type=int, default=SHAPE["hidden"])
     p.add_argument("--intermediate", type=int, default=SHAPE["intermediate"])
     p.add_argument("--heads", type=int, default=SHAPE["heads"])
@@ -93,7 +96,7 @@ def main():
     rows = []
     # Depth outer: one generated model on disk at a time.
     for depth in [int(d) for d in a.depths.split(",")]:
-        onnx = model(a.work, depth)
+        onnx = a.onnx or model(a.work, depth)
         for method in a.methods.split(","):
             out = os.path.join(a.work, f"out-{method}-d{depth}")
             shutil.rmtree(out, ignore_errors=True)
@@ -107,7 +110,7 @@ def main():
                              **{k.replace(" ", "_") + "_s": round(v, 1) for k, v in ph.items() if k != "per_block"}))
             shutil.rmtree(out, ignore_errors=True)
             print(rows[-1], flush=True)
-        if not a.keep_models:
+        if not a.keep_models and not a.onnx:
             shutil.rmtree(os.path.dirname(onnx), ignore_errors=True)
     rows.sort(key=lambda r: (r["method"], r["depth"]))
     # Projection to 32 layers per method: RSS by a linear fit in depth, time

@@ -436,7 +436,9 @@ LogicalResult AWQPass::run() {
                   info->dtype != DType::BF16))
       return nullptr;
     infos[name.str()] = info;
-    return &(current[name.str()] = toFloats(**in, *info));
+    std::vector<float> &v = current[name.str()] = toFloats(**in, *info);
+    (*in)->releasePages(*info); // held as floats from now on
+    return &v;
   };
   auto statsOf = [&](LinearOp op, StringRef what, DType dtype,
                      const safetensors::TensorInfo *&out) -> LogicalResult {
@@ -501,6 +503,10 @@ LogicalResult AWQPass::run() {
                                         opts, groupName, measured);
     if (!found)
       return first.emitError() << llvm::toString(found.takeError());
+    // Read once: a mapped Hessian left resident would make the pass's
+    // memory grow with depth.
+    (*stats)->releasePages(*hInfo);
+    (*stats)->releasePages(*meanInfo);
     // The scales are folded as float32 values, the same everywhere.
     std::vector<double> s = found->scales;
     for (double &v : s)
@@ -600,6 +606,7 @@ LogicalResult AWQPass::run() {
       int64_t rows = rowsInfo->shape[0];
       auto raw = (*stats)->as<float>(*rowsInfo);
       std::vector<double> x(raw.begin(), raw.end());
+      (*stats)->releasePages(*rowsInfo);
       auto sc = inputScale.find(layer);
       if (sc != inputScale.end())
         for (size_t i = 0; i < x.size(); ++i)
@@ -629,16 +636,18 @@ LogicalResult AWQPass::run() {
   for (auto &[name, values] : current) {
     auto it = layerOfWeight.find(name);
     if (it != layerOfWeight.end()) {
-      rewrites.weights[it->second] = values;
+      // Moved, not copied: each is a whole model's worth of floats.
+      rewrites.weights[it->second] = std::move(values);
       auto ref = references.find(it->second);
-      rewrites.references[it->second] =
-          ref != references.end() ? ref->second : values;
+      if (ref != references.end())
+        rewrites.references[it->second] = std::move(ref->second);
       continue;
     }
     const safetensors::TensorInfo *info = infos[name];
     rewrites.tensors[name] = {
         info->dtype,
-        SmallVector<int64_t>(info->shape.begin(), info->shape.end()), values};
+        SmallVector<int64_t>(info->shape.begin(), info->shape.end()),
+        std::move(values)};
   }
   if (cfg.gptq)
     rewrites.inputScales = inputScale;

@@ -428,6 +428,8 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
           return op.emitError() << "layer '" << layer
                                 << "': rewritten weight has the wrong size";
         loaded->w = it->second;
+        if (ref == rewrites->references.end())
+          w = it->second; // scaled, not clipped: its own reference
       }
       auto sc = rewrites->inputScales.find(layer.str());
       if (sc != rewrites->inputScales.end()) {

@@ -48,7 +48,8 @@ struct WeightRewrites {
   /// Layer name -> its rewritten float weight [N][K] (scaled, clipped).
   std::map<std::string, std::vector<float>> weights;
   /// Layer name -> the float weight the error report compares against (the
-  /// scaled weight before clipping); the original weight when absent.
+  /// scaled weight before clipping); when absent, the rewritten weight if
+  /// there is one, else the original.
   std::map<std::string, std::vector<float>> references;
   /// Layer name -> s [K]: the layer's input is now x / s, so its Hessian
   /// becomes diag(1/s) H diag(1/s).
