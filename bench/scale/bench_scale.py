@@ -115,8 +115,9 @@ def main():
     rows.sort(key=lambda r: (r["method"], r["depth"]))
     # Projection to 32 layers per method: RSS by a linear fit in depth, time
     # by the per-block calibration time and the quantize time per block.
-    print(f"\n{a.samples} x {a.seq_len} calibration tokens, hidden {a.hidden}, ffn {a.intermediate}, "
-          f"{a.heads} heads, vocab {a.vocab}; load {os.getloadavg()[0]:.1f}")
+    shape = a.onnx if a.onnx else (f"hidden {a.hidden}, ffn {a.intermediate}, {a.heads} heads, "
+                                   f"vocab {a.vocab}")
+    print(f"\n{a.samples} x {a.seq_len} calibration tokens, {shape}; load {os.getloadavg()[0]:.1f}")
     head = f"{'method':<8} {'depth':>5} {'peak RSS MB':>12} {'wall s':>8} {'s/block':>8} {'calib s':>8} {'quant s':>8}"
     print(head)
     for r in rows:
