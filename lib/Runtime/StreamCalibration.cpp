@@ -12,7 +12,9 @@
 // them, nothing is copied, so the disk holds each Hessian once. The GPTQ
 // results of the layers quantized in the loop go with their block's
 // statistics (gptq-<s>.safetensors in the state) under their own index,
-// for wq-gptq, which then does not run GPTQ on the same inputs again.
+// for wq-gptq, which then does not run GPTQ on the same inputs again
+// (naming, indexing and merging: StatisticsShards.cpp). AWQ's module-loss
+// candidates are scored block by block here too (AWQCalibration.cpp).
 //===----------------------------------------------------------------------===//
 
 #include "quant-mlir/Runtime/StreamCalibration.h"
