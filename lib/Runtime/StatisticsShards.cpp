@@ -23,12 +23,6 @@ static llvm::Error makeError(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
 }
 
-static std::string join(llvm::StringRef dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return p.str().str();
-}
-
 std::string detail::gptqResultsName(int64_t s) {
   return "gptq-" + std::to_string(s) + ".safetensors";
 }
@@ -115,14 +109,14 @@ llvm::Expected<std::map<std::string, int64_t>> detail::writeStatisticsIndex(
                                                 durable))
     return std::move(err);
   auto results = collectShards(stages, [&](int64_t s) {
-    return join(stateDir, gptqResultsName(s));
+    return joinPath(stateDir, gptqResultsName(s));
   });
   if (!results)
     return results.takeError();
   if (!results->index.weightMap.empty()) {
     results->index.metadata = std::move(results->shardMetadata);
     if (llvm::Error err = safetensors::writeIndex(
-            join(stateDir, gptqIndexName), results->index, durable))
+            joinPath(stateDir, gptqIndexName), results->index, durable))
       return std::move(err);
   }
   return tok;
@@ -213,13 +207,13 @@ llvm::Error quant_mlir::linkStatistics(llvm::StringRef indexPath,
   llvm::StringRef dir = llvm::sys::path::parent_path(indexPath);
   for (auto &[shard, name] : renamed) {
     name = detail::shardName(archive, i++, n);
-    if (llvm::Error err = linkOrCopyAtomically(join(dir, shard), join(modelDir, name)))
+    if (llvm::Error err = linkOrCopyAtomically(joinPath(dir, shard), joinPath(modelDir, name)))
       return err;
   }
   for (auto &[tensor, shard] : index->weightMap)
     shard = renamed[shard];
   return safetensors::writeIndex(
-      join(modelDir, (archive + safetensors::kIndexSuffix).str()), *index,
+      joinPath(modelDir, (archive + safetensors::kIndexSuffix).str()), *index,
       /*durable=*/false);
 }
 

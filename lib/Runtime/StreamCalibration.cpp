@@ -59,12 +59,6 @@ static llvm::Error makeError(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
 }
 
-static std::string join(llvm::StringRef dir, llvm::StringRef name) {
-  llvm::SmallString<256> p(dir);
-  llvm::sys::path::append(p, name);
-  return p.str().str();
-}
-
 static llvm::Error syncPath(const std::string &path) {
   return syncToDisk(path);
 }
@@ -422,10 +416,10 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   for (int64_t s = 0, i = 0; s < numStages; ++s)
     if (!stageLayers[s].empty())
       shardPaths[s] =
-          join(modelDir, detail::shardName(options.statsArchive, i++, numShards));
+          joinPath(modelDir, detail::shardName(options.statsArchive, i++, numShards));
 
   // The state: resumed or fresh.
-  std::string manifestPath = join(stream.stateDir, "manifest.json");
+  std::string manifestPath = joinPath(stream.stateDir, "manifest.json");
   bool durable = stream.resumable; // otherwise the state dies with the run
   Manifest manifest;
   // The merged copy (mergedCopy) replaced the index and shards: a complete
@@ -525,6 +519,21 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
     std::unique_ptr<ActivationStore> source;
     bool toFile = stream.resumable;
     WeightOverlay overlay;
+    // Sample i's inputs to stage s: the entry's for the prologue, else the
+    // stored stream (read into `x`) and the prologue's side values.
+    auto stageInputs = [&](int64_t s, int64_t i, HostTensor &x) {
+      llvm::SmallVector<const HostTensor *> in;
+      if (s == 0) {
+        for (const HostTensor &t : inputs[i])
+          in.push_back(&t);
+        return in;
+      }
+      x = source->get(i);
+      in.push_back(&x);
+      for (const auto &side : sides[i])
+        in.push_back(side.get());
+      return in;
+    };
     auto actsName = [](int64_t s) {
       return "acts-" + std::to_string(s) + ".bin";
     };
@@ -542,10 +551,8 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
         // the stream comes from the committed activations.
         recorder.setActive({});
         for (int64_t i = 0; i < numSamples; ++i) {
-          llvm::SmallVector<const HostTensor *> in;
-          for (const HostTensor &t : inputs[i])
-            in.push_back(&t);
-          auto out = (*model)->runSample(0, in, nullptr);
+          HostTensor unused;
+          auto out = (*model)->runSample(0, stageInputs(0, i, unused), nullptr);
           if (!out)
             return out.takeError();
           for (size_t j = 1; j < out->size(); ++j) {
@@ -561,7 +568,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
         }
         if (manifest.stages < numStages) {
           auto opened = ActivationStore::open(
-              join(stream.stateDir, manifest.acts), manifest.actsF16,
+              joinPath(stream.stateDir, manifest.acts), manifest.actsF16,
               manifest.actsShape, numSamples);
           if (!opened)
             return opened.takeError();
@@ -579,20 +586,10 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
         if (keep)
           sink = std::make_unique<ActivationStore>(
               stream.f16Activations, toFile,
-              join(stream.stateDir, actsName(s)));
+              joinPath(stream.stateDir, actsName(s)));
         for (int64_t i = 0; i < numSamples; ++i) {
-          llvm::SmallVector<const HostTensor *> in;
           HostTensor x;
-          if (s == 0) {
-            for (const HostTensor &t : inputs[i])
-              in.push_back(&t);
-          } else {
-            x = source->get(i);
-            in.push_back(&x);
-            for (const auto &side : sides[i])
-              in.push_back(side.get());
-          }
-          auto out = (*model)->runSample(s, in, &overlay);
+          auto out = (*model)->runSample(s, stageInputs(s, i, x), &overlay);
           if (!out)
             return out.takeError();
           if (s == 0 && final) {
@@ -620,7 +617,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
               toFile = true;
               sink = std::make_unique<ActivationStore>(
                   stream.f16Activations, true,
-                  join(stream.stateDir, actsName(s)));
+                  joinPath(stream.stateDir, actsName(s)));
             }
             if (llvm::Error err = sink->append(out->front()))
               return err;
@@ -651,11 +648,8 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
         recorder.setActive({});
         auto runOne = [&](int64_t i, const WeightOverlay *ov)
             -> llvm::Expected<HostTensor> {
-          HostTensor x = source->get(i);
-          llvm::SmallVector<const HostTensor *> in{&x};
-          for (const auto &side : sides[i])
-            in.push_back(side.get());
-          auto out = (*model)->runSample(s, in, ov);
+          HostTensor x;
+          auto out = (*model)->runSample(s, stageInputs(s, i, x), ov);
           if (!out)
             return out.takeError();
           if (out->empty())
@@ -683,7 +677,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
             return std::move(err);
       }
       if (stageResults.size()) {
-        std::string path = join(stream.stateDir, detail::gptqResultsName(s));
+        std::string path = joinPath(stream.stateDir, detail::gptqResultsName(s));
         if (llvm::Error err = stageResults.write(path))
           return std::move(err);
         if (durable)
@@ -714,7 +708,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
       if (llvm::Error err = manifest.write(manifestPath, durable))
         return std::move(err);
       if (!oldActs.empty() && oldActs != manifest.acts)
-        fs::remove(join(stream.stateDir, oldActs));
+        fs::remove(joinPath(stream.stateDir, oldActs));
       source = std::move(sink);
       result.stageSeconds[s] = seconds(stageStart, clock());
       if (s == stream.stopAfterStage)
@@ -758,7 +752,7 @@ llvm::Expected<StreamResult> quant_mlir::calibrateStreaming(
   result.layers = layers.size();
   result.samples = numSamples;
   result.statsPath = safetensors::resolveArchive(statsPath);
-  std::string resultsPath = ::join(stream.stateDir, detail::gptqIndexName);
+  std::string resultsPath = joinPath(stream.stateDir, detail::gptqIndexName);
   if (fs::exists(resultsPath))
     result.precomputedPath = resultsPath;
   return result;

@@ -61,6 +61,12 @@ Error checkNotAnInput(StringRef output, ArrayRef<std::string> inputs,
   return Error::success();
 }
 
+std::string joinPath(StringRef dir, StringRef name) {
+  SmallString<256> p(dir);
+  sys::path::append(p, name);
+  return p.str().str();
+}
+
 Error syncToDisk(StringRef path) {
   std::string p = path.str();
   int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);

@@ -29,6 +29,9 @@ llvm::Error checkNotAnInput(llvm::StringRef output,
                             llvm::ArrayRef<std::string> inputs,
                             llvm::StringRef option);
 
+/// `dir`/`name` with the platform's separator.
+std::string joinPath(llvm::StringRef dir, llvm::StringRef name);
+
 /// Flushes a file's data, or a directory's entries (the renames into it),
 /// to the disk (fsync; a file system that cannot sync a directory has
 /// nothing to flush). What a later step trusts after power loss is synced
