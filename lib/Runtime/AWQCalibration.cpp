@@ -47,6 +47,9 @@ llvm::Expected<std::vector<float>> readFloats(const safetensors::Reader &r,
       out[i] = info->dtype == DType::F16 ? safetensors::halfToFloat(v[i])
                                          : safetensors::bf16ToFloat(v[i]);
   }
+  // Read once per block: pages left resident in the scorer's mapping of the
+  // archive would grow the run's memory by every block's weights.
+  r.releasePages(*info);
   return out;
 }
 

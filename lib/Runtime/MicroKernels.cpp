@@ -12,6 +12,7 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -240,6 +241,20 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
   Value zero = arith::ConstantOp::create(b, loc, vf, b.getZeroAttr(vf));
   Value mask = arith::ConstantOp::create(
       b, loc, vi, DenseElementsAttr::get(vi, int32_t((1u << bits) - 1)));
+  // AVX-512's vpermps reads the low 4 bits of each index: with a table of
+  // float(i & mask) for i < 16, one permute turns a shifted 2- or 4-bit
+  // field into its float, no mask and no conversion (shift, permute, FMA
+  // per field instead of shift, mask, convert, FMA; the same values).
+  const bool permute =
+      target.isa == "avx512" && vl == 16 && (bits == 2 || bits == 4);
+  Value table;
+  if (permute) {
+    SmallVector<float> values;
+    for (uint32_t i = 0; i < 16; ++i)
+      values.push_back(float(i & ((1u << bits) - 1)));
+    table = arith::ConstantOp::create(
+        b, loc, vf, DenseElementsAttr::get(vf, ArrayRef<float>(values)));
+  }
   SmallVector<Value> shifts;
   for (int64_t f = 0; f < per; ++f)
     shifts.push_back(arith::ConstantOp::create(
@@ -285,6 +300,15 @@ void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
                   Value field = qv[j];
                   if (f > 0)
                     field = arith::ShRUIOp::create(wb, wl, field, shifts[f]);
+                  if (permute) {
+                    wv.push_back(
+                        LLVM::CallIntrinsicOp::create(
+                            wb, wl, vf,
+                            wb.getStringAttr("llvm.x86.avx512.permvar.sf.512"),
+                            ValueRange{table, field})
+                            .getResult(0));
+                    continue;
+                  }
                   if (f + 1 < per)
                     field = arith::AndIOp::create(wb, wl, field, mask);
                   wv.push_back(arith::UIToFPOp::create(wb, wl, vf, field));
@@ -471,7 +495,7 @@ VectorKernels *compileVectorKernels() {
   MLIRContext &ctx = vk->context;
   ctx.loadDialect<func::FuncDialect, arith::ArithDialect,
                   memref::MemRefDialect, scf::SCFDialect,
-                  vector::VectorDialect>();
+                  vector::VectorDialect, LLVM::LLVMDialect>();
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);

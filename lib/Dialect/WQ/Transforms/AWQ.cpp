@@ -20,6 +20,7 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <chrono>
@@ -363,6 +364,360 @@ std::vector<AWQPlanGroup::Zeroed> nextBranch(ArrayRef<ScaleGroup> groups,
   return out;
 }
 
+/// The names of the archive tensors group `g` reads and rewrites: its
+/// readers' weights and the op before it that absorbs 1/s.
+SmallVector<std::string> touchedBy(ScaleGroup &g) {
+  SmallVector<std::string> names;
+  auto add = [&](Value v) {
+    if (v)
+      if (auto w = v.getDefiningOp<WeightOp>())
+        names.push_back(w.getName().str());
+  };
+  for (LinearOp op : g.consumers)
+    add(op.getWeight());
+  if (g.prev == ScaleGroup::Prev::Norm) {
+    for (WeightOp w : {g.normWeight, g.normBias})
+      if (w)
+        names.push_back(w.getName().str());
+  } else if (g.prev == ScaleGroup::Prev::Linear) {
+    add(g.prevLinear.getWeight());
+    add(g.prevLinear.getBias());
+  }
+  return names;
+}
+
+/// wq-awq's rewrite, run group by group as the layer quantizer asks for the
+/// layers in program order. A tensor is final once the last group touching
+/// it (as a reader of the group's input, or as the op before it) is done:
+/// it is then clipped and handed over or emitted, so that the pass holds the
+/// tensors of the groups in flight (about one block's), not the model's. The
+/// arithmetic and its order per tensor are those of a whole-model pass.
+class AWQRewriter final : public WeightRewriter {
+public:
+  ModuleOp module;
+  quant::AWQOptions opts;
+  bool quantize = true, clipSearch = true, gptq = false, moduleLoss = false;
+  std::unique_ptr<safetensors::Reader> in, stats;
+  llvm::StringMap<int> uses;
+  llvm::DenseMap<Operation *, SchemeAttr> schemes;
+  SmallVector<ScaleGroup> groups;
+  std::string reportText = "layers,prev,alpha,duo,loss,loss_kind,seconds\n";
+
+  /// Indexes the groups and the layers; after the fields above are set.
+  void index(ModuleOp m) {
+    for (auto [i, g] : llvm::enumerate(groups))
+      for (std::string &name : touchedBy(g))
+        lastTouch[name] = i;
+    m.walk([&](LinearOp op) {
+      auto w = op.getWeight().getDefiningOp<WeightOp>();
+      if (!op.getName() || !w)
+        return;
+      std::string layer = op.getName()->str();
+      linears[layer] = op;
+      weightOf[layer] = w.getName().str();
+      layerOf[w.getName().str()] = layer;
+      // AutoAWQ clips every selected layer but the q/k projections.
+      if (clipSearch && schemes[op] && !avoidsClipping(layer) &&
+          soleWeight(op.getWeight(), uses))
+        clipped.push_back(layer);
+    });
+  }
+
+  FailureOr<std::optional<Layer>> take(StringRef layer, Emit emit) override {
+    auto w = weightOf.find(layer.str());
+    if (w == weightOf.end() || handed.contains(layer))
+      return std::optional<Layer>();
+    auto last = lastTouch.find(w->second);
+    if (last != lastTouch.end()) {
+      while (nextGroup <= last->second)
+        if (failed(runGroup(nextGroup++, emit)))
+          return failure();
+    } else if (!ready.count(layer.str()) && isClipped(layer)) {
+      // Clipped, never scaled (o_proj under GQA).
+      if (failed(clipOnly(layer, emit)))
+        return failure();
+    }
+    auto r = ready.find(layer.str());
+    if (r == ready.end())
+      return std::optional<Layer>();
+    std::optional<Layer> out = std::move(r->second);
+    ready.erase(r);
+    handed.insert(layer);
+    return out;
+  }
+
+  LogicalResult finish(Emit emit) override {
+    // Whatever no layer needed: every group in the float-only modes.
+    Progress progress("wq-awq", int64_t(groups.size() - nextGroup));
+    while (nextGroup < groups.size()) {
+      if (failed(runGroup(nextGroup++, emit)))
+        return failure();
+      progress.advance();
+    }
+    progress.finish();
+    for (const std::string &layer : clipped)
+      if (!handed.contains(layer) && !ready.count(layer) &&
+          !lastTouch.count(weightOf[layer]) && failed(clipOnly(layer, emit)))
+        return failure();
+    // A rewritten layer the quantizer did not take keeps its float weight.
+    for (auto &[layer, l] : ready) {
+      const safetensors::TensorInfo *info = infos[weightOf[layer]];
+      emit(info->name, info->dtype, info->shape, l.weight);
+    }
+    ready.clear();
+    return success();
+  }
+
+private:
+  size_t nextGroup = 0;
+  /// Archive name -> the last group that rewrites it.
+  std::map<std::string, size_t> lastTouch;
+  /// Named linears: layer -> op (valid until handed over), layer -> weight
+  /// name and back.
+  std::map<std::string, LinearOp> linears;
+  std::map<std::string, std::string> weightOf, layerOf;
+  /// The layers the clip search runs on, in program order.
+  std::vector<std::string> clipped;
+  /// Float tensors being rewritten, by archive name.
+  std::map<std::string, std::vector<float>> current;
+  std::map<std::string, const safetensors::TensorInfo *> infos;
+  /// Layer -> the scales its input is divided by.
+  std::map<std::string, std::vector<double>> inputScale;
+  /// Final layers waiting for take(), and the layers done with.
+  std::map<std::string, Layer> ready;
+  llvm::StringSet<> handed;
+
+  bool isClipped(StringRef layer) const {
+    return llvm::is_contained(clipped, layer.str());
+  }
+
+  /// The float values of archive tensor `name`, read once and then held
+  /// until final; null when it is not a float tensor.
+  std::vector<float> *load(StringRef name) {
+    auto it = current.find(name.str());
+    if (it != current.end())
+      return &it->second;
+    const safetensors::TensorInfo *info = in->lookup(name);
+    if (!info || (info->dtype != DType::F32 && info->dtype != DType::F16 &&
+                  info->dtype != DType::BF16))
+      return nullptr;
+    infos[name.str()] = info;
+    std::vector<float> &v = current[name.str()] = toFloats(*in, *info);
+    in->releasePages(*info); // held as floats from now on
+    return &v;
+  }
+
+  LogicalResult statsOf(LinearOp op, StringRef what, DType dtype,
+                        const safetensors::TensorInfo *&out) {
+    std::optional<StatsAttr> s = op.getStats();
+    if (!s)
+      return op.emitError() << "layer '" << *op.getName()
+                            << "' has no calibration statistics; run "
+                               "quant-run --calibrate first";
+    std::string key = (s->getKey() + what).str();
+    out = stats->lookup(key);
+    if (!out || out->dtype != dtype)
+      return op.emitError() << "layer '" << *op.getName() << "': statistics '"
+                            << key << "' missing or of the wrong dtype";
+    return success();
+  }
+
+  LogicalResult runGroup(size_t index, Emit emit);
+  LogicalResult clip(StringRef layer, std::vector<float> &w,
+                     std::vector<float> &reference);
+  LogicalResult clipOnly(StringRef layer, Emit emit);
+  LogicalResult finalize(StringRef name, Emit emit);
+};
+
+LogicalResult AWQRewriter::runGroup(size_t index, Emit emit) {
+  ScaleGroup &g = groups[index];
+  LinearOp first = g.consumers.front();
+  StringRef groupName = *first.getName();
+  int64_t k =
+      cast<RankedTensorType>(first.getWeight().getType()).getDimSize(1);
+  const safetensors::TensorInfo *meanInfo, *hInfo;
+  if (failed(statsOf(first, ".absmean", DType::F32, meanInfo)) ||
+      failed(statsOf(first, ".hessian", DType::F64, hInfo)))
+    return failure();
+  if (meanInfo->numElements() != k || hInfo->numElements() != k * k)
+    return first.emitError() << "layer '" << groupName
+                             << "': statistics do not match K = " << k;
+  SmallVector<quant::AWQLinear> layers;
+  SmallVector<std::vector<float> *> weights;
+  for (LinearOp op : g.consumers) {
+    std::vector<float> *w =
+        load(op.getWeight().getDefiningOp<WeightOp>().getName());
+    if (!w)
+      return op.emitError() << "layer '" << *op.getName()
+                            << "': the weight is not a float archive tensor";
+    weights.push_back(w);
+    if (SchemeAttr s = schemes[op]) // skipped layers are scaled, not scored
+      layers.push_back(
+          {*w,
+           int64_t(w->size()) / k,
+           {s.getBits(), s.getGroupSize(), s.getSymmetric(), false}});
+  }
+  // Module loss for the norm-headed groups (the others' inspected module is
+  // their own linear, whose loss the Hessian gives exactly).
+  ArrayRef<double> measured;
+  if (moduleLoss && g.prev == ScaleGroup::Prev::Norm) {
+    const safetensors::TensorInfo *lossInfo;
+    if (failed(statsOf(first, ".awq_loss", DType::F64, lossInfo)))
+      return failure();
+    measured = stats->as<double>(*lossInfo);
+  }
+  auto searchStart = std::chrono::steady_clock::now();
+  auto found = quant::searchAWQScales(stats->as<float>(*meanInfo),
+                                      stats->as<double>(*hInfo), k, layers,
+                                      opts, groupName, measured);
+  if (!found)
+    return first.emitError() << llvm::toString(found.takeError());
+  // Read once: a mapped Hessian left resident would make the pass's memory
+  // grow with depth.
+  stats->releasePages(*hInfo);
+  stats->releasePages(*meanInfo);
+  // The scales are folded as float32 values, the same everywhere.
+  std::vector<double> s = found->scales;
+  for (double &v : s)
+    v = double(float(v));
+  for (std::vector<float> *w : weights)
+    for (size_t i = 0; i < w->size(); ++i)
+      (*w)[i] = float(double((*w)[i]) * s[i % k]);
+  for (LinearOp op : g.consumers)
+    inputScale[op.getName()->str()] = s;
+  static const char *prevNames[] = {"norm", "linear", "activation"};
+  SmallVector<StringRef> names;
+  for (LinearOp op : g.consumers)
+    names.push_back(*op.getName());
+  reportText +=
+      llvm::formatv("{0},{1},{2},{3},{4:e6},{5},{6:f3}\n",
+                    llvm::join(names, ";"), prevNames[int(g.prev)],
+                    found->alpha, found->duo ? "true" : "false", found->loss,
+                    measured.empty() ? "linear" : "module",
+                    std::chrono::duration<double>(
+                        std::chrono::steady_clock::now() - searchStart)
+                        .count())
+          .str();
+  auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = float(double(v[i]) / s[i / rowLen]);
+  };
+  switch (g.prev) {
+  case ScaleGroup::Prev::Norm:
+    for (WeightOp w : {g.normWeight, g.normBias})
+      if (w) {
+        std::vector<float> *v = load(w.getName());
+        if (!v || int64_t(v->size()) != k)
+          return w.emitError() << "'" << w.getName() << "' is not a float ["
+                               << k << "] tensor";
+        divideBy(*v, 1);
+      }
+    break;
+  case ScaleGroup::Prev::Linear: {
+    LinearOp p = g.prevLinear;
+    std::vector<float> *w =
+        load(p.getWeight().getDefiningOp<WeightOp>().getName());
+    if (!w || int64_t(w->size()) % k != 0)
+      return p.emitError()
+             << "layer '" << p.getName().value_or("")
+             << "': cannot absorb the scales of '" << groupName << "'";
+    divideBy(*w, int64_t(w->size()) / k);
+    if (p.getBias())
+      if (std::vector<float> *b =
+              load(p.getBias().getDefiningOp<WeightOp>().getName()))
+        divideBy(*b, 1);
+    break;
+  }
+  case ScaleGroup::Prev::Activation: {
+    // ScaledActivation: x' = act(..) / s right after the activation.
+    auto type = cast<RankedTensorType>(g.input.getType());
+    Type elem = type.getElementType();
+    std::string name = (groupName + ".awq_scales").str();
+    DType dtype = elem.isF16()    ? DType::F16
+                  : elem.isBF16() ? DType::BF16
+                                  : DType::F32;
+    emit(name, dtype, {k}, std::vector<float>(s.begin(), s.end()));
+    insertActivationScale(g, name);
+    break;
+  }
+  }
+  for (const std::string &name : touchedBy(g))
+    if (lastTouch[name] == index && current.count(name) &&
+        failed(finalize(name, emit)))
+      return failure();
+  return success();
+}
+
+/// AutoAWQ's clip search on the final scaled weight and the scaled inputs;
+/// `reference` keeps the weight before clipping for the report.
+LogicalResult AWQRewriter::clip(StringRef layer, std::vector<float> &w,
+                                std::vector<float> &reference) {
+  LinearOp op = linears[layer.str()];
+  int64_t k = cast<RankedTensorType>(op.getWeight().getType()).getDimSize(1);
+  const safetensors::TensorInfo *rowsInfo;
+  if (failed(statsOf(op, ".inputs", DType::F32, rowsInfo)))
+    return failure();
+  if (rowsInfo->shape.size() != 2 || rowsInfo->shape[1] != k)
+    return op.emitError() << "layer '" << layer
+                          << "': sampled inputs are not [rows, " << k << "]";
+  int64_t rows = rowsInfo->shape[0];
+  auto raw = stats->as<float>(*rowsInfo);
+  std::vector<double> x(raw.begin(), raw.end());
+  stats->releasePages(*rowsInfo);
+  auto sc = inputScale.find(layer.str());
+  if (sc != inputScale.end())
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] /= sc->second[i % k];
+  SchemeAttr s = schemes[op];
+  quant::Scheme qs{s.getBits(), s.getGroupSize(), s.getSymmetric(), false};
+  if (llvm::Error e = quant::verifyScheme(qs, int64_t(w.size()) / k, k, layer))
+    return op.emitError() << llvm::toString(std::move(e));
+  int64_t n = int64_t(w.size()) / k;
+  reference = w; // the report compares against the unclipped
+  std::vector<double> t = quant::searchAWQClip(w, n, k, x, rows, qs, opts);
+  quant::applyAWQClip(w, n, k, t, qs);
+  return success();
+}
+
+LogicalResult AWQRewriter::clipOnly(StringRef layer, Emit emit) {
+  const std::string &name = weightOf[layer.str()];
+  if (!load(name))
+    return linears[layer.str()].emitError()
+           << "layer '" << layer
+           << "': the weight is not a float archive tensor";
+  return finalize(name, emit);
+}
+
+/// Archive tensor `name` is final: clipped if its layer is, then waiting for
+/// take() when the layer is quantized, else emitted.
+LogicalResult AWQRewriter::finalize(StringRef name, Emit emit) {
+  auto it = current.find(name.str());
+  std::vector<float> values = std::move(it->second);
+  current.erase(it);
+  auto layerIt = layerOf.find(name.str());
+  if (layerIt != layerOf.end()) {
+    const std::string &layer = layerIt->second;
+    Layer l;
+    if (isClipped(layer) && failed(clip(layer, values, l.reference)))
+      return failure();
+    if (quantize && schemes[linears[layer]]) {
+      l.weight = std::move(values);
+      auto sc = inputScale.find(layer);
+      if (sc != inputScale.end()) {
+        if (gptq) // GPTQ's Hessian is that of the scaled input
+          l.inputScale = std::move(sc->second);
+        inputScale.erase(sc);
+      }
+      ready[layer] = std::move(l);
+      return success();
+    }
+    handed.insert(layer);
+  }
+  const safetensors::TensorInfo *info = infos[name.str()];
+  emit(name, info->dtype, info->shape, values);
+  return success();
+}
+
 LogicalResult AWQPass::run() {
   ModuleOp module = getOperation();
   QuantizeConfig cfg = commonConfig(*this);
@@ -376,10 +731,14 @@ LogicalResult AWQPass::run() {
     return module.emitError()
            << "wq-awq mode must be gemm, fake, scale or clip, got '" << m
            << "'";
-  bool quantize = m == "gemm" || m == "fake";
   cfg.fakeQuant = m == "fake";
-  quant::AWQOptions opts;
-  if (failed(searchOptions(module, opts)))
+  AWQRewriter rewriter;
+  rewriter.module = module;
+  rewriter.quantize = m == "gemm" || m == "fake";
+  rewriter.clipSearch = m != "scale" && clip;
+  rewriter.gptq = gptq;
+  rewriter.moduleLoss = loss == "module";
+  if (failed(searchOptions(module, rewriter.opts)))
     return failure();
   if (cfg.output.empty())
     return module.emitError()
@@ -394,22 +753,20 @@ LogicalResult AWQPass::run() {
   auto in = safetensors::Reader::open(resolve(cfg.baseDir, archive));
   if (!in)
     return module.emitError() << llvm::toString(in.takeError());
+  rewriter.in = std::move(*in);
   auto stats = safetensors::openArchive(resolve(cfg.baseDir, statsPath));
   if (!stats)
     return module.emitError() << llvm::toString(stats.takeError());
+  rewriter.stats = std::move(*stats);
   auto selector =
       SchemeSelector::create(cfg.select, [&] { return module.emitError(); });
   if (failed(selector))
     return failure();
-
-  llvm::StringMap<int> uses;
-  llvm::DenseMap<Operation *, SchemeAttr> schemes;
-  SmallVector<ScaleGroup> groups;
-  if (failed(collectGroups(module, **selector, uses, schemes, groups)))
+  if (failed(collectGroups(module, **selector, rewriter.uses, rewriter.schemes,
+                           rewriter.groups)))
     return failure();
-  bool moduleLoss = loss == "module";
-  if (moduleLoss) {
-    const auto &meta = (*stats)->metadata();
+  if (rewriter.moduleLoss) {
+    const auto &meta = rewriter.stats->metadata();
     auto it = meta.find("awq_module_loss");
     std::string want = moduleLossFingerprint();
     if (it == meta.end())
@@ -423,243 +780,20 @@ LogicalResult AWQPass::run() {
                 "measured for '"
              << it->second << "', this pass runs '" << want << "'";
   }
-
-  // Float weights as they are rewritten, by archive name.
-  std::map<std::string, std::vector<float>> current;
-  std::map<std::string, const safetensors::TensorInfo *> infos;
-  auto tensor = [&](StringRef name) -> std::vector<float> * {
-    auto it = current.find(name.str());
-    if (it != current.end())
-      return &it->second;
-    const safetensors::TensorInfo *info = (*in)->lookup(name);
-    if (!info || (info->dtype != DType::F32 && info->dtype != DType::F16 &&
-                  info->dtype != DType::BF16))
-      return nullptr;
-    infos[name.str()] = info;
-    std::vector<float> &v = current[name.str()] = toFloats(**in, *info);
-    (*in)->releasePages(*info); // held as floats from now on
-    return &v;
-  };
-  auto statsOf = [&](LinearOp op, StringRef what, DType dtype,
-                     const safetensors::TensorInfo *&out) -> LogicalResult {
-    std::optional<StatsAttr> s = op.getStats();
-    if (!s)
-      return op.emitError() << "layer '" << *op.getName()
-                            << "' has no calibration statistics; run "
-                               "quant-run --calibrate first";
-    std::string key = (s->getKey() + what).str();
-    out = (*stats)->lookup(key);
-    if (!out || out->dtype != dtype)
-      return op.emitError() << "layer '" << *op.getName() << "': statistics '"
-                            << key << "' missing or of the wrong dtype";
-    return success();
-  };
-
-  WeightRewrites rewrites;
-  rewrites.method = gptq ? "awq+gptq" : "awq";
-  rewrites.awqPacking = m == "gemm";
-  std::map<std::string, std::vector<double>> inputScale; // by layer name
-  std::string reportText = "layers,prev,alpha,duo,loss,loss_kind,seconds\n";
-  Progress progress("wq-awq", groups.size());
-  for (ScaleGroup &g : groups) {
-    LinearOp first = g.consumers.front();
-    StringRef groupName = *first.getName();
-    int64_t k =
-        cast<RankedTensorType>(first.getWeight().getType()).getDimSize(1);
-    const safetensors::TensorInfo *meanInfo, *hInfo;
-    if (failed(statsOf(first, ".absmean", DType::F32, meanInfo)) ||
-        failed(statsOf(first, ".hessian", DType::F64, hInfo)))
-      return failure();
-    if (meanInfo->numElements() != k || hInfo->numElements() != k * k)
-      return first.emitError() << "layer '" << groupName
-                               << "': statistics do not match K = " << k;
-    SmallVector<quant::AWQLinear> layers;
-    SmallVector<std::vector<float> *> weights;
-    for (LinearOp op : g.consumers) {
-      std::vector<float> *w =
-          tensor(op.getWeight().getDefiningOp<WeightOp>().getName());
-      if (!w)
-        return op.emitError() << "layer '" << *op.getName()
-                              << "': the weight is not a float archive tensor";
-      weights.push_back(w);
-      if (SchemeAttr s = schemes[op]) // skipped layers are scaled, not scored
-        layers.push_back(
-            {*w,
-             int64_t(w->size()) / k,
-             {s.getBits(), s.getGroupSize(), s.getSymmetric(), false}});
-    }
-    // Module loss for the norm-headed groups (the others' inspected module
-    // is their own linear, whose loss the Hessian gives exactly).
-    ArrayRef<double> measured;
-    if (moduleLoss && g.prev == ScaleGroup::Prev::Norm) {
-      const safetensors::TensorInfo *lossInfo;
-      if (failed(statsOf(first, ".awq_loss", DType::F64, lossInfo)))
-        return failure();
-      measured = (*stats)->as<double>(*lossInfo);
-    }
-    auto searchStart = std::chrono::steady_clock::now();
-    auto found = quant::searchAWQScales((*stats)->as<float>(*meanInfo),
-                                        (*stats)->as<double>(*hInfo), k, layers,
-                                        opts, groupName, measured);
-    if (!found)
-      return first.emitError() << llvm::toString(found.takeError());
-    // Read once: a mapped Hessian left resident would make the pass's
-    // memory grow with depth.
-    (*stats)->releasePages(*hInfo);
-    (*stats)->releasePages(*meanInfo);
-    // The scales are folded as float32 values, the same everywhere.
-    std::vector<double> s = found->scales;
-    for (double &v : s)
-      v = double(float(v));
-    for (std::vector<float> *w : weights)
-      for (size_t i = 0; i < w->size(); ++i)
-        (*w)[i] = float(double((*w)[i]) * s[i % k]);
-    for (LinearOp op : g.consumers)
-      inputScale[op.getName()->str()] = s;
-    static const char *prevNames[] = {"norm", "linear", "activation"};
-    SmallVector<StringRef> names;
-    for (LinearOp op : g.consumers)
-      names.push_back(*op.getName());
-    reportText +=
-        llvm::formatv("{0},{1},{2},{3},{4:e6},{5},{6:f3}\n",
-                      llvm::join(names, ";"), prevNames[int(g.prev)],
-                      found->alpha, found->duo ? "true" : "false", found->loss,
-                      measured.empty() ? "linear" : "module",
-                      std::chrono::duration<double>(
-                          std::chrono::steady_clock::now() - searchStart)
-                          .count())
-            .str();
-    auto divideBy = [&](std::vector<float> &v, int64_t rowLen) {
-      for (size_t i = 0; i < v.size(); ++i)
-        v[i] = float(double(v[i]) / s[i / rowLen]);
-    };
-    switch (g.prev) {
-    case ScaleGroup::Prev::Norm:
-      for (WeightOp w : {g.normWeight, g.normBias})
-        if (w) {
-          std::vector<float> *v = tensor(w.getName());
-          if (!v || int64_t(v->size()) != k)
-            return w.emitError() << "'" << w.getName() << "' is not a float ["
-                                 << k << "] tensor";
-          divideBy(*v, 1);
-        }
-      break;
-    case ScaleGroup::Prev::Linear: {
-      LinearOp p = g.prevLinear;
-      std::vector<float> *w =
-          tensor(p.getWeight().getDefiningOp<WeightOp>().getName());
-      if (!w || int64_t(w->size()) % k != 0)
-        return p.emitError()
-               << "layer '" << p.getName().value_or("")
-               << "': cannot absorb the scales of '" << groupName << "'";
-      divideBy(*w, int64_t(w->size()) / k);
-      if (p.getBias())
-        if (std::vector<float> *b =
-                tensor(p.getBias().getDefiningOp<WeightOp>().getName()))
-          divideBy(*b, 1);
-      break;
-    }
-    case ScaleGroup::Prev::Activation: {
-      // ScaledActivation: x' = act(..) / s right after the activation.
-      auto type = cast<RankedTensorType>(g.input.getType());
-      Type elem = type.getElementType();
-      std::string name = (groupName + ".awq_scales").str();
-      DType dtype = elem.isF16()    ? DType::F16
-                    : elem.isBF16() ? DType::BF16
-                                    : DType::F32;
-      rewrites.tensors[name] = {
-          dtype, {k}, std::vector<float>(s.begin(), s.end())};
-      insertActivationScale(g, name);
-      break;
-    }
-    }
-    progress.advance();
-  }
-  progress.finish();
-
-  // Clip (modes gemm/fake) on the scaled weights and the scaled inputs.
-  std::map<std::string, std::vector<float>> references;
-  if (m != "scale" && clip) {
-    SmallVector<LinearOp> clipped;
-    module.walk([&](LinearOp op) {
-      if (schemes[op] && op.getName() && !avoidsClipping(*op.getName()) &&
-          soleWeight(op.getWeight(), uses))
-        clipped.push_back(op);
-    });
-    Progress clipProgress("wq-awq clip", clipped.size());
-    for (LinearOp op : clipped) {
-      std::string layer = op.getName()->str();
-      std::vector<float> *w =
-          tensor(op.getWeight().getDefiningOp<WeightOp>().getName());
-      if (!w)
-        return op.emitError() << "layer '" << layer
-                              << "': the weight is not a float archive tensor";
-      int64_t k =
-          cast<RankedTensorType>(op.getWeight().getType()).getDimSize(1);
-      const safetensors::TensorInfo *rowsInfo;
-      if (failed(statsOf(op, ".inputs", DType::F32, rowsInfo)))
-        return failure();
-      if (rowsInfo->shape.size() != 2 || rowsInfo->shape[1] != k)
-        return op.emitError()
-               << "layer '" << layer << "': sampled inputs are not [rows, " << k
-               << "]";
-      int64_t rows = rowsInfo->shape[0];
-      auto raw = (*stats)->as<float>(*rowsInfo);
-      std::vector<double> x(raw.begin(), raw.end());
-      (*stats)->releasePages(*rowsInfo);
-      auto sc = inputScale.find(layer);
-      if (sc != inputScale.end())
-        for (size_t i = 0; i < x.size(); ++i)
-          x[i] /= sc->second[i % k];
-      SchemeAttr s = schemes[op];
-      quant::Scheme qs{s.getBits(), s.getGroupSize(), s.getSymmetric(), false};
-      if (llvm::Error e =
-              quant::verifyScheme(qs, int64_t(w->size()) / k, k, layer))
-        return op.emitError() << llvm::toString(std::move(e));
-      int64_t n = int64_t(w->size()) / k;
-      references[layer] = *w; // the report compares against the unclipped
-      std::vector<double> t = quant::searchAWQClip(*w, n, k, x, rows, qs, opts);
-      quant::applyAWQClip(*w, n, k, t, qs);
-      clipProgress.advance();
-    }
-    clipProgress.finish();
-  }
-
-  // Hand the rewritten weights to the layer quantizer: the selected layers
-  // are quantized from them, every other rewritten tensor is written as is.
-  llvm::StringMap<std::string> layerOfWeight;
-  module.walk([&](LinearOp op) {
-    if (schemes[op] && op.getName() && quantize)
-      if (auto w = op.getWeight().getDefiningOp<WeightOp>())
-        layerOfWeight[w.getName()] = op.getName()->str();
-  });
-  for (auto &[name, values] : current) {
-    auto it = layerOfWeight.find(name);
-    if (it != layerOfWeight.end()) {
-      // Moved, not copied: each is a whole model's worth of floats.
-      rewrites.weights[it->second] = std::move(values);
-      auto ref = references.find(it->second);
-      if (ref != references.end())
-        rewrites.references[it->second] = std::move(ref->second);
-      continue;
-    }
-    const safetensors::TensorInfo *info = infos[name];
-    rewrites.tensors[name] = {
-        info->dtype,
-        SmallVector<int64_t>(info->shape.begin(), info->shape.end()),
-        std::move(values)};
-  }
-  if (cfg.gptq)
-    rewrites.inputScales = inputScale;
-  rewrites.floatOnly = !quantize;
+  rewriter.index(module);
+  rewriter.method = gptq ? "awq+gptq" : "awq";
+  rewriter.awqPacking = m == "gemm";
+  rewriter.floatOnly = !rewriter.quantize;
+  if (failed(runQuantize(module, cfg, "wq-awq", &rewriter)))
+    return failure();
   if (!awqReport.empty())
     if (llvm::Error e = llvm::writeToOutput(resolve(cfg.baseDir, awqReport),
                                             [&](llvm::raw_ostream &os) {
-                                              os << reportText;
+                                              os << rewriter.reportText;
                                               return llvm::Error::success();
                                             }))
       return module.emitError() << llvm::toString(std::move(e));
-  return runQuantize(module, cfg, "wq-awq", &rewrites);
+  return success();
 }
 } // namespace
 

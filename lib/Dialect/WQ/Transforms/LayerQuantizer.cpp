@@ -291,9 +291,11 @@ LogicalResult viewStats(LinearOp op, const safetensors::Reader *stats,
 
 } // namespace
 
+quant_mlir::wq::detail::WeightRewriter::~WeightRewriter() = default;
+
 LogicalResult quant_mlir::wq::detail::runQuantize(
     ModuleOp module, const QuantizeConfig &cfg, StringRef passName,
-    const WeightRewrites *rewrites) {
+    WeightRewriter *rewriter) {
   MLIRContext *ctx = module.getContext();
   if (cfg.output.empty())
     return module.emitError() << passName
@@ -389,7 +391,11 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     }
   };
 
-  if (rewrites && rewrites->floatOnly)
+  auto emitFresh = [&](StringRef name, DType dtype, ArrayRef<int64_t> shape,
+                       ArrayRef<float> values) {
+    addFresh(name.str(), dtype, shape, fromFloats(values, dtype));
+  };
+  if (rewriter && rewriter->floatOnly)
     work.clear();
   Progress progress(passName, work.size());
   progress.setDetail("layers");
@@ -402,6 +408,16 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
                                "reference";
     if (layer.empty())
       layer = weightOp.getName();
+    // Before the archive is read: the rewrite reports its own failures
+    // (missing statistics, a weight it cannot scale) first.
+    std::optional<WeightRewriter::Layer> rewritten;
+    if (rewriter) {
+      FailureOr<std::optional<WeightRewriter::Layer>> taken =
+          rewriter->take(layer, emitFresh);
+      if (failed(taken))
+        return failure();
+      rewritten = std::move(*taken);
+    }
     auto loaded = loadWeight(**in, weightOp, layer);
     if (!loaded)
       return op.emitError() << llvm::toString(loaded.takeError());
@@ -414,28 +430,20 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     const std::vector<double> *inputScale = nullptr;
     // GPTQ's own output error is that of the weight and Hessian it
     // quantized: the report's only when neither was rewritten.
-    bool rewritten = false;
-    if (rewrites) {
-      auto ref = rewrites->references.find(layer.str());
-      if (ref != rewrites->references.end()) {
-        w = ref->second;
-        rewritten = true;
-      }
-      auto it = rewrites->weights.find(layer.str());
-      if (it != rewrites->weights.end()) {
-        rewritten = true;
-        if (it->second.size() != size_t(n * k))
-          return op.emitError() << "layer '" << layer
-                                << "': rewritten weight has the wrong size";
-        loaded->w = it->second;
-        if (ref == rewrites->references.end())
-          w = it->second; // scaled, not clipped: its own reference
-      }
-      auto sc = rewrites->inputScales.find(layer.str());
-      if (sc != rewrites->inputScales.end()) {
-        inputScale = &sc->second;
-        rewritten = true;
-      }
+    if (rewritten) {
+      if (rewritten->weight.size() != size_t(n * k) ||
+          (!rewritten->reference.empty() &&
+           rewritten->reference.size() != size_t(n * k)) ||
+          (!rewritten->inputScale.empty() &&
+           rewritten->inputScale.size() != size_t(k)))
+        return op.emitError() << "layer '" << layer
+                              << "': rewritten weight has the wrong size";
+      // Scaled, not clipped: its own reference.
+      w = rewritten->reference.empty() ? rewritten->weight
+                                       : std::move(rewritten->reference);
+      loaded->w = std::move(rewritten->weight);
+      if (!rewritten->inputScale.empty())
+        inputScale = &rewritten->inputScale;
     }
     quant::Scheme qs = toScheme(scheme);
     std::vector<double> hessian;
@@ -511,8 +519,8 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
                    llvm::Twine(qs.groupSize) + "," +
                    llvm::Twine(int(qs.symmetric)) + "," +
                    llvm::Twine(int(qs.actOrder)) + "," +
-                   (rewrites && !rewrites->method.empty()
-                        ? StringRef(rewrites->method)
+                   (rewriter && !rewriter->method.empty()
+                        ? StringRef(rewriter->method)
                         : StringRef(cfg.gptq             ? "gptq"
                                     : cfg.custom.empty() ? "rtn"
                                                          : cfg.custom.c_str())) +
@@ -539,7 +547,7 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     int64_t groups = quantized->numGroups();
     // #wq.packing<awq> holds 4-bit codes without g_idx, N % 8 == 0 (AutoAWQ's
     // GEMM layout); other layers of an AWQ model are written in gptq packing.
-    bool awq = rewrites && rewrites->awqPacking && qs.bits == 4 &&
+    bool awq = rewriter && rewriter->awqPacking && qs.bits == 4 &&
                !qs.actOrder && n % 8 == 0;
     std::vector<int32_t> codes = awq ? quant::packCodesAWQ(*quantized)
                                      : quant::packCodesGPTQ(*quantized);
@@ -577,9 +585,8 @@ LogicalResult quant_mlir::wq::detail::runQuantize(
     progress.advance();
   }
   progress.finish();
-  if (rewrites)
-    for (const auto &[name, t] : rewrites->tensors)
-      addFresh(name, t.dtype, t.shape, fromFloats(t.values, t.dtype));
+  if (rewriter && failed(rewriter->finish(emitFresh)))
+    return failure();
 
   // Float weights still referenced elsewhere (tied embeddings) are kept.
   module.walk([&](WeightOp op) { dropped.erase(op.getName()); });

@@ -43,25 +43,38 @@ struct QuantizeConfig {
 };
 
 /// What a pass that rewrites float weights before quantizing them (wq-awq)
-/// hands to the driver.
-struct WeightRewrites {
-  /// Layer name -> its rewritten float weight [N][K] (scaled, clipped).
-  std::map<std::string, std::vector<float>> weights;
-  /// Layer name -> the float weight the error report compares against (the
-  /// scaled weight before clipping); when absent, the rewritten weight if
-  /// there is one, else the original.
-  std::map<std::string, std::vector<float>> references;
-  /// Layer name -> s [K]: the layer's input is now x / s, so its Hessian
-  /// becomes diag(1/s) H diag(1/s).
-  std::map<std::string, std::vector<double>> inputScales;
-  /// Other archive tensors replaced (norm weights, biases) or added (the
-  /// scales of an activation), as float32 values in `dtype` with `shape`.
-  struct Tensor {
-    safetensors::DType dtype;
-    llvm::SmallVector<int64_t> shape;
-    std::vector<float> values;
+/// hands to the driver: the rewritten tensors on demand, layer by layer in
+/// program order, so that the rewrite holds the tensors in flight (about a
+/// block's) instead of the whole model's.
+class WeightRewriter {
+public:
+  virtual ~WeightRewriter();
+
+  struct Layer {
+    /// The rewritten float weight [N][K] (scaled, clipped).
+    std::vector<float> weight;
+    /// The float weight the error report compares against (the scaled
+    /// weight before clipping); empty: `weight` itself.
+    std::vector<float> reference;
+    /// s [K] when the layer's input is now x / s, so that its Hessian
+    /// becomes diag(1/s) H diag(1/s); empty otherwise.
+    std::vector<double> inputScale;
   };
-  std::map<std::string, Tensor> tensors;
+  /// Receives every other archive tensor replaced (norm weights, biases, the
+  /// weights of layers left in float) or added (the scales of an
+  /// activation), once each, as float32 values to be stored in `dtype`.
+  using Emit = llvm::function_ref<void(
+      llvm::StringRef name, safetensors::DType dtype,
+      llvm::ArrayRef<int64_t> shape, llvm::ArrayRef<float> values)>;
+
+  /// Rewrites as far as needed for `layer`'s weight to be final and hands it
+  /// over (once); nullopt when the layer is not rewritten. Failures have
+  /// been reported on the IR.
+  virtual mlir::FailureOr<std::optional<Layer>> take(llvm::StringRef layer,
+                                                     Emit emit) = 0;
+  /// Completes the rewrite: what no take() needed.
+  virtual mlir::LogicalResult finish(Emit emit) = 0;
+
   /// The report's method column ("awq", "awq+gptq").
   std::string method;
   /// Quantize nothing: write the rewritten tensors only (wq-awq mode=scale).
@@ -81,12 +94,12 @@ std::vector<uint8_t> fromFloats(llvm::ArrayRef<float> v,
                                 safetensors::DType dtype);
 
 /// Rewrites every selected wq.linear of `module` (RTN, or GPTQ with each
-/// layer's Hessian), optionally after `rewrites`, and writes the new archive
-/// `cfg.output`; `passName` prefixes diagnostics.
+/// layer's Hessian), optionally after `rewriter`'s rewrite, and writes the
+/// new archive `cfg.output`; `passName` prefixes diagnostics.
 mlir::LogicalResult runQuantize(mlir::ModuleOp module,
                                 const QuantizeConfig &cfg,
                                 llvm::StringRef passName,
-                                const WeightRewrites *rewrites = nullptr);
+                                WeightRewriter *rewriter = nullptr);
 
 /// The options every quantization pass has (WQQuantizeOptions in Passes.td).
 template <typename PassT> QuantizeConfig commonConfig(const PassT &p) {
