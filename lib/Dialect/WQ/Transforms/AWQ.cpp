@@ -9,7 +9,6 @@
 #include "AWQGroups.h"
 #include "QuantizeCommon.h"
 
-#include "quant-mlir/Dialect/WQ/IR/WQBuilders.h"
 #include "quant-mlir/Dialect/WQ/Transforms/AWQPlan.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Dialect/WQ/Transforms/SchemeSelection.h"
@@ -17,8 +16,6 @@
 #include "quant-mlir/Support/Progress.h"
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/IR/Builders.h"
-#include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"

@@ -30,8 +30,6 @@ static bool isElementwise(linalg::GenericOp g) {
          g.getRegionOutputArgs().front().use_empty();
 }
 
-/// The archive tensor behind `v` when it is a wq.weight that nothing else
-/// reads (so that it can be rewritten in place), else null.
 WeightOp soleWeight(Value v, const llvm::StringMap<int> &uses) {
   auto w = v.getDefiningOp<WeightOp>();
   if (!w || !w->hasOneUse())
@@ -173,7 +171,6 @@ static bool matchValueOutput(LinearOp o, ScaleGroup &group,
   return true;
 }
 
-/// AutoAWQ auto_clip: avoid_clipping = ["q_", "k_", "query", "key", "Wqkv"].
 bool avoidsClipping(StringRef layer) {
   for (StringRef s : {"q_", "k_", "query", "key", "Wqkv"})
     if (layer.contains(s))
@@ -181,8 +178,6 @@ bool avoidsClipping(StringRef layer) {
   return false;
 }
 
-/// AutoAWQ's ScaledActivation: the group's readers get x / s, with s the
-/// archive tensor `name` [K], computed right after the activation x.
 void insertActivationScale(ScaleGroup &g, StringRef name) {
   LinearOp first = g.consumers.front();
   OpBuilder b(first);
@@ -192,9 +187,6 @@ void insertActivationScale(ScaleGroup &g, StringRef name) {
     op.getInputMutable().assign(div);
 }
 
-/// The scaling groups of `module` in program order, every layer's scheme
-/// (null: left in float) and the readers of each archive name (a tensor read
-/// twice is never rewritten in place).
 LogicalResult collectGroups(ModuleOp module, const SchemeSelector &selector,
                             llvm::StringMap<int> &uses,
                             llvm::DenseMap<Operation *, SchemeAttr> &schemes,
@@ -282,8 +274,6 @@ std::vector<AWQPlanGroup::Zeroed> nextBranch(ArrayRef<ScaleGroup> groups,
   return out;
 }
 
-/// The names of the archive tensors group `g` reads and rewrites: its
-/// readers' weights and the op before it that absorbs 1/s.
 SmallVector<std::string> touchedBy(ScaleGroup &g) {
   SmallVector<std::string> names;
   auto add = [&](Value v) {
