@@ -18,14 +18,22 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
 #include "llvm/Target/TargetMachine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/TargetSelect.h"
 
 #include <algorithm>
 #include <cstdlib>
+#include <thread>
+
+#include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
+#if LLVM_ON_UNIX
+#include <unistd.h>
+#endif
 
 using namespace mlir;
 using namespace quant_mlir;
@@ -151,6 +159,28 @@ llvm::Error CPUModule::registerSymbol(StringRef name, void *address) {
   return llvm::Error::success();
 }
 
+namespace {
+/// Whether the archive's files together are at most half the physical
+/// memory (CPUCompileOptions::prefaultWeights).
+bool archiveFitsInMemory(const safetensors::Reader &reader) {
+  uint64_t total = 0;
+  for (const std::string &file : reader.files()) {
+    uint64_t size = 0;
+    if (llvm::sys::fs::file_size(file, size))
+      return false;
+    total += size;
+  }
+#if LLVM_ON_UNIX
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0)
+    return false;
+  return total <= uint64_t(pages) * uint64_t(page) / 2;
+#else
+  return false;
+#endif
+}
+} // namespace
+
 llvm::Expected<std::unique_ptr<CPUModule>>
 CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
                    const CPUCompileOptions &compileOptions) {
@@ -170,6 +200,16 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
       return reader.takeError();
     result->weights = std::move(*reader);
   }
+  // Joined on every return below (the thread reads result->weights).
+  std::thread prefaulter;
+  auto joinPrefault = llvm::make_scope_exit([&] {
+    if (prefaulter.joinable())
+      prefaulter.join();
+  });
+  if (compileOptions.prefaultWeights && result->weights &&
+      archiveFitsInMemory(*result->weights))
+    prefaulter = std::thread(
+        [reader = result->weights.get()] { (void)reader->prefault(); });
 
   PassManager bind(ctx);
   // Stage functions (wq-outline-blocks) run as one program: inline them

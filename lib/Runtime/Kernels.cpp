@@ -15,27 +15,12 @@
 #include <cblas.h>
 #include <malloc.h>
 
-#include "llvm/Support/ThreadPool.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
 
 using namespace quant_mlir::kernels::detail;
-
-void quant_mlir::kernels::detail::runOnWorkers(
-    int threads, llvm::function_ref<void()> worker) {
-  // Never destroyed: kernels may run from static destructors' threads, and
-  // joining at exit would only cost time.
-  static llvm::DefaultThreadPool *pool = new llvm::DefaultThreadPool(
-      llvm::hardware_concurrency());
-  llvm::ThreadPoolTaskGroup group(*pool);
-  for (int t = 1; t < threads; ++t)
-    group.async([&] { worker(); });
-  worker();
-  group.wait();
-}
 
 namespace {
 
@@ -251,26 +236,33 @@ void contract(std::vector<Dim> dims, const float *A, const float *B,
   for (size_t i = 0; i < dims.size(); ++i)
     if (int(i) != pick[1] && int(i) != pick[2] && int(i) != pick[3])
       loops.push_back(dims[i]);
-  std::vector<i64> idx(loops.size(), 0);
-  while (true) {
+  i64 count = 1;
+  for (const Dim &l : loops)
+    count *= l.size;
+  auto one = [&](i64 flat) {
     i64 oa = 0, ob = 0, oc = 0;
-    for (size_t l = 0; l < loops.size(); ++l) {
-      oa += idx[l] * loops[l].sa;
-      ob += idx[l] * loops[l].sb;
-      oc += idx[l] * loops[l].sc;
+    for (size_t l = loops.size(); l-- > 0;) {
+      i64 i = flat % loops[l].size;
+      flat /= loops[l].size;
+      oa += i * loops[l].sa;
+      ob += i * loops[l].sb;
+      oc += i * loops[l].sc;
     }
     (vector ? quant_mlir::kernels::vcontractF32 : gemm)(
         m.size, n.size, k.size, A + oa, m.sa, k.sa, B + ob, k.sb, n.sb,
         C + oc, m.sc, n.sc);
-    size_t l = loops.size();
-    for (; l > 0; --l) {
-      if (++idx[l - 1] < loops[l - 1].size)
-        break;
-      idx[l - 1] = 0;
-    }
-    if (l == 0)
-      return;
+  };
+  // Attention's per-head GEMMs have 1-2 column chunks each (PV: N = the
+  // head dim): the heads are the tasks then, each GEMM on one thread (its
+  // nested parallelChunks runs serially). Every GEMM is the same sequence
+  // of operations either way, so the result does not depend on the split.
+  const i64 chunks = (n.size + kChunkN - 1) / kChunkN;
+  if (count > 1 && chunks <= 4) {
+    parallelChunks(count, count * m.size * n.size * k.size, one);
+    return;
   }
+  for (i64 i = 0; i < count; ++i)
+    one(i);
 }
 } // namespace
 

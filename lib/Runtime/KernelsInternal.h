@@ -34,8 +34,10 @@ constexpr i64 kChunkN = 128;
 
 /// Runs `worker` on `threads` - 1 threads of a process-wide pool (started on
 /// first use, kept: a thread start costs ~20-40 us, as much as a decode
-/// GEMV of a 100M layer) and on the calling thread, and returns when all
-/// of them have returned.
+/// GEMV of a 100M layer; idle workers spin ~300 us before they sleep) and
+/// on the calling thread, and returns when all of them have returned. A
+/// call from inside a worker function, or while another thread's call
+/// runs, runs `worker` on the calling thread alone (WorkerPool.cpp).
 void runOnWorkers(int threads, llvm::function_ref<void()> worker);
 
 /// Runs task(chunk) for chunk in [0, chunks) on the BLAS thread count

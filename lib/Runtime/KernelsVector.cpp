@@ -135,10 +135,15 @@ void packPanelF32(const GemmMicroKernel &uk, const float *b, i64 sbk, i64 sbn,
 /// C[M, N] += Ap * B over fixed kChunkN-column chunks. packB(k0, rows, j0,
 /// cols, panel) writes the [rows][nr] panel of B rows k0.. and columns
 /// j0..j0+cols (cols <= nr; the rest of each row must be finite).
-template <typename PackB>
+/// Does nothing: packers whose source is small or cache-resident.
+struct NoPrefetch {
+  void operator()(i64, i64, i64, i64) const {}
+};
+
+template <typename PackB, typename PrefetchB = NoPrefetch>
 void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
                const float *ap, float *c, i64 scm, i64 scn, i64 work,
-               const PackB &packB) {
+               const PackB &packB, const PrefetchB &prefetchB = {}) {
   const i64 mr = uk.mr, nr = uk.nr;
   const i64 mBlocks = (M + mr - 1) / mr;
   const i64 chunks = (N + kChunkN - 1) / kChunkN;
@@ -156,6 +161,12 @@ void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
       for (i64 p = 0; p < panels; ++p) {
         const i64 j0 = n0 + p * nr, cols = std::min(nr, nc - p * nr);
         packB(k0, rows, j0, cols, bp.data());
+        // The next panel's source (the next k block's first one after the
+        // last), towards L2 while this one's tiles run.
+        if (p + 1 < panels)
+          prefetchB(k0, rows, j0 + nr, std::min(nr, nc - (p + 1) * nr));
+        else if (k0 + kc < K)
+          prefetchB(k0 + kc, std::min(kc, K - k0 - kc), n0, std::min(nr, nc));
         const float *b = bp.data();
         for (i64 mb = 0; mb < mBlocks; ++mb) {
           const i64 m0 = mb * mr, mrows = std::min(mr, M - m0);
@@ -294,6 +305,10 @@ void callGemv(QGemvMicroKernel::Fn fn, const int32_t *q, const float *s,
      1, pxs, pxs, 0, big, 1, y, y, 0, big, 1, ldq, ldx, groups, wpg, pf);
 }
 
+/// How many calls ahead (in columns of the current call) the packed GEMV
+/// prefetches each word row.
+constexpr i64 kQGemvAhead = 4;
+
 /// Decode, group by group: for each group, every chunk of kChunkN columns
 /// (wide calls, narrow ones for a tail) streams the group's word rows, so
 /// each row of codes is read left to right in runs of a chunk (sequential
@@ -356,7 +371,7 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
           callGemv(wide ? g.wide[bits][rows] : g.fn[bits][rows], q + j0,
                    scales + gi * n + j0, nz + gi * n + j0,
                    x + r * k + gi * gs, xs.data() + gi * m + r,
-                   y + r * n + j0, n, k, /*groups=*/1, wpg, cols);
+                   y + r * n + j0, n, k, /*groups=*/1, wpg, kQGemvAhead * cols);
           j0 += cols;
         }
         r += rows;
@@ -393,10 +408,26 @@ void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,
   }
   const GemmMicroKernel uk = registered;
   const float *ap = packA(uk, M, K, a, sam, sak);
-  runPanels(uk, M, N, K, kKc, ap, c, scm, scn, M * N * K,
-            [&](i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
-              packPanelF32(uk, b, sbk, sbn, k0, rows, j0, cols, panel);
-            });
+  // The weights of a prefill GEMM come from memory, not cache (a layer's
+  // W is read once per forward): fetch each panel's source lines while the
+  // panel before it is in use, instead of stalling in the transpose.
+  auto prefetch = [&](i64 k0, i64 rows, i64 j0, i64 cols) {
+    if (sbk == 1) {
+      for (i64 j = 0; j < cols; ++j)
+        for (i64 kk = 0; kk < rows; kk += 16)
+          __builtin_prefetch(b + (j0 + j) * sbn + k0 + kk, 0, 2);
+    } else if (sbn == 1) {
+      for (i64 kk = 0; kk < rows; ++kk)
+        for (i64 j = 0; j < cols; j += 16)
+          __builtin_prefetch(b + (k0 + kk) * sbk + j0 + j, 0, 2);
+    }
+  };
+  runPanels(
+      uk, M, N, K, kKc, ap, c, scm, scn, M * N * K,
+      [&](i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
+        packPanelF32(uk, b, sbk, sbn, k0, rows, j0, cols, panel);
+      },
+      prefetch);
 }
 
 void vqlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,

@@ -368,6 +368,29 @@ void Reader::releasePages(const TensorInfo &info) const {
 #endif
 }
 
+uint64_t Reader::prefault() const {
+  uint64_t total = 0;
+  for (const auto &shard : shards)
+    total += shard->prefault();
+  if (!buffer || buffer->getBufferKind() != MemoryBuffer::MemoryBuffer_MMap)
+    return total;
+  const uint8_t *begin = buffer->getBuffer().bytes_begin();
+  const size_t size = buffer->getBufferSize();
+  const size_t page = sys::Process::getPageSizeEstimate();
+#if LLVM_ON_UNIX
+  uintptr_t lo = alignDown(reinterpret_cast<uintptr_t>(begin), page);
+  (void)::madvise(reinterpret_cast<void *>(lo),
+                  reinterpret_cast<uintptr_t>(begin) + size - lo,
+                  MADV_WILLNEED);
+#endif
+  // Volatile reads: the loads must happen, their values are not needed.
+  uint8_t sink = 0;
+  for (size_t off = 0; off < size; off += page)
+    sink ^= *static_cast<const volatile uint8_t *>(begin + off);
+  (void)sink;
+  return total + size;
+}
+
 //===----------------------------------------------------------------------===//
 // SpillArea
 //===----------------------------------------------------------------------===//

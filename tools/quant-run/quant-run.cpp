@@ -119,6 +119,12 @@ static cl::opt<bool> tuneMalloc(
     "tune-malloc", cl::init(true),
     cl::desc("glibc malloc settings that keep large intermediates in the heap"),
     cl::cat(category));
+static cl::opt<bool> prefaultWeights(
+    "prefault-weights", cl::init(true),
+    cl::desc("Read the weight archive into memory while the model compiles "
+             "(skipped above half the physical memory); =false maps pages "
+             "on first use"),
+    cl::cat(category));
 /// The JIT settings of every mode (perplexity, calibration, generation).
 static CPUCompileOptions cpuCompileOptions() {
   CPUCompileOptions options;
@@ -127,6 +133,7 @@ static CPUCompileOptions cpuCompileOptions() {
   if (jitIROpt >= 0)
     options.irOptLevel = unsigned(jitIROpt);
   options.tuneAllocator = tuneMalloc;
+  options.prefaultWeights = prefaultWeights;
   return options;
 }
 

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 extern "C" {
 int openblas_get_num_threads(void);
@@ -276,6 +277,68 @@ TEST_F(VectorKernelsTest, ContractionMatchesFloat64) {
     EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
                           outs[0].size() * sizeof(float)),
               0);
+  }
+}
+
+namespace {
+/// Attention's per-head GEMMs through quant_vcontract_f32: [h, m, d] x
+/// [h, n, d]^T -> [h, m, n], N below the 4-chunk limit, so the heads are
+/// the parallel tasks (Kernels.cpp `contract`).
+void headContraction(const std::vector<float> &a, const std::vector<float> &b,
+                     std::vector<float> &c, int64_t H, int64_t M, int64_t N,
+                     int64_t D) {
+  int64_t slots[8][5] = {
+      {0, H, M * D, N * D, M * N}, // batch h
+      {1, M, D, 0, N},             // m
+      {2, N, 0, D, 1},             // n
+      {3, D, 1, 1, 0},             // k
+  };
+  int64_t *s = &slots[0][0];
+  quant_vcontract_f32(4, int64_t(a.data()), 0, int64_t(b.data()), 0,
+                      int64_t(c.data()), 0, s[0], s[1], s[2], s[3], s[4], s[5],
+                      s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13], s[14],
+                      s[15], s[16], s[17], s[18], s[19], s[20], s[21], s[22],
+                      s[23], s[24], s[25], s[26], s[27], s[28], s[29], s[30],
+                      s[31], s[32], s[33], s[34], s[35], s[36], s[37], s[38],
+                      s[39]);
+}
+} // namespace
+
+// Heads as tasks: the same bits for 1 and 2 threads, and for two callers
+// at once (the second runs on its own thread while the first holds the
+// pool: WorkerPool.cpp), against float64.
+TEST_F(VectorKernelsTest, HeadParallelContractionIsBitwiseStable) {
+  std::mt19937 rng(21);
+  const int64_t H = 12, M = 96, N = 200, D = 64;
+  auto a = randomFloats(rng, H * M * D), b = randomFloats(rng, H * N * D);
+  std::vector<double> want(H * M * N);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t j = 0; j < N; ++j) {
+        double acc = 0;
+        for (int64_t d = 0; d < D; ++d)
+          acc += double(a[(h * M + r) * D + d]) * b[(h * N + j) * D + d];
+        want[(h * M + r) * N + j] = acc;
+      }
+  std::vector<float> outs[2];
+  for (int t : {1, 2}) {
+    openblas_set_num_threads(t);
+    outs[t - 1].assign(H * M * N, 0.0f);
+    headContraction(a, b, outs[t - 1], H, M, N, D);
+    EXPECT_LT(relErr(outs[t - 1].data(), want), 1e-5);
+  }
+  EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
+                        outs[0].size() * sizeof(float)),
+            0);
+  // Two callers at once, several rounds: each result bitwise the same.
+  openblas_set_num_threads(2);
+  for (int round = 0; round < 8; ++round) {
+    std::vector<float> c1(H * M * N, 0.0f), c2(H * M * N, 0.0f);
+    std::thread other([&] { headContraction(a, b, c2, H, M, N, D); });
+    headContraction(a, b, c1, H, M, N, D);
+    other.join();
+    ASSERT_EQ(std::memcmp(c1.data(), outs[0].data(), c1.size() * 4), 0);
+    ASSERT_EQ(std::memcmp(c2.data(), outs[0].data(), c2.size() * 4), 0);
   }
 }
 

@@ -77,6 +77,12 @@ struct CPUCompileOptions {
   /// Once per process: glibc malloc settings that keep large freed
   /// intermediates in the heap (kernels::configureAllocator).
   bool tuneAllocator = true;
+  /// Read the weight archive into memory while the module compiles (on a
+  /// second thread; safetensors::Reader::prefault), as onnxruntime does at
+  /// session load, so the first run does not wait on the disk for every
+  /// weight page. Skipped when the archive is over half the physical
+  /// memory (a model streamed block by block must not be pulled in whole).
+  bool prefaultWeights = false;
 };
 
 class CPUModule {

@@ -108,6 +108,12 @@ public:
   /// time keeps about one tensor resident; the bytes stay valid (a later read
   /// faults them back in from the file). A no-op for heap copies.
   void releasePages(const TensorInfo &info) const;
+  /// Reads every page of the archive's mapping(s) into memory and maps it
+  /// (madvise(MADV_WILLNEED), then one read per page), so that code reading
+  /// the weights later does not wait on the disk or take page faults: what
+  /// onnxruntime's session load and llama.cpp's mmap prefetch do. Returns
+  /// the bytes touched (0 for heap copies).
+  uint64_t prefault() const;
 
   /// The "__metadata__" string map (empty if absent).
   const std::map<std::string, std::string> &metadata() const { return meta; }
