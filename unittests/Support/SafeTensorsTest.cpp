@@ -553,6 +553,33 @@ TEST_F(SafeTensorsTest, TransposedAndMappedSourcesMatchBruteForce) {
 // A sharded archive (index + shards) reads as one file holding every
 // tensor; openArchive finds the index behind the archive's plain name; a
 // missing, corrupt or inconsistent shard is an error naming it.
+// prefault() reads a mapped archive's every page (the whole file) and
+// changes nothing; a small archive is a heap copy (not mapped): 0 bytes.
+TEST_F(SafeTensorsTest, PrefaultTouchesTheMappedFile) {
+  std::vector<uint8_t> big = pattern(1 << 20, 7), small = pattern(16, 8);
+  Writer writer;
+  ASSERT_FALSE(errorToBool(writer.add("w", DType::F32, {1 << 18}, big)));
+  ASSERT_FALSE(errorToBool(writer.write(file("big.safetensors"))));
+  auto reader = Reader::open(file("big.safetensors"));
+  ASSERT_TRUE(bool(reader)) << toString(reader.takeError());
+  const TensorInfo *w = (*reader)->lookup("w");
+  ASSERT_TRUE(w);
+  ASSERT_TRUE((*reader)->isMapped(*w));
+  uint64_t size = 0;
+  ASSERT_FALSE(sys::fs::file_size(file("big.safetensors"), size));
+  EXPECT_EQ((*reader)->prefault(), size);
+  EXPECT_EQ((*reader)->bytes(*w), ArrayRef<uint8_t>(big));
+
+  Writer tiny;
+  ASSERT_FALSE(errorToBool(tiny.add("s", DType::F32, {4}, small)));
+  ASSERT_FALSE(errorToBool(tiny.write(file("tiny.safetensors"))));
+  auto copy = Reader::open(file("tiny.safetensors"));
+  ASSERT_TRUE(bool(copy));
+  if (!(*copy)->isMapped(*(*copy)->lookup("s")))
+    EXPECT_EQ((*copy)->prefault(), 0u);
+  EXPECT_EQ((*copy)->bytes(*(*copy)->lookup("s")), ArrayRef<uint8_t>(small));
+}
+
 TEST_F(SafeTensorsTest, ShardedArchiveReadsAsOne) {
   std::vector<uint8_t> a = pattern(24, 1), b = pattern(12, 2), c = pattern(8, 3);
   Writer first, second;
