@@ -132,14 +132,17 @@ void packPanelF32(const GemmMicroKernel &uk, const float *b, i64 sbk, i64 sbn,
   }
 }
 
-/// C[M, N] += Ap * B over fixed kChunkN-column chunks. packB(k0, rows, j0,
-/// cols, panel) writes the [rows][nr] panel of B rows k0.. and columns
-/// j0..j0+cols (cols <= nr; the rest of each row must be finite).
-/// Does nothing: packers whose source is small or cache-resident.
+/// The default of runPanels' prefetchB: for packers whose source is small
+/// or cache-resident.
 struct NoPrefetch {
   void operator()(i64, i64, i64, i64) const {}
 };
 
+/// C[M, N] += Ap * B over fixed kChunkN-column chunks. packB(k0, rows, j0,
+/// cols, panel) writes the [rows][nr] panel of B rows k0.. and columns
+/// j0..j0+cols (cols <= nr; the rest of each row must be finite);
+/// prefetchB(k0, rows, j0, cols) is told the next panel's block while the
+/// current one is in use.
 template <typename PackB, typename PrefetchB = NoPrefetch>
 void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
                const float *ap, float *c, i64 scm, i64 scn, i64 work,
