@@ -132,21 +132,13 @@ void packPanelF32(const GemmMicroKernel &uk, const float *b, i64 sbk, i64 sbn,
   }
 }
 
-/// The default of runPanels' prefetchB: for packers whose source is small
-/// or cache-resident.
-struct NoPrefetch {
-  void operator()(i64, i64, i64, i64) const {}
-};
-
 /// C[M, N] += Ap * B over fixed kChunkN-column chunks. packB(k0, rows, j0,
 /// cols, panel) writes the [rows][nr] panel of B rows k0.. and columns
-/// j0..j0+cols (cols <= nr; the rest of each row must be finite);
-/// prefetchB(k0, rows, j0, cols) is told the next panel's block while the
-/// current one is in use.
-template <typename PackB, typename PrefetchB = NoPrefetch>
+/// j0..j0+cols (cols <= nr; the rest of each row must be finite).
+template <typename PackB>
 void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
                const float *ap, float *c, i64 scm, i64 scn, i64 work,
-               const PackB &packB, const PrefetchB &prefetchB = {}) {
+               const PackB &packB) {
   const i64 mr = uk.mr, nr = uk.nr;
   const i64 mBlocks = (M + mr - 1) / mr;
   const i64 chunks = (N + kChunkN - 1) / kChunkN;
@@ -164,12 +156,6 @@ void runPanels(const GemmMicroKernel &uk, i64 M, i64 N, i64 K, i64 kc,
       for (i64 p = 0; p < panels; ++p) {
         const i64 j0 = n0 + p * nr, cols = std::min(nr, nc - p * nr);
         packB(k0, rows, j0, cols, bp.data());
-        // The next panel's source (the next k block's first one after the
-        // last), towards L2 while this one's tiles run.
-        if (p + 1 < panels)
-          prefetchB(k0, rows, j0 + nr, std::min(nr, nc - (p + 1) * nr));
-        else if (k0 + kc < K)
-          prefetchB(k0 + kc, std::min(kc, K - k0 - kc), n0, std::min(nr, nc));
         const float *b = bp.data();
         for (i64 mb = 0; mb < mBlocks; ++mb) {
           const i64 m0 = mb * mr, mrows = std::min(mr, M - m0);
@@ -411,26 +397,10 @@ void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,
   }
   const GemmMicroKernel uk = registered;
   const float *ap = packA(uk, M, K, a, sam, sak);
-  // The weights of a prefill GEMM come from memory, not cache (a layer's
-  // W is read once per forward): fetch each panel's source lines while the
-  // panel before it is in use, instead of stalling in the transpose.
-  auto prefetch = [&](i64 k0, i64 rows, i64 j0, i64 cols) {
-    if (sbk == 1) {
-      for (i64 j = 0; j < cols; ++j)
-        for (i64 kk = 0; kk < rows; kk += 16)
-          __builtin_prefetch(b + (j0 + j) * sbn + k0 + kk, 0, 2);
-    } else if (sbn == 1) {
-      for (i64 kk = 0; kk < rows; ++kk)
-        for (i64 j = 0; j < cols; j += 16)
-          __builtin_prefetch(b + (k0 + kk) * sbk + j0 + j, 0, 2);
-    }
-  };
-  runPanels(
-      uk, M, N, K, kKc, ap, c, scm, scn, M * N * K,
-      [&](i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
-        packPanelF32(uk, b, sbk, sbn, k0, rows, j0, cols, panel);
-      },
-      prefetch);
+  runPanels(uk, M, N, K, kKc, ap, c, scm, scn, M * N * K,
+            [&](i64 k0, i64 rows, i64 j0, i64 cols, float *panel) {
+              packPanelF32(uk, b, sbk, sbn, k0, rows, j0, cols, panel);
+            });
 }
 
 void vqlinearF32(int64_t m, int64_t n, int64_t k, unsigned bits,
