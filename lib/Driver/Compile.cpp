@@ -20,6 +20,7 @@
 #include "quant-mlir/Runtime/StreamCalibration.h"
 #include "quant-mlir/Support/OutputPaths.h"
 #include "quant-mlir/Support/SafeTensors.h"
+#include "quant-mlir/Support/SystemMemory.h"
 #include "quant-mlir/Target/ONNX/ImportONNX.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -34,11 +35,6 @@
 
 #include <chrono>
 #include <optional>
-
-#include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
-#if LLVM_ON_UNIX
-#include <unistd.h>
-#endif
 
 using namespace quant_mlir;
 using namespace quant_mlir::driver;
@@ -272,16 +268,6 @@ private:
   std::string diskLine;
 };
 } // namespace
-
-/// Physical memory in bytes (0 if unknown).
-static uint64_t physicalMemory() {
-#if LLVM_ON_UNIX
-  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && size > 0)
-    return uint64_t(pages) * uint64_t(size);
-#endif
-  return 0;
-}
 
 /// The activation bytes held in memory before they go to a file.
 static uint64_t maxActivationMemory(const StreamingOptions &st) {

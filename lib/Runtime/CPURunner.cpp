@@ -9,6 +9,7 @@
 #include "quant-mlir/Dialect/WQ/IR/WQDialect.h"
 #include "quant-mlir/Dialect/WQ/Transforms/Passes.h"
 #include "quant-mlir/Pipelines/Pipelines.h"
+#include "quant-mlir/Support/SystemMemory.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
@@ -29,11 +30,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <thread>
-
-#include "llvm/Config/llvm-config.h" // LLVM_ON_UNIX
-#if LLVM_ON_UNIX
-#include <unistd.h>
-#endif
 
 using namespace mlir;
 using namespace quant_mlir;
@@ -170,14 +166,8 @@ bool archiveFitsInMemory(const safetensors::Reader &reader) {
       return false;
     total += size;
   }
-#if LLVM_ON_UNIX
-  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page <= 0)
-    return false;
-  return total <= uint64_t(pages) * uint64_t(page) / 2;
-#else
-  return false;
-#endif
+  uint64_t memory = physicalMemory();
+  return memory > 0 && total <= memory / 2;
 }
 } // namespace
 
@@ -202,7 +192,7 @@ CPUModule::compile(OwningOpRef<ModuleOp> module, StringRef baseDir,
   }
   // Joined on every return below (the thread reads result->weights).
   std::thread prefaulter;
-  auto joinPrefault = llvm::make_scope_exit([&] {
+  llvm::scope_exit joinPrefault([&] {
     if (prefaulter.joinable())
       prefaulter.join();
   });

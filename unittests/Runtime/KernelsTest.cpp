@@ -160,6 +160,21 @@ TEST(KernelsTest, FusedQuantizedLinearMatchesFloat64) {
   }
 }
 
+namespace {
+/// Calls quant_contract_f32 or quant_vcontract_f32 (same signature) with
+/// the first numDims of the 8 (role, size, sa, sb, sc) slots.
+void callContract(decltype(&quant_contract_f32) fn, int64_t numDims,
+                  const float *a, const float *b, float *c,
+                  const int64_t (&slots)[8][5]) {
+  const int64_t *s = &slots[0][0];
+  fn(numDims, int64_t(a), 0, int64_t(b), 0, int64_t(c), 0, s[0], s[1], s[2],
+     s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13],
+     s[14], s[15], s[16], s[17], s[18], s[19], s[20], s[21], s[22], s[23],
+     s[24], s[25], s[26], s[27], s[28], s[29], s[30], s[31], s[32], s[33],
+     s[34], s[35], s[36], s[37], s[38], s[39]);
+}
+} // namespace
+
 // C += A * B with the 8-slot dim description the lowering passes.
 TEST(KernelsTest, StridedContractionMatchesFloat64) {
   std::mt19937 rng(3);
@@ -184,14 +199,7 @@ TEST(KernelsTest, StridedContractionMatchesFloat64) {
       {2, N, 0, D, 1},                           // n
       {3, D, 1, 1, 0},                           // k
   };
-  int64_t *s = &slots[0][0];
-  quant_contract_f32(5, int64_t(a.data()), 0, int64_t(b.data()), 0,
-                     int64_t(c.data()), 0, s[0], s[1], s[2], s[3], s[4], s[5],
-                     s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13], s[14],
-                     s[15], s[16], s[17], s[18], s[19], s[20], s[21], s[22],
-                     s[23], s[24], s[25], s[26], s[27], s[28], s[29], s[30],
-                     s[31], s[32], s[33], s[34], s[35], s[36], s[37], s[38],
-                     s[39]);
+  callContract(quant_contract_f32, 5, a.data(), b.data(), c.data(), slots);
   std::vector<float> got(B * H * M * N);
   for (int64_t i = 0; i < B * H * M; ++i)
     for (int64_t j = 0; j < N; ++j)
@@ -293,14 +301,7 @@ void headContraction(const std::vector<float> &a, const std::vector<float> &b,
       {2, N, 0, D, 1},             // n
       {3, D, 1, 1, 0},             // k
   };
-  int64_t *s = &slots[0][0];
-  quant_vcontract_f32(4, int64_t(a.data()), 0, int64_t(b.data()), 0,
-                      int64_t(c.data()), 0, s[0], s[1], s[2], s[3], s[4], s[5],
-                      s[6], s[7], s[8], s[9], s[10], s[11], s[12], s[13], s[14],
-                      s[15], s[16], s[17], s[18], s[19], s[20], s[21], s[22],
-                      s[23], s[24], s[25], s[26], s[27], s[28], s[29], s[30],
-                      s[31], s[32], s[33], s[34], s[35], s[36], s[37], s[38],
-                      s[39]);
+  callContract(quant_vcontract_f32, 4, a.data(), b.data(), c.data(), slots);
 }
 } // namespace
 

@@ -550,9 +550,6 @@ TEST_F(SafeTensorsTest, TransposedAndMappedSourcesMatchBruteForce) {
   }
 }
 
-// A sharded archive (index + shards) reads as one file holding every
-// tensor; openArchive finds the index behind the archive's plain name; a
-// missing, corrupt or inconsistent shard is an error naming it.
 // prefault() reads a mapped archive's every page (the whole file) and
 // changes nothing; a small archive is a heap copy (not mapped): 0 bytes.
 TEST_F(SafeTensorsTest, PrefaultTouchesTheMappedFile) {
@@ -575,11 +572,15 @@ TEST_F(SafeTensorsTest, PrefaultTouchesTheMappedFile) {
   ASSERT_FALSE(errorToBool(tiny.write(file("tiny.safetensors"))));
   auto copy = Reader::open(file("tiny.safetensors"));
   ASSERT_TRUE(bool(copy));
-  if (!(*copy)->isMapped(*(*copy)->lookup("s")))
-    EXPECT_EQ((*copy)->prefault(), 0u);
+  // LLVM maps a file only from 4 pages up: this one is read into the heap.
+  ASSERT_FALSE((*copy)->isMapped(*(*copy)->lookup("s")));
+  EXPECT_EQ((*copy)->prefault(), 0u);
   EXPECT_EQ((*copy)->bytes(*(*copy)->lookup("s")), ArrayRef<uint8_t>(small));
 }
 
+// A sharded archive (index + shards) reads as one file holding every
+// tensor; openArchive finds the index behind the archive's plain name; a
+// missing, corrupt or inconsistent shard is an error naming it.
 TEST_F(SafeTensorsTest, ShardedArchiveReadsAsOne) {
   std::vector<uint8_t> a = pattern(24, 1), b = pattern(12, 2), c = pattern(8, 3);
   Writer first, second;
