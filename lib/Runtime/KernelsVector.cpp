@@ -11,6 +11,8 @@
 #include "quant-mlir/Runtime/Kernels.h"
 #include "KernelsInternal.h"
 
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -298,13 +300,80 @@ void callGemv(QGemvMicroKernel::Fn fn, const int32_t *q, const float *s,
 /// prefetches each word row.
 constexpr i64 kQGemvAhead = 4;
 
+/// The largest block the integer-dot GEMV takes: its int32 sums stay
+/// exact (4-bit: 4096 x 15 x (128 + 256 x 65) < 2^31).
+constexpr i64 kQDotMaxBlock = 4096;
+/// The integer-dot GEMV's fixed-point block along K where groups are
+/// longer (per-channel scales): one exponent per 128 values of x, so that
+/// an outlier costs precision only in its own block.
+constexpr i64 kQDotBlock = 128;
+
+/// x for the integer-dot GEMV: per row and block of gs values (a group, or
+/// kQDotBlock of a longer one), X = round(x * 2^-e) with
+/// e chosen so that |X| < 2^22 (24-bit fixed point against the block's
+/// largest |x|), split into signed bytes X = d0 + 256 d1 + 65536 d2 (each
+/// in [-128, 127]). Per word of codes (32 / bits fields), 3 x sets words
+/// of digits: word d * sets + t holds digit d of the fields i * sets + t
+/// (i = byte 0..3), the order the kernel's shifted, masked code bytes have.
+/// xs gets (the block's f32 sum of x, 2^e) per [block][row]. False (and
+/// the float kernel runs) when some x is not finite or a scale would leave
+/// the normal range.
+bool packDigits(i64 m, i64 k, unsigned bits, i64 gs, const float *x,
+                std::vector<int32_t> &xd, std::vector<float> &xs) {
+  const i64 per = 32 / bits, sets = 8 / bits, perWord = 3 * sets;
+  const i64 ldx = k / per * perWord, numGroups = k / gs;
+  xd.assign(m * ldx, 0);
+  xs.assign(numGroups * m * 2, 0.0f);
+  auto *bytes = reinterpret_cast<uint8_t *>(xd.data());
+  for (i64 r = 0; r < m; ++r)
+    for (i64 gi = 0; gi < numGroups; ++gi) {
+      const float *xg = x + r * k + gi * gs;
+      float sum = 0.0f, maxAbs = 0.0f;
+      for (i64 i = 0; i < gs; ++i) {
+        if (!std::isfinite(xg[i]))
+          return false;
+        sum += xg[i];
+        maxAbs = std::max(maxAbs, std::fabs(xg[i]));
+      }
+      int e = 0;
+      std::frexp(maxAbs, &e);
+      if (maxAbs > 0.0f && e - 22 < FLT_MIN_EXP)
+        return false;
+      xs[(gi * m + r) * 2] = sum;
+      xs[(gi * m + r) * 2 + 1] = std::ldexp(1.0f, e - 22);
+      // x * 2^(22 - e) is exact in double; adding 1.5 * 2^52 rounds it to
+      // the nearest integer (ties to even), which the low 32 bits of the
+      // sum then hold in two's complement (no libm call per value).
+      const double inv = std::ldexp(1.0, 22 - e), magic = 6755399441055744.0;
+      for (i64 i = 0; i < gs; ++i) {
+        const i64 kk = gi * gs + i, f = kk % per;
+        const double shifted = double(xg[i]) * inv + magic;
+        uint64_t raw;
+        std::memcpy(&raw, &shifted, sizeof raw);
+        auto v = int32_t(uint32_t(raw));
+        int32_t digits[3];
+        for (int d = 0; d < 2; ++d) {
+          digits[d] = int32_t(int8_t(uint8_t(v & 0xFF)));
+          v = (v - digits[d]) / 256;
+        }
+        digits[2] = v;
+        const i64 word = r * ldx + kk / per * perWord + f % sets;
+        for (int d = 0; d < 3; ++d)
+          bytes[(word + d * sets) * 4 + f / sets] = uint8_t(digits[d]);
+      }
+    }
+  return true;
+}
+
 /// Decode, group by group: for each group, every chunk of kChunkN columns
 /// (wide calls, narrow ones for a tail) streams the group's word rows, so
 /// each row of codes is read left to right in runs of a chunk (sequential
 /// streams the hardware prefetcher follows, plus a software prefetch of the
 /// next call's columns) instead of one chunk walking down all of K with a
 /// stride of N * 4 bytes. A task owns whole chunks; each column sees the
-/// same sequence of kernel calls whatever the thread count.
+/// same sequence of kernel calls whatever the thread count. M <= 2 on a
+/// host with the integer-dot kernels runs those (packDigits); otherwise
+/// the float ones.
 void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
            const float *x, const int32_t *codes, const float *scales,
            const int32_t *zeros, float *y) {
@@ -312,18 +381,33 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
   const i64 numGroups = groupSize > 0 ? k / groupSize : 1;
   (void)groups;
   const i64 gs = groupSize > 0 ? groupSize : k;
-  const i64 wpg = gs * bits / 32;
   const i64 zeroWords = n * bits / 32;
   const uint32_t mask = (1u << bits) - 1;
-  // xs[g][r]: the group sums of x, in a fixed order (the zero term's factor).
-  std::vector<float> xs(numGroups * m);
-  for (i64 r = 0; r < m; ++r)
-    for (i64 gi = 0; gi < numGroups; ++gi) {
-      float sum = 0.0f;
-      for (i64 i = 0; i < gs; ++i)
-        sum += x[r * k + gi * gs + i];
-      xs[gi * m + r] = sum;
-    }
+  std::vector<int32_t> xd;
+  std::vector<float> xs;
+  // Blocks: the K ranges each kernel call covers (groups, or for the
+  // integer kernel kQDotBlock pieces of a longer group).
+  const i64 dotBlock = gs > kQDotBlock && gs % kQDotBlock == 0 ? kQDotBlock
+                                                              : gs;
+  const bool useDot = m <= 2 && g.dot[bits][1] &&
+                      dotBlock <= kQDotMaxBlock &&
+                      dotBlock * bits / 32 % kQDotWords == 0 &&
+                      packDigits(m, k, bits, dotBlock, x, xd, xs);
+  const i64 block = useDot ? dotBlock : gs;
+  const i64 numBlocks = k / block, wpb = block * bits / 32;
+  const i64 xStride = useDot ? k / (32 / bits) * 3 * (8 / bits) : k;
+  if (!useDot) {
+    // xs[g][r]: the group sums of x, in a fixed order (the zero term's
+    // factor). A block is a group here.
+    xs.assign(numGroups * m, 0.0f);
+    for (i64 r = 0; r < m; ++r)
+      for (i64 gi = 0; gi < numGroups; ++gi) {
+        float sum = 0.0f;
+        for (i64 i = 0; i < gs; ++i)
+          sum += x[r * k + gi * gs + i];
+        xs[gi * m + r] = sum;
+      }
+  }
   const i64 chunks = (n + kChunkN - 1) / kChunkN;
   // A few chunks per task: long sequential runs, still enough tasks to
   // balance two threads.
@@ -347,20 +431,29 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
         }
         nz[gi * n + c] = -z * scales[gi * n + c];
       }
-    for (i64 gi = 0; gi < numGroups; ++gi) {
-      const int32_t *q = codes + gi * wpg * n;
+    for (i64 bi = 0; bi < numBlocks; ++bi) {
+      const i64 gi = bi * block / gs;
+      const int32_t *q = codes + bi * wpb * n;
       for (i64 r = 0; r < m;) {
-        i64 rows = 8;
-        while (rows > 1 && (rows > m - r || !g.fn[bits][rows]))
+        i64 rows = useDot ? m - r : 8;
+        while (!useDot && rows > 1 && (rows > m - r || !g.fn[bits][rows]))
           rows /= 2;
+        QGemvMicroKernel::Fn narrow = useDot ? g.dot[bits][rows] : g.fn[bits][rows];
+        QGemvMicroKernel::Fn wideFn = useDot ? nullptr : g.wide[bits][rows];
+        const i64 wideCols = g.wideCols[rows];
+        // The integer kernel's x and xs: digit words and (sum, scale)
+        // pairs, passed through the same pointer arguments.
+        const float *xr =
+            useDot ? reinterpret_cast<const float *>(xd.data() + r * xStride +
+                                                  bi * wpb * 3 * (8 / bits))
+                : x + r * k + bi * block;
+        const float *xsr = xs.data() + (bi * m + r) * (useDot ? 2 : 1);
         for (i64 j0 = c0; j0 < c1;) {
-          const bool wide = g.wide[bits][rows] && g.wideCols[rows] > 0 &&
-                            c1 - j0 >= g.wideCols[rows];
-          const i64 cols = wide ? g.wideCols[rows] : g.nr;
-          callGemv(wide ? g.wide[bits][rows] : g.fn[bits][rows], q + j0,
-                   scales + gi * n + j0, nz + gi * n + j0,
-                   x + r * k + gi * gs, xs.data() + gi * m + r,
-                   y + r * n + j0, n, k, /*groups=*/1, wpg, kQGemvAhead * cols);
+          const bool wide = wideFn && wideCols > 0 && c1 - j0 >= wideCols;
+          const i64 cols = wide ? wideCols : g.nr;
+          callGemv(wide ? wideFn : narrow, q + j0, scales + gi * n + j0,
+                   nz + gi * n + j0, xr, xsr, y + r * n + j0, n, xStride,
+                   /*groups=*/1, wpb, kQGemvAhead * cols);
           j0 += cols;
         }
         r += rows;
@@ -379,6 +472,7 @@ void setF32GemvMicroKernels(const F32GemvMicroKernel &kernels) {
   registeredF32Gemv = kernels;
 }
 const F32GemvMicroKernel &f32GemvMicroKernel() { return registeredF32Gemv; }
+const QGemvMicroKernel &qgemvMicroKernels() { return registeredGemv; }
 const GemmMicroKernel &gemmMicroKernel() { return registered; }
 
 void vcontractF32(int64_t M, int64_t N, int64_t K, const float *a,

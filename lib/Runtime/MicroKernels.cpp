@@ -8,6 +8,7 @@
 
 #include "quant-mlir/Runtime/MicroKernels.h"
 #include "quant-mlir/Runtime/Kernels.h"
+#include "MicroKernelsInternal.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -32,26 +33,13 @@
 
 using namespace mlir;
 using namespace quant_mlir;
+using quant_mlir::detail::IndexMath;
+using quant_mlir::detail::qdotName;
 
 namespace {
 constexpr const char *kGemmKernel = "quant_ukernel_gemm_f32";
 constexpr const char *kPackKernel = "quant_ukernel_pack_t_f32";
 
-/// The index constants and arithmetic every kernel builder below needs, at
-/// one builder and location (a loop body has its own).
-struct IndexMath {
-  OpBuilder &b;
-  Location loc;
-  Value cst(int64_t v) const {
-    return arith::ConstantIndexOp::create(b, loc, v);
-  }
-  Value add(Value x, Value y) const {
-    return arith::AddIOp::create(b, loc, x, y);
-  }
-  Value mul(Value x, Value y) const {
-    return arith::MulIOp::create(b, loc, x, y);
-  }
-};
 } // namespace
 
 HostVectorTarget quant_mlir::detectHostVectorTarget() {
@@ -217,28 +205,40 @@ int64_t quant_mlir::qgemvWideColumns(const HostVectorTarget &target,
   return std::min<int64_t>(vectors * target.vectorWidth, 128);
 }
 
-void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
-                                       const HostVectorTarget &target,
-                                       unsigned bits, int64_t rows,
-                                       int64_t cols) {
-  OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+quant_mlir::detail::QGemvArgs
+quant_mlir::detail::createQGemvFunc(OpBuilder &b, ModuleOp module,
+                                    StringRef name, Type xElement) {
+  b.setInsertionPointToEnd(module.getBody());
   Location loc = module.getLoc();
-  Type f32 = b.getF32Type(), i32 = b.getI32Type(), index = b.getIndexType();
+  Type f32 = b.getF32Type(), index = b.getIndexType();
   auto fbuf = MemRefType::get({ShapedType::kDynamic}, f32);
-  auto ibuf = MemRefType::get({ShapedType::kDynamic}, i32);
+  auto ibuf = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
+  auto xbuf = MemRefType::get({ShapedType::kDynamic}, xElement);
   auto fn = func::FuncOp::create(
-      b, loc, qgemvName(bits, rows, cols),
-      b.getFunctionType({ibuf, fbuf, fbuf, fbuf, fbuf, fbuf, index, index,
+      b, loc, name,
+      b.getFunctionType({ibuf, fbuf, fbuf, xbuf, fbuf, fbuf, index, index,
                          index, index, index},
                         {}));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  Value q = entry->getArgument(0), s = entry->getArgument(1),
-        nz = entry->getArgument(2), x = entry->getArgument(3),
-        xs = entry->getArgument(4), y = entry->getArgument(5),
-        ldq = entry->getArgument(6), ldx = entry->getArgument(7),
-        groups = entry->getArgument(8), wpg = entry->getArgument(9),
-        pf = entry->getArgument(10);
+  auto arg = [&](unsigned i) { return entry->getArgument(i); };
+  return {arg(0), arg(1), arg(2), arg(3), arg(4),  arg(5),
+          arg(6), arg(7), arg(8), arg(9), arg(10)};
+}
+
+void quant_mlir::buildQGemvMicroKernel(ModuleOp module,
+                                       const HostVectorTarget &target,
+                                       unsigned bits, int64_t rows,
+                                       int64_t cols) {
+  OpBuilder b(module.getContext());
+  Location loc = module.getLoc();
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  const quant_mlir::detail::QGemvArgs args =
+      quant_mlir::detail::createQGemvFunc(b, module,
+                                          qgemvName(bits, rows, cols), f32);
+  Value q = args.q, s = args.s, nz = args.nz, x = args.x, xs = args.xs,
+        y = args.y, ldq = args.ldq, ldx = args.ldx, groups = args.groups,
+        wpg = args.wpg, pf = args.pf;
   const int64_t vl = target.vectorWidth, nv = cols / vl;
   const int64_t per = 32 / bits;
   // Partial sums per row and lane vector: at least 4 independent FMA chains.
@@ -520,6 +520,12 @@ VectorKernels *compileVectorKernels() {
       if (wide != vk->target.nr)
         buildQGemvMicroKernel(*module, vk->target, bits, rows, wide);
     }
+  if (hasQDotGemv(vk->target))
+    for (unsigned bits : {2u, 4u})
+      for (int64_t rows = 1; rows <= 2; ++rows) {
+        buildQDotGemvMicroKernel(*module, vk->target, bits, rows,
+                                 vk->target.nr);
+      }
   for (int64_t rows = 1; rows <= vk->target.maxF32GemvRows(); ++rows) {
     int64_t wrows = f32GemvWeightRows(vk->target, rows);
     buildF32GemvDotKernel(*module, vk->target, rows, wrows);
@@ -609,6 +615,17 @@ VectorKernels *compileVectorKernels() {
           reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*wfn);
       gemv.wideCols[rows] = wide;
     }
+  if (hasQDotGemv(vk->target))
+    for (unsigned bits : {2u, 4u})
+      for (int64_t rows = 1; rows <= 2; ++rows) {
+        auto fn = vk->engine->lookup(qdotName(bits, rows, vk->target.nr));
+        if (!fn) {
+          vk->error = llvm::toString(fn.takeError());
+          return vk;
+        }
+        gemv.dot[bits][rows] =
+            reinterpret_cast<kernels::QGemvMicroKernel::Fn>(*fn);
+      }
   kernels::F32GemvMicroKernel f32gemv;
   f32gemv.vl = vk->target.vectorWidth;
   f32gemv.maxRows = std::min<int64_t>(vk->target.maxF32GemvRows(), 3);

@@ -19,7 +19,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <thread>
 
@@ -418,6 +420,92 @@ TEST_F(VectorKernelsTest, DecodeGemvMatchesFloat64) {
                           outs[0].size() * sizeof(float)),
               0);
   }
+}
+
+// Decode on the integer-dot kernels (AVX2 hosts; elsewhere the float ones
+// run and the same bounds hold): x as 24-bit fixed point per group must
+// keep f32-level error when a group holds outliers 10^4 above its other
+// values, tiny values, or only zeros; per-channel scales over K = 4096 and
+// 8192 (fixed point per 128 values); a non-finite x takes the float kernel
+// and gives what it gives (NaN out).
+TEST_F(VectorKernelsTest, DecodeGemvIntegerDotMatchesFloat64) {
+  auto target = initVectorKernels();
+  ASSERT_TRUE(bool(target));
+  const kernels::QGemvMicroKernel &g = kernels::qgemvMicroKernels();
+  if (hasQDotGemv(*target))
+    for (unsigned bits : {2u, 4u})
+      for (int rows : {1, 2})
+        EXPECT_NE(g.dot[bits][rows], nullptr);
+  std::mt19937 rng(29);
+  struct Case {
+    int64_t bits, group, m, n, k;
+  };
+  const int64_t nr = kernels::gemmMicroKernel().nr;
+  for (Case c : std::vector<Case>{{4, 128, 1, nr * 9, 1024},
+                                  {4, 32, 2, nr * 3, 512},
+                                  {2, 64, 1, nr * 5, 768},
+                                  {2, 128, 2, nr * 2, 256},
+                                  {4, -1, 1, nr * 2, 4096},
+                                  {4, -1, 2, nr, 8192}}) {
+    SCOPED_TRACE(testing::Message() << "bits=" << c.bits << " group="
+                                    << c.group << " m=" << c.m);
+    PackedLayer layer(rng, c.n, c.k, c.bits, c.group, true, false, false);
+    auto x = randomFloats(rng, c.m * c.k);
+    const int64_t gs = c.group > 0 ? c.group : c.k;
+    for (int64_t i = 0; i < c.m * c.k; ++i) {
+      const int64_t gi = i % c.k / gs;
+      if (gi % 3 == 1 && i % 37 == 0)
+        x[i] *= 1e4f; // outliers
+      if (gi % 3 == 2)
+        x[i] *= 1e-30f; // a tiny group
+      if (gi == 3)
+        x[i] = 0.0f; // an all-zero group
+    }
+    std::vector<float> outs[2];
+    for (int t : {1, 2}) {
+      openblas_set_num_threads(t);
+      std::vector<float> &y = outs[t - 1];
+      y.assign(c.m * c.n, -123.0f);
+      kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits),
+                           c.group > 0 ? c.group : 0, layer.groups, x.data(),
+                           layer.codes.data(), layer.scales.data(),
+                           layer.zeros.data(), nullptr, nullptr, y.data());
+      // The float kernel's f32 sums over K = 8192 get the looser bound.
+      const double tol = hasQDotGemv(*target) ? 2e-6 : 2e-5;
+      const double err = relErr(y.data(), layer.reference(x, c.m));
+      EXPECT_LT(err, tol);
+      if (t == 1)
+        std::printf("bits %lld group %lld m %lld: relative error %.3g\n",
+                    (long long)c.bits, (long long)c.group, (long long)c.m,
+                    err);
+    }
+    EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
+                          outs[0].size() * sizeof(float)),
+              0);
+    // The tiny groups alone: their own error bound, not hidden by the
+    // outliers' scale.
+    if (c.group > 0 && c.k / c.group > 2) {
+      std::vector<float> tiny(x.size(), 0.0f);
+      for (int64_t i = 0; i < c.m * c.k; ++i)
+        if (i % c.k / gs % 3 == 2)
+          tiny[i] = x[i];
+      std::vector<float> y(c.m * c.n, 0.0f);
+      kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits), c.group,
+                           layer.groups, tiny.data(), layer.codes.data(),
+                           layer.scales.data(), layer.zeros.data(), nullptr,
+                           nullptr, y.data());
+      EXPECT_LT(relErr(y.data(), layer.reference(tiny, c.m)), 2e-6);
+    }
+  }
+  PackedLayer layer(rng, nr, 256, 4, 128, true, false, false);
+  auto x = randomFloats(rng, 256);
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> y(nr, 0.0f);
+  kernels::vqlinearF32(1, nr, 256, 4, 128, layer.groups, x.data(),
+                       layer.codes.data(), layer.scales.data(),
+                       layer.zeros.data(), nullptr, nullptr, y.data());
+  for (float v : y)
+    EXPECT_TRUE(std::isnan(v));
 }
 
 // Decode, f32 (M below the GEMM tile): the GEMV micro-kernels on W[N, K]

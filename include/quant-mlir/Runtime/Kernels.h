@@ -110,6 +110,8 @@ struct GemmMicroKernel {
 /// (row stride of codes, scales, nzs and y: N), ldx (K), groups, words per
 /// group, and pf: each word row w prefetches codes[w * ldq + pf ...] (the
 /// driver passes the next call's columns).
+/// Words of codes the integer-dot GEMV sums in int16 before widening.
+constexpr int64_t kQDotWords = 4;
 struct QGemvMicroKernel {
   using Fn = void (*)(int32_t *, int32_t *, int64_t, int64_t, int64_t,
                       float *, float *, int64_t, int64_t, int64_t, float *,
@@ -125,8 +127,14 @@ struct QGemvMicroKernel {
   /// divides the 128-column chunk), for full runs of a chunk.
   Fn wide[9][9] = {};
   int64_t wideCols[9] = {};
+  /// The integer-dot variants (hasQDotGemv hosts; bits 2 and 4, rows 1 and
+  /// 2): x is passed as digit words and xs as (group sum, digit scale)
+  /// pairs, laid out by kernels' packDigits; words per group a multiple of
+  /// kQDotWords; null where not generated.
+  Fn dot[9][3] = {};
 };
 void setQGemvMicroKernels(const QGemvMicroKernel &kernels);
+const QGemvMicroKernel &qgemvMicroKernels();
 
 /// The f32 GEMV micro-kernels for M below the GEMM tile's (decode), which
 /// read the weight where it lies (no packing). Both write a tile `out`

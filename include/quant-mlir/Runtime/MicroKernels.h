@@ -54,6 +54,22 @@ void buildPackTransposeKernel(mlir::ModuleOp module,
 void buildQGemvMicroKernel(mlir::ModuleOp module,
                            const HostVectorTarget &target, unsigned bits,
                            int64_t rows, int64_t cols);
+/// Whether the host gets the integer-dot decode GEMVs below (AVX2 without
+/// AVX-512: vpmaddubsw / vpmaddwd on ymm).
+bool hasQDotGemv(const HostVectorTarget &target);
+/// Adds `func.func @quant_ukernel_qdot_b<bits>_m<rows>_n<cols>` (see
+/// kernels::QGemvMicroKernel::dot) for bits 2 and 4: the decode GEMV on
+/// integer dot products. x arrives as 24-bit fixed point per row and group,
+/// split into three signed bytes; each word's codes become unsigned bytes
+/// with a shift and a mask, and vpmaddubsw + vpmaddwd sum 4 code x digit
+/// products per lane into int32 (exact), instead of a shift, mask, convert
+/// and FMA per code. Same arguments as the float kernel except x (i32: the
+/// digit words) and xs (pairs: group sum, digit scale). `cols` is
+/// target.nr: two int32 and three int16 accumulators per row and vector
+/// fill the 16 registers with the codes and digits (32 columns spilled).
+void buildQDotGemvMicroKernel(mlir::ModuleOp module,
+                              const HostVectorTarget &target, unsigned bits,
+                              int64_t rows, int64_t cols);
 /// Adds `func.func @quant_ukernel_gemv_t_f32_m<rows>_r<wrows>` (see
 /// kernels::F32GemvMicroKernel::dot): rows x wrows vector accumulators, one
 /// vector load per weight row and k step, reduced across lanes at the end.
