@@ -52,6 +52,7 @@ HostVectorTarget quant_mlir::detectHostVectorTarget() {
     t.vectorWidth = 16;
     t.mr = 8;
     t.maxGemvRows = 8;
+    t.vnni = features.lookup("avx512vnni");
   } else if (features.lookup("avx2") && features.lookup("fma")) {
     // 16 ymm registers: 6 x 2 accumulators, 2 B vectors, 1 broadcast.
     t.isa = "avx2";

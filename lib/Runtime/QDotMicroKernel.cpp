@@ -1,8 +1,9 @@
 //===- QDotMicroKernel.cpp - the integer-dot decode GEMV -----------------===//
-// The packed decode GEMV on integer dot products for AVX2 hosts: x as
-// 24-bit fixed point split into signed bytes, codes as unsigned bytes,
-// vpmaddubsw / vpmaddwd sums in int16 / int32 (exact), scales per group in
-// f32 (docs/performance-cpu.md). Registered by MicroKernels.cpp.
+// The packed decode GEMV on integer dot products for AVX2 and AVX-512 VNNI
+// hosts: x as 24-bit fixed point split into signed bytes, codes as unsigned
+// bytes, vpmaddubsw / vpmaddwd sums in int16 / int32 (AVX2) or vpdpbusd sums
+// in int32 (VNNI), all exact, scales per group in f32
+// (docs/performance-cpu.md). Registered by MicroKernels.cpp.
 //===----------------------------------------------------------------------===//
 
 #include "MicroKernelsInternal.h"
@@ -27,7 +28,8 @@ std::string quant_mlir::detail::qdotName(unsigned bits, int64_t rows,
 }
 
 bool quant_mlir::hasQDotGemv(const HostVectorTarget &target) {
-  return target.isa == "avx2" && target.vectorWidth == 8;
+  return (target.isa == "avx2" && target.vectorWidth == 8) ||
+         (target.isa == "avx512" && target.vectorWidth == 16 && target.vnni);
 }
 
 void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
@@ -49,25 +51,27 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
   auto vb = VectorType::get({vl * 4}, b.getI8Type());
   auto vh = VectorType::get({vl * 2}, b.getI16Type());
   IndexMath ix{b, loc};
-  // Accumulators per row r and vector j: A (digit 0) and B (digit 1 plus
-  // 256 x digit 2), so that sum_k q * X = A + 256 * B.
+  // Accumulators per row r and vector j: on AVX2 A (digit 0) and B (digit
+  // 1 plus 256 x digit 2), so that sum_k q * X = A + 256 * B; with VNNI
+  // one per digit (vpdpbusd accumulates in int32 and cannot weight), B
+  // formed after the word loop.
+  const bool vnni = target.vnni && vl == 16;
+  const int64_t accs = vnni ? 3 : 2;
   auto accIndex = [&](int64_t r, int64_t j, int64_t which) {
-    return (r * nv + j) * 2 + which;
+    return (r * nv + j) * accs + which;
   };
   auto splatI32 = [&](int32_t v) {
-    return arith::ConstantOp::create(b, loc, vi,
-                                     DenseElementsAttr::get(vi, v));
+    return arith::ConstantOp::create(b, loc, vi, DenseElementsAttr::get(vi, v));
   };
   auto splatI16 = [&](int16_t v) {
-    return arith::ConstantOp::create(b, loc, vh,
-                                     DenseElementsAttr::get(vh, v));
+    return arith::ConstantOp::create(b, loc, vh, DenseElementsAttr::get(vh, v));
   };
   Value zero = splatI32(0);
   uint32_t field = (1u << bits) - 1;
   Value byteMask = splatI32(int32_t(field * 0x01010101u));
-  Value one16 = splatI16(1), w256 = splatI16(256);
-  Value f256 = arith::ConstantOp::create(
-      b, loc, vf, DenseElementsAttr::get(vf, 256.0f));
+  Value one16 = splatI16(1), w256 = splatI16(256), shift8 = splatI32(8);
+  Value f256 =
+      arith::ConstantOp::create(b, loc, vf, DenseElementsAttr::get(vf, 256.0f));
   SmallVector<Value> shifts;
   for (int64_t t = 0; t < sets; ++t)
     shifts.push_back(splatI32(int32_t(t * bits)));
@@ -83,7 +87,14 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
                ValueRange{pairs, weights})
         .getResult(0);
   };
-  SmallVector<Value> init(rows * nv * 2, zero);
+  auto dpbusd = [&](OpBuilder &wb, Location wl, Value acc, Value codes,
+                    Value digits) {
+    return LLVM::CallIntrinsicOp::create(
+               wb, wl, vi, wb.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
+               ValueRange{acc, codes, digits})
+        .getResult(0);
+  };
+  SmallVector<Value> init(rows * nv * accs, zero);
   scf::ForOp::create(
       b, loc, ix.cst(0), groups, ix.cst(1), ValueRange{},
       [&](OpBuilder &gb, Location l, Value g, ValueRange) {
@@ -139,6 +150,12 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
                           vector::BroadcastOp::create(wb, wl, vi, v)));
                     }
                     for (int64_t j = 0; j < nv; ++j) {
+                      if (vnni) {
+                        Value &a = acc[accIndex(r, j, d)];
+                        for (int64_t t = 0; t < sets; ++t)
+                          a = dpbusd(wb, wl, a, codes[j][t], dig[t]);
+                        continue;
+                      }
                       Value &p = sums[(r * nv + j) * 3 + d];
                       for (int64_t t = 0; t < sets; ++t) {
                         Value m = madd(wb, wl, codes[j][t], dig[t]);
@@ -148,7 +165,7 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
                   }
                 }
               }
-              for (int64_t r = 0; r < rows; ++r)
+              for (int64_t r = 0; r < rows && !vnni; ++r)
                 for (int64_t j = 0; j < nv; ++j)
                   for (int64_t d = 0; d < 3; ++d) {
                     Value sum = widen(wb, wl, sums[(r * nv + j) * 3 + d],
@@ -166,19 +183,23 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
           Value sv = vector::LoadOp::create(gb, l, vf, s, soff);
           Value zv = vector::LoadOp::create(gb, l, vf, nz, soff);
           for (int64_t r = 0; r < rows; ++r) {
+            Value ib = wordLoop.getResult(accIndex(r, j, 1));
+            if (vnni) // B = digit 1's sum + 256 x digit 2's, exact in int32.
+              ib = arith::AddIOp::create(
+                  gb, l, ib,
+                  arith::ShLIOp::create(
+                      gb, l, wordLoop.getResult(accIndex(r, j, 2)), shift8));
             Value fa = arith::SIToFPOp::create(
                 gb, l, vf, wordLoop.getResult(accIndex(r, j, 0)));
-            Value fb = arith::SIToFPOp::create(
-                gb, l, vf, wordLoop.getResult(accIndex(r, j, 1)));
+            Value fb = arith::SIToFPOp::create(gb, l, vf, ib);
             Value total = vector::FMAOp::create(gb, l, f256, fb, fa);
-            Value pair = gx.mul(gx.add(gx.mul(groups, gx.cst(r)), g),
-                                gx.cst(2));
+            Value pair =
+                gx.mul(gx.add(gx.mul(groups, gx.cst(r)), g), gx.cst(2));
             Value xsum = vector::BroadcastOp::create(
                 gb, l, vf, memref::LoadOp::create(gb, l, xs, pair));
             Value scale = vector::BroadcastOp::create(
                 gb, l, vf,
-                memref::LoadOp::create(gb, l, xs,
-                                       gx.add(pair, gx.cst(1))));
+                memref::LoadOp::create(gb, l, xs, gx.add(pair, gx.cst(1))));
             Value yoff = gx.add(gx.mul(ldq, gx.cst(r)), gx.cst(j * vl));
             Value yv = vector::LoadOp::create(gb, l, vf, y, yoff);
             Value se = arith::MulFOp::create(gb, l, sv, scale);
@@ -191,4 +212,3 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
       });
   func::ReturnOp::create(b, loc);
 }
-

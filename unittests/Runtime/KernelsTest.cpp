@@ -13,6 +13,7 @@
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Parser/Parser.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 
@@ -395,34 +396,49 @@ TEST_F(VectorKernelsTest, DecodeGemvMatchesFloat64) {
                          kernels::gemmMicroKernel().nr * 17, 768});
   cases.push_back({3, 128, true, false, true, 1, 256, 1024});
   cases.push_back({4, 128, true, true, true, 2, 256, 1024});
-  for (const QCase &c : cases) {
-    SCOPED_TRACE(testing::Message()
-                 << "bits=" << c.bits << " group=" << c.groupSize
-                 << " zeros=" << c.zeros << " act=" << c.actOrder
-                 << " m=" << c.m << " n=" << c.n);
-    PackedLayer layer(rng, c.n, c.k, c.bits, c.groupSize, c.zeros, c.actOrder,
-                      c.bias);
-    auto x = randomFloats(rng, c.m * c.k);
-    std::vector<float> outs[2];
-    for (int t : {1, 2}) {
-      openblas_set_num_threads(t);
-      std::vector<float> &y = outs[t - 1];
-      y.assign(c.m * c.n, -123.0f);
-      kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits),
-                           c.groupSize > 0 ? c.groupSize : 0, layer.groups,
-                           x.data(), layer.codes.data(), layer.scales.data(),
-                           c.zeros ? layer.zeros.data() : nullptr,
-                           c.actOrder ? layer.gIdx.data() : nullptr,
-                           c.bias ? layer.bias.data() : nullptr, y.data());
-      EXPECT_LT(relErr(y.data(), layer.reference(x, c.m)), 2e-5);
+  // Twice: as registered (M = 1, 2 at 2 and 4 bits on the integer-dot
+  // kernels where the host has them), then with those taken out, so that
+  // the float kernels' M = 1, 2 are checked on every host too.
+  const kernels::QGemvMicroKernel registered = kernels::qgemvMicroKernels();
+  auto restore =
+      llvm::scope_exit([&] { kernels::setQGemvMicroKernels(registered); });
+  for (int pass = 0; pass < 2; ++pass)
+    for (const QCase &c : cases) {
+      if (pass == 1 && c.m > 2)
+        continue;
+      if (pass == 1) {
+        kernels::QGemvMicroKernel floatOnly = registered;
+        std::fill(&floatOnly.dot[0][0], &floatOnly.dot[0][0] + 9 * 3, nullptr);
+        kernels::setQGemvMicroKernels(floatOnly);
+      }
+      SCOPED_TRACE(testing::Message()
+                   << "bits=" << c.bits << " group=" << c.groupSize
+                   << " zeros=" << c.zeros << " act=" << c.actOrder
+                   << " m=" << c.m << " n=" << c.n << " pass=" << pass);
+      PackedLayer layer(rng, c.n, c.k, c.bits, c.groupSize, c.zeros, c.actOrder,
+                        c.bias);
+      auto x = randomFloats(rng, c.m * c.k);
+      std::vector<float> outs[2];
+      for (int t : {1, 2}) {
+        openblas_set_num_threads(t);
+        std::vector<float> &y = outs[t - 1];
+        y.assign(c.m * c.n, -123.0f);
+        kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits),
+                             c.groupSize > 0 ? c.groupSize : 0, layer.groups,
+                             x.data(), layer.codes.data(), layer.scales.data(),
+                             c.zeros ? layer.zeros.data() : nullptr,
+                             c.actOrder ? layer.gIdx.data() : nullptr,
+                             c.bias ? layer.bias.data() : nullptr, y.data());
+        EXPECT_LT(relErr(y.data(), layer.reference(x, c.m)), 2e-5);
+      }
+      EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
+                            outs[0].size() * sizeof(float)),
+                0);
     }
-    EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
-                          outs[0].size() * sizeof(float)),
-              0);
-  }
 }
 
-// Decode on the integer-dot kernels (AVX2 hosts; elsewhere the float ones
+// Decode on the integer-dot kernels (AVX2 and AVX-512 VNNI hosts; elsewhere
+// the float ones
 // run and the same bounds hold): x as 24-bit fixed point per group must
 // keep f32-level error when a group holds outliers 10^4 above its other
 // values, tiny values, or only zeros; per-channel scales over K = 4096 and

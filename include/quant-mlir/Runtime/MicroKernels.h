@@ -21,6 +21,9 @@ namespace quant_mlir {
 struct HostVectorTarget {
   std::string cpu, isa;
   int64_t vectorWidth = 4, mr = 4, nr = 8;
+  /// AVX-512 VNNI (vpdpbusd: four u8 x s8 products summed into each int32
+  /// lane in one instruction), which the integer-dot GEMV uses.
+  bool vnni = false;
   /// Largest row count of the decode GEMV kernels (8 with 32 registers).
   int64_t maxGemvRows = 4;
   /// Largest row count of the f32 GEMV kernels: the M the GEMM tile does
@@ -54,19 +57,21 @@ void buildPackTransposeKernel(mlir::ModuleOp module,
 void buildQGemvMicroKernel(mlir::ModuleOp module,
                            const HostVectorTarget &target, unsigned bits,
                            int64_t rows, int64_t cols);
-/// Whether the host gets the integer-dot decode GEMVs below (AVX2 without
-/// AVX-512: vpmaddubsw / vpmaddwd on ymm).
+/// Whether the host gets the integer-dot decode GEMVs below: AVX2 without
+/// AVX-512 (vpmaddubsw / vpmaddwd on ymm) or AVX-512 with VNNI (vpdpbusd on
+/// zmm). AVX-512 hosts without VNNI keep the float kernel.
 bool hasQDotGemv(const HostVectorTarget &target);
 /// Adds `func.func @quant_ukernel_qdot_b<bits>_m<rows>_n<cols>` (see
 /// kernels::QGemvMicroKernel::dot) for bits 2 and 4: the decode GEMV on
 /// integer dot products. x arrives as 24-bit fixed point per row and group,
 /// split into three signed bytes; each word's codes become unsigned bytes
-/// with a shift and a mask, and vpmaddubsw + vpmaddwd sum 4 code x digit
-/// products per lane into int32 (exact), instead of a shift, mask, convert
-/// and FMA per code. Same arguments as the float kernel except x (i32: the
-/// digit words) and xs (pairs: group sum, digit scale). `cols` is
-/// target.nr: two int32 and three int16 accumulators per row and vector
-/// fill the 16 registers with the codes and digits (32 columns spilled).
+/// with a shift and a mask, and vpmaddubsw + vpmaddwd (AVX2) or vpdpbusd
+/// (AVX-512 VNNI) sum 4 code x digit products per lane into int32 (exact),
+/// instead of a shift, mask, convert and FMA per code. Same arguments as
+/// the float kernel except x (i32: the digit words) and xs (pairs: group
+/// sum, digit scale). `cols` is target.nr: on AVX2 two int32 and three
+/// int16 accumulators per row and vector fill the 16 registers with the
+/// codes and digits (32 columns spilled); with VNNI three int32 ones.
 void buildQDotGemvMicroKernel(mlir::ModuleOp module,
                               const HostVectorTarget &target, unsigned bits,
                               int64_t rows, int64_t cols);
