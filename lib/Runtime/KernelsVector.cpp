@@ -421,16 +421,26 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
     thread_local std::vector<float> nzs;
     nzs.resize(numGroups * n);
     float *nz = nzs.data();
-    for (i64 gi = 0; gi < numGroups; ++gi)
-      for (i64 c = c0; c < c1; ++c) {
-        float z = float(1u << (bits - 1));
-        if (zeros) {
-          i64 bit = c * bits;
-          z = float((uint32_t(zeros[gi * zeroWords + bit / 32]) >>
-                     (bit % 32)) & mask);
-        }
-        nz[gi * n + c] = -z * scales[gi * n + c];
+    // Word by word (c0 is a multiple of 32 / bits): the shifts become
+    // constants the compiler unrolls, instead of a bit index per column
+    // (this loop was ~5% of a 1B decode step).
+    const i64 per = 32 / bits;
+    for (i64 gi = 0; gi < numGroups; ++gi) {
+      const float *sg = scales + gi * n;
+      float *ng = nz + gi * n;
+      if (!zeros) {
+        const float z = float(1u << (bits - 1));
+        for (i64 c = c0; c < c1; ++c)
+          ng[c] = -z * sg[c];
+        continue;
       }
+      const int32_t *zg = zeros + gi * zeroWords;
+      for (i64 c = c0; c < c1; c += per) {
+        const uint32_t word = uint32_t(zg[c / per]);
+        for (i64 f = 0; f < per && c + f < c1; ++f)
+          ng[c + f] = -float((word >> (f * bits)) & mask) * sg[c + f];
+      }
+    }
     for (i64 bi = 0; bi < numBlocks; ++bi) {
       const i64 gi = bi * block / gs;
       const int32_t *q = codes + bi * wpb * n;
@@ -448,6 +458,15 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
                                                   bi * wpb * 3 * (8 / bits))
                 : x + r * k + bi * block;
         const float *xsr = xs.data() + (bi * m + r) * (useDot ? 2 : 1);
+        if (useDot) {
+          // One call on the task's columns: (c1 - c0) / nr panels.
+          callGemv(narrow, q + c0, scales + gi * n + c0, nz + gi * n + c0, xr,
+                   xsr, y + r * n + c0, n, xStride,
+                   /*groups (panels)=*/(c1 - c0) / g.nr, wpb,
+                   kQGemvAhead * g.nr);
+          r += rows;
+          continue;
+        }
         for (i64 j0 = c0; j0 < c1;) {
           const bool wide = wideFn && wideCols > 0 && c1 - j0 >= wideCols;
           const i64 cols = wide ? wideCols : g.nr;

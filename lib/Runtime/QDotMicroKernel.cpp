@@ -95,12 +95,17 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
         .getResult(0);
   };
   SmallVector<Value> init(rows * nv * accs, zero);
+  // One block of K (wpg word rows) on `groups` panels of `cols` columns
+  // side by side: one call covers a run of columns (the driver's per-call
+  // overhead, 35 arguments, was paid per 32 columns).
+  Value panels = groups;
   scf::ForOp::create(
-      b, loc, ix.cst(0), groups, ix.cst(1), ValueRange{},
-      [&](OpBuilder &gb, Location l, Value g, ValueRange) {
+      b, loc, ix.cst(0), panels, ix.cst(1), ValueRange{},
+      [&](OpBuilder &gb, Location l, Value p, ValueRange) {
         IndexMath gx{gb, l};
-        Value w0 = gx.mul(g, wpg);
-        Value w1 = gx.add(w0, wpg);
+        Value colOff = gx.mul(p, gx.cst(cols));
+        Value w0 = gx.cst(0);
+        Value w1 = wpg;
         // kQDotWords words per iteration, summed in int16 (per word and
         // lane at most 2 x sets x (2^bits - 1) x 128: 4-bit 7680, so four
         // words stay below 2^15) and widened once (vpmaddwd is the scarce
@@ -114,7 +119,7 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
               SmallVector<Value> sums(rows * nv * 3);
               for (int64_t u = 0; u < kernels::kQDotWords; ++u) {
                 Value w = wx.add(w0u, wx.cst(u));
-                Value qrow = wx.mul(w, ldq);
+                Value qrow = wx.add(wx.mul(w, ldq), colOff);
                 Value ahead = wx.add(qrow, pf);
                 for (int64_t j = 0; j < nv * vl; j += 16)
                   memref::PrefetchOp::create(
@@ -175,11 +180,10 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
                   }
               scf::YieldOp::create(wb, wl, acc);
             });
-        // y[r, :] += (s * 2^e) * (A + 256 B) + nzs * xs[r, g], with xs and
-        // 2^e the pair (group sum, digit scale) at xs[2 (groups r + g)].
-        Value srow = gx.mul(g, ldq);
+        // y[r, :] += (s * 2^e) * (A + 256 B) + nzs * xs[r], with xs and
+        // 2^e the pair (block sum, digit scale) at xs[2 r].
         for (int64_t j = 0; j < nv; ++j) {
-          Value soff = gx.add(srow, gx.cst(j * vl));
+          Value soff = gx.add(colOff, gx.cst(j * vl));
           Value sv = vector::LoadOp::create(gb, l, vf, s, soff);
           Value zv = vector::LoadOp::create(gb, l, vf, nz, soff);
           for (int64_t r = 0; r < rows; ++r) {
@@ -193,14 +197,13 @@ void quant_mlir::buildQDotGemvMicroKernel(ModuleOp module,
                 gb, l, vf, wordLoop.getResult(accIndex(r, j, 0)));
             Value fb = arith::SIToFPOp::create(gb, l, vf, ib);
             Value total = vector::FMAOp::create(gb, l, f256, fb, fa);
-            Value pair =
-                gx.mul(gx.add(gx.mul(groups, gx.cst(r)), g), gx.cst(2));
+            Value pair = gx.cst(2 * r);
             Value xsum = vector::BroadcastOp::create(
                 gb, l, vf, memref::LoadOp::create(gb, l, xs, pair));
             Value scale = vector::BroadcastOp::create(
                 gb, l, vf,
                 memref::LoadOp::create(gb, l, xs, gx.add(pair, gx.cst(1))));
-            Value yoff = gx.add(gx.mul(ldq, gx.cst(r)), gx.cst(j * vl));
+            Value yoff = gx.add(gx.mul(ldq, gx.cst(r)), soff);
             Value yv = vector::LoadOp::create(gb, l, vf, y, yoff);
             Value se = arith::MulFOp::create(gb, l, sv, scale);
             yv = vector::FMAOp::create(gb, l, se, total, yv);

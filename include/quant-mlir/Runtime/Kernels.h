@@ -130,7 +130,9 @@ struct QGemvMicroKernel {
   /// The integer-dot variants (hasQDotGemv hosts; bits 2 and 4, rows 1 and
   /// 2): x is passed as digit words and xs as (group sum, digit scale)
   /// pairs, laid out by kernels' packDigits; words per group a multiple of
-  /// kQDotWords; null where not generated.
+  /// kQDotWords; one block of K (wpg words) per call, the groups argument
+  /// counting nr-column panels side by side (a run of columns per call);
+  /// null where not generated.
   Fn dot[9][3] = {};
 };
 void setQGemvMicroKernels(const QGemvMicroKernel &kernels);
