@@ -453,7 +453,7 @@ void qgemv(i64 m, i64 n, i64 k, unsigned bits, i64 groupSize, i64 groups,
         while (!useDot && rows > 1 && (rows > m - r || !g.fn[bits][rows]))
           rows /= 2;
         QGemvMicroKernel::Fn narrow = useDot ? g.dot[bits][rows] : g.fn[bits][rows];
-        QGemvMicroKernel::Fn wideFn = useDot ? nullptr : g.wide[bits][rows];
+        QGemvMicroKernel::Fn wideFn = g.wide[bits][rows];
         const i64 wideCols = g.wideCols[rows];
         // The integer kernel's x and xs: digit words and (sum, scale)
         // pairs, passed through the same pointer arguments.

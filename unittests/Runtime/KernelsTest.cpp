@@ -346,6 +346,34 @@ TEST_F(VectorKernelsTest, HeadParallelContractionIsBitwiseStable) {
   }
 }
 
+// One vqlinearF32 case against the float64 reference (relative error
+// below 2e-5), at 1 and 2 threads, the two bitwise equal.
+static void checkVQLinearCase(std::mt19937 &rng, const QCase &c) {
+  SCOPED_TRACE(testing::Message()
+               << "bits=" << c.bits << " group=" << c.groupSize
+               << " zeros=" << c.zeros << " act=" << c.actOrder
+               << " m=" << c.m << " n=" << c.n << " k=" << c.k);
+  PackedLayer layer(rng, c.n, c.k, c.bits, c.groupSize, c.zeros, c.actOrder,
+                    c.bias);
+  auto x = randomFloats(rng, c.m * c.k);
+  std::vector<float> outs[2];
+  for (int t : {1, 2}) {
+    openblas_set_num_threads(t);
+    std::vector<float> &y = outs[t - 1];
+    y.assign(c.m * c.n, -123.0f);
+    kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits),
+                         c.groupSize > 0 ? c.groupSize : 0, layer.groups,
+                         x.data(), layer.codes.data(), layer.scales.data(),
+                         c.zeros ? layer.zeros.data() : nullptr,
+                         c.actOrder ? layer.gIdx.data() : nullptr,
+                         c.bias ? layer.bias.data() : nullptr, y.data());
+    EXPECT_LT(relErr(y.data(), layer.reference(x, c.m)), 2e-5);
+  }
+  EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
+                        outs[0].size() * sizeof(float)),
+            0);
+}
+
 TEST_F(VectorKernelsTest, QuantizedLinearMatchesFloat64) {
   std::mt19937 rng(9);
   std::vector<QCase> cases;
@@ -356,31 +384,8 @@ TEST_F(VectorKernelsTest, QuantizedLinearMatchesFloat64) {
                          group != 64, bits == 3 ? 13 : 24, 160, 512});
   cases.push_back({4, 128, true, true, true, 70, 96, 1536});
   cases.push_back({3, 64, false, true, false, 1, 64, 1024}); // falls back
-  for (const QCase &c : cases) {
-    SCOPED_TRACE(testing::Message()
-                 << "bits=" << c.bits << " group=" << c.groupSize
-                 << " zeros=" << c.zeros << " act=" << c.actOrder
-                 << " m=" << c.m << " k=" << c.k);
-    PackedLayer layer(rng, c.n, c.k, c.bits, c.groupSize, c.zeros, c.actOrder,
-                      c.bias);
-    auto x = randomFloats(rng, c.m * c.k);
-    std::vector<float> outs[2];
-    for (int t : {1, 2}) {
-      openblas_set_num_threads(t);
-      std::vector<float> &y = outs[t - 1];
-      y.assign(c.m * c.n, -123.0f);
-      kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits),
-                           c.groupSize > 0 ? c.groupSize : 0, layer.groups,
-                           x.data(), layer.codes.data(), layer.scales.data(),
-                           c.zeros ? layer.zeros.data() : nullptr,
-                           c.actOrder ? layer.gIdx.data() : nullptr,
-                           c.bias ? layer.bias.data() : nullptr, y.data());
-      EXPECT_LT(relErr(y.data(), layer.reference(x, c.m)), 2e-5);
-    }
-    EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
-                          outs[0].size() * sizeof(float)),
-              0);
-  }
+  for (const QCase &c : cases)
+    checkVQLinearCase(rng, c);
 }
 
 // Decode (M = 1..8): the dequantizing GEMV micro-kernels (bits 2 / 4 / 8)
@@ -402,39 +407,19 @@ TEST_F(VectorKernelsTest, DecodeGemvMatchesFloat64) {
   const kernels::QGemvMicroKernel registered = kernels::qgemvMicroKernels();
   auto restore =
       llvm::scope_exit([&] { kernels::setQGemvMicroKernels(registered); });
-  for (int pass = 0; pass < 2; ++pass)
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) {
+      kernels::QGemvMicroKernel floatOnly = registered;
+      std::fill(&floatOnly.dot[0][0], &floatOnly.dot[0][0] + 9 * 3, nullptr);
+      kernels::setQGemvMicroKernels(floatOnly);
+    }
     for (const QCase &c : cases) {
       if (pass == 1 && c.m > 2)
         continue;
-      if (pass == 1) {
-        kernels::QGemvMicroKernel floatOnly = registered;
-        std::fill(&floatOnly.dot[0][0], &floatOnly.dot[0][0] + 9 * 3, nullptr);
-        kernels::setQGemvMicroKernels(floatOnly);
-      }
-      SCOPED_TRACE(testing::Message()
-                   << "bits=" << c.bits << " group=" << c.groupSize
-                   << " zeros=" << c.zeros << " act=" << c.actOrder
-                   << " m=" << c.m << " n=" << c.n << " pass=" << pass);
-      PackedLayer layer(rng, c.n, c.k, c.bits, c.groupSize, c.zeros, c.actOrder,
-                        c.bias);
-      auto x = randomFloats(rng, c.m * c.k);
-      std::vector<float> outs[2];
-      for (int t : {1, 2}) {
-        openblas_set_num_threads(t);
-        std::vector<float> &y = outs[t - 1];
-        y.assign(c.m * c.n, -123.0f);
-        kernels::vqlinearF32(c.m, c.n, c.k, unsigned(c.bits),
-                             c.groupSize > 0 ? c.groupSize : 0, layer.groups,
-                             x.data(), layer.codes.data(), layer.scales.data(),
-                             c.zeros ? layer.zeros.data() : nullptr,
-                             c.actOrder ? layer.gIdx.data() : nullptr,
-                             c.bias ? layer.bias.data() : nullptr, y.data());
-        EXPECT_LT(relErr(y.data(), layer.reference(x, c.m)), 2e-5);
-      }
-      EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(),
-                            outs[0].size() * sizeof(float)),
-                0);
+      SCOPED_TRACE(testing::Message() << "pass=" << pass);
+      checkVQLinearCase(rng, c);
     }
+  }
 }
 
 // Decode on the integer-dot kernels (AVX2 and AVX-512 VNNI hosts; elsewhere
@@ -448,10 +433,11 @@ TEST_F(VectorKernelsTest, DecodeGemvIntegerDotMatchesFloat64) {
   auto target = initVectorKernels();
   ASSERT_TRUE(bool(target));
   const kernels::QGemvMicroKernel &g = kernels::qgemvMicroKernels();
-  if (hasQDotGemv(*target))
+  if (hasQDotGemv(*target)) {
     for (unsigned bits : {2u, 4u})
       for (int rows : {1, 2})
         EXPECT_NE(g.dot[bits][rows], nullptr);
+  }
   std::mt19937 rng(29);
   struct Case {
     int64_t bits, group, m, n, k;
